@@ -687,5 +687,15 @@ impl RawConfig {
     }
 }
 
+/// A fresh session secret: 32 random bytes, base64url (what `portcullis secret` prints).
+pub fn generate_secret() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 #[cfg(test)]
 mod tests;
+

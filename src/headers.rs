@@ -1,1 +1,244 @@
-//! TODO: being written.
+//! Pure `HeaderMap` functions for the proxy path: hop-by-hop removal, spoofed
+//! identity headers, `X-Forwarded-*`. No I/O, so every rule has a table test.
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use http::header::{CONNECTION, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue, Version};
+use ipnet::IpNet;
+
+/// Hop-by-hop headers that are never forwarded, besides those named in
+/// `Connection` (RFC 9110 §7.6.1; `Keep-Alive` and `Proxy-Connection` are the
+/// legacy ones every proxy still meets).
+const HOP_BY_HOP: [&str; 4] = ["keep-alive", "proxy-connection", "te", "trailer"];
+
+/// Removes `Connection`, every header it names, and the fixed hop-by-hop headers
+/// (RFC 9110 §7.6.1), including `Upgrade`.
+///
+/// Call it before adding headers of your own: a client may name any header in
+/// `Connection`, and whatever it names goes.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, false);
+}
+
+/// Like [`strip_hop_by_hop`], for an HTTP/1.1 upgrade (a request that passed
+/// [`is_upgrade_request`], or its `101` answer): keeps `Upgrade` and leaves
+/// `Connection: upgrade`, which the next hop needs to switch protocols.
+pub fn strip_hop_by_hop_keep_upgrade(headers: &mut HeaderMap) {
+    strip(headers, true);
+    if headers.contains_key(UPGRADE) {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+fn strip(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim_ascii()).ok())
+        .collect();
+    headers.remove(CONNECTION);
+    for name in listed {
+        if !(keep_upgrade && name == UPGRADE) {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(TRANSFER_ENCODING);
+    if !keep_upgrade {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// An HTTP/1.1 request asking to switch protocols (WebSocket and the like):
+/// `Connection` lists `upgrade` and `Upgrade` is present. `h2c` is refused:
+/// the upstream leg is HTTP/1.1 and an h2c switch cannot be tunnelled blindly.
+pub fn is_upgrade_request<B>(req: &http::Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && lists_token(req.headers(), &CONNECTION, "upgrade")
+        && req.headers().contains_key(UPGRADE)
+        && !lists_token(req.headers(), &UPGRADE, "h2c")
+}
+
+/// Whether any `name` header holds `token` in its comma-separated list
+/// (case-insensitive). For `Upgrade`, `websocket/13` counts as `websocket`.
+fn lists_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(|item| {
+            item.split(|&b| b == b'/')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii()
+        })
+        .any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Removes every header a client might send to impersonate what portcullis sets
+/// (DESIGN §5): names compare case-insensitively with `_` taken as `-`, because
+/// many servers and CGI gateways merge `X_Forwarded_User` into `X-Forwarded-User`.
+#[derive(Debug, Clone, Default)]
+pub struct SpoofGuard {
+    /// Lower-case, `_` already turned into `-`.
+    protected: Vec<Box<[u8]>>,
+}
+
+impl SpoofGuard {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut protected: Vec<Box<[u8]>> = names
+            .into_iter()
+            .map(|name| normalise(name.as_bytes()).into())
+            .collect();
+        protected.sort();
+        protected.dedup();
+        Self { protected }
+    }
+
+    /// Allocates only when a spoofed header is found.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        let spoofed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| self.protects(name.as_str()))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            headers.remove(name);
+        }
+    }
+
+    pub fn protects(&self, name: &str) -> bool {
+        self.protected.iter().any(|p| same_name(p, name.as_bytes()))
+    }
+}
+
+fn normalise(name: &[u8]) -> Vec<u8> {
+    name.iter().map(|&b| normalise_byte(b)).collect()
+}
+
+fn normalise_byte(b: u8) -> u8 {
+    if b == b'_' {
+        b'-'
+    } else {
+        b.to_ascii_lowercase()
+    }
+}
+
+/// `protected` is already normalised; `name` is compared byte by byte.
+fn same_name(protected: &[u8], name: &[u8]) -> bool {
+    protected.len() == name.len()
+        && protected
+            .iter()
+            .zip(name)
+            .all(|(&p, &b)| p == normalise_byte(b))
+}
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+
+/// Claims about the client or the original request that only a trusted proxy
+/// may make (DESIGN §8 item 4). From anyone else they are dropped, in any
+/// spelling, so the upstream cannot be misled either.
+static FORWARDING_CLAIMS: LazyLock<SpoofGuard> = LazyLock::new(|| {
+    SpoofGuard::new([
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-uri",
+        "x-forwarded-method",
+        "x-real-ip",
+        "forwarded",
+    ])
+});
+
+/// Sets `X-Forwarded-For`, `-Proto` and `-Host` for the upstream.
+///
+/// From a trusted proxy, its chain is kept and `peer` appended, and its
+/// `-Proto`/`-Host` are kept (filled in when missing). From anyone else every
+/// forwarding claim is dropped and the three are set from the connection:
+/// `peer`, `proto` (`"http"` or `"https"`) and the `Host` header. For an HTTP/2
+/// request, put `:authority` into `Host` first.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    trusted_proxies: &[IpNet],
+    proto: &str,
+) {
+    let peer = peer.to_canonical();
+    let mut chain = Vec::new();
+    if is_trusted(peer, trusted_proxies) {
+        for value in headers.get_all(X_FORWARDED_FOR) {
+            chain.extend_from_slice(value.as_bytes());
+            chain.extend_from_slice(b", ");
+        }
+    } else {
+        FORWARDING_CLAIMS.strip(headers);
+    }
+    chain.extend_from_slice(peer.to_string().as_bytes());
+    let chain = HeaderValue::from_bytes(&chain).unwrap_or_else(|_| ip_value(peer));
+    headers.insert(HeaderName::from_static(X_FORWARDED_FOR), chain);
+    if !headers.contains_key(X_FORWARDED_PROTO)
+        && let Ok(value) = HeaderValue::from_str(proto)
+    {
+        headers.insert(HeaderName::from_static(X_FORWARDED_PROTO), value);
+    }
+    if !headers.contains_key(X_FORWARDED_HOST)
+        && let Some(host) = headers.get(HOST).cloned()
+    {
+        headers.insert(HeaderName::from_static(X_FORWARDED_HOST), host);
+    }
+}
+
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::try_from(ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// The client's address: the rightmost `X-Forwarded-For` hop that is not a
+/// trusted proxy, walking left only through trusted ones. An entry that does
+/// not parse stops the walk at the last trusted hop, which is then the answer.
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted_proxies: &[IpNet]) -> IpAddr {
+    let mut client = peer.to_canonical();
+    if !is_trusted(client, trusted_proxies) {
+        return client;
+    }
+    let mut hops: Vec<&[u8]> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .collect();
+    while let Some(hop) = hops.pop() {
+        let Some(ip) = parse_hop(hop) else {
+            return client;
+        };
+        client = ip;
+        if !is_trusted(ip, trusted_proxies) {
+            return client;
+        }
+    }
+    client
+}
+
+/// An address in `X-Forwarded-For`: bare, or with a port as some proxies write it.
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let hop = std::str::from_utf8(hop.trim_ascii()).ok()?;
+    let ip = hop
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))?;
+    Some(ip.to_canonical())
+}
+
+fn is_trusted(ip: IpAddr, trusted_proxies: &[IpNet]) -> bool {
+    trusted_proxies.iter().any(|net| net.contains(&ip))
+}
+
+#[cfg(test)]
+mod tests;

@@ -24,3 +24,138 @@ pub struct Identity {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, Value>,
 }
+
+/// Why claims could not become an identity.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("the provider's claims have no usable `sub`")]
+    MissingSubject,
+}
+
+impl Identity {
+    /// Builds the identity from verified claims. `wanted` lists the claim names the
+    /// `[headers]` map forwards, so non-standard ones are kept in `extra`.
+    pub fn from_claims<'a>(
+        claims: &Map<String, Value>,
+        wanted: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, IdentityError> {
+        let sub = claims
+            .get("sub")
+            .and_then(scalar_string)
+            .filter(|s| !s.is_empty())
+            .ok_or(IdentityError::MissingSubject)?;
+        let extra = wanted
+            .into_iter()
+            .filter(|name| !STANDARD_CLAIMS.contains(name))
+            .filter_map(|name| Some((name.to_owned(), claims.get(name)?.clone())))
+            .collect();
+        Ok(Self {
+            sub,
+            email: claims.get("email").and_then(scalar_string),
+            email_verified: claims.get("email_verified").and_then(|v| match v {
+                Value::Bool(b) => Some(*b),
+                // Some providers send the boolean as a string.
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            }),
+            name: claims.get("name").and_then(scalar_string),
+            preferred_username: claims.get("preferred_username").and_then(scalar_string),
+            groups: claims.get("groups").map(string_list).unwrap_or_default(),
+            extra,
+        })
+    }
+
+    /// The value of `claim` as one string: lists are joined with `,`.
+    pub fn claim(&self, claim: &str) -> Option<String> {
+        match claim {
+            "sub" => Some(self.sub.clone()),
+            "email" => self.email.clone(),
+            "email_verified" => self.email_verified.map(|b| b.to_string()),
+            "name" => self.name.clone(),
+            "preferred_username" => self.preferred_username.clone(),
+            "groups" => (!self.groups.is_empty()).then(|| self.groups.join(",")),
+            other => {
+                let value = self.extra.get(other)?;
+                match value {
+                    Value::Array(_) => Some(string_list(value).join(",")),
+                    v => scalar_string(v),
+                }
+            }
+        }
+    }
+
+    /// The claim as a header value. Printable ASCII passes as it is; anything else
+    /// (non-ASCII, control characters) is sent as an RFC 2047 encoded word,
+    /// `=?UTF-8?B?<base64 of the UTF-8 bytes>?=`, so it is never sent raw and never
+    /// dropped.
+    pub fn header_value(&self, claim: &str) -> Option<http::HeaderValue> {
+        let value = self.claim(claim)?;
+        encode_header_value(&value)
+    }
+}
+
+/// Printable ASCII as it is; anything else as an RFC 2047 encoded word.
+pub fn encode_header_value(value: &str) -> Option<http::HeaderValue> {
+    use base64::Engine;
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) && !value.starts_with("=?") {
+        return http::HeaderValue::from_str(value).ok();
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(value.as_bytes());
+    http::HeaderValue::from_str(&format!("=?UTF-8?B?{encoded}?=")).ok()
+}
+
+const STANDARD_CLAIMS: [&str; 6] = ["sub", "email", "email_verified", "name", "preferred_username", "groups"];
+
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A claim that should be a list of strings: an array, or one string alone.
+fn string_list(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => items.iter().filter_map(scalar_string).collect(),
+        other => scalar_string(other).into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn builds_identity_from_standard_and_wanted_claims() {
+        let c = claims(json!({"sub": "u1", "email": "a@x.org", "email_verified": "true",
+            "groups": ["a", "b"], "department": "R&D", "ignored": 1}));
+        let id = Identity::from_claims(&c, ["sub", "department"]).unwrap();
+        assert_eq!(id.email_verified, Some(true));
+        assert_eq!(id.claim("groups").as_deref(), Some("a,b"));
+        assert_eq!(id.claim("department").as_deref(), Some("R&D"));
+        assert!(!id.extra.contains_key("ignored"));
+    }
+
+    #[test]
+    fn numeric_sub_is_accepted_and_missing_sub_refused() {
+        assert_eq!(Identity::from_claims(&claims(json!({"sub": 42})), []).unwrap().sub, "42");
+        assert!(Identity::from_claims(&claims(json!({"sub": ""})), []).is_err());
+        assert!(Identity::from_claims(&claims(json!({"email": "a@b"})), []).is_err());
+    }
+
+    #[test]
+    fn non_ascii_and_control_characters_are_encoded_not_dropped() {
+        assert_eq!(encode_header_value("Ada Lovelace").unwrap(), "Ada Lovelace");
+        assert_eq!(encode_header_value("Zoë").unwrap(), "=?UTF-8?B?Wm/Dqw==?=");
+        assert_eq!(encode_header_value("a\r\nX-Evil: 1").unwrap(), "=?UTF-8?B?YQ0KWC1FdmlsOiAx?=");
+        // A value that merely looks encoded is encoded too, so it cannot be forged.
+        assert!(encode_header_value("=?UTF-8?B?x?=").unwrap().to_str().unwrap().starts_with("=?UTF-8?B?PT9"));
+    }
+}

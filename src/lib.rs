@@ -6,7 +6,7 @@
 //! else and `upstream` streams to the app. `respond` is the one place where an
 //! error becomes a status and a page.
 
-pub mod auth;
+// pub mod auth;  (lead: enabled once the parts land)
 pub mod config;
 pub mod demo;
 pub mod headers;
@@ -14,7 +14,7 @@ pub mod identity;
 pub mod pages;
 pub mod policy;
 pub mod provider;
-pub mod proxy;
+// pub mod proxy;
 pub mod redirect;
 pub mod respond;
 pub mod server;
@@ -46,3 +46,4 @@ pub fn now_unix() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+

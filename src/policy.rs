@@ -1,1 +1,297 @@
-//! TODO: being written.
+//! Access policy (DESIGN §6): the first `[[rules]]` entry matching method and the
+//! normalised path, then the global `[access]` policy for signed-in users.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use http::Method;
+
+use crate::config::{AccessConfig, Config, RuleConfig};
+use crate::identity::Identity;
+
+/// What the matched rule asks of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement<'a> {
+    /// No session needed.
+    Public,
+    /// A signed-in user who passes the global policy and, if listed, is in one of `groups`.
+    SignedIn { groups: &'a [String], api: bool },
+}
+
+/// Why a signed-in user was refused. Shown to that user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("your email address is not verified at the identity provider")]
+    EmailNotVerified,
+    #[error("your email address is not allowed to use this application")]
+    EmailNotAllowed,
+    #[error("you are not in a group allowed to use this application")]
+    NotInAllowedGroup,
+    #[error("you are not in a group allowed to use this page")]
+    NotInRuleGroup,
+}
+
+pub struct Policy {
+    rules: Vec<Rule>,
+    access: AccessConfig,
+    /// `allowed_emails` plus the lines of `allowed_emails_file`, swapped whole on change.
+    emails: Arc<ArcSwap<HashSet<String>>>,
+}
+
+struct Rule {
+    pattern: Pattern,
+    methods: Vec<Method>,
+    public: bool,
+    groups: Vec<String>,
+    api: bool,
+}
+
+enum Pattern {
+    Exact(String),
+    Prefix(String),
+    Glob(Vec<GlobPart>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum GlobPart {
+    Literal(String),
+    /// `*`: any run of characters within one segment.
+    Star,
+    /// `**`: any run of characters, slashes included.
+    DoubleStar,
+}
+
+impl Policy {
+    pub fn new(config: &Config) -> std::io::Result<Self> {
+        let access = config.access.clone();
+        let emails = Arc::new(ArcSwap::from_pointee(read_emails(&access)?));
+        Ok(Self {
+            rules: config.rules.iter().map(Rule::from_config).collect(),
+            access,
+            emails,
+        })
+    }
+
+    /// Re-reads `allowed_emails_file` whenever its modification time changes.
+    /// The request path only ever loads the current snapshot.
+    pub fn watch_emails_file(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let path: PathBuf = self.access.allowed_emails_file.clone()?;
+        let access = self.access.clone();
+        let emails = self.emails.clone();
+        Some(tokio::spawn(async move {
+            let mut seen = modified(&path);
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let now = modified(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                match read_emails(&access) {
+                    Ok(set) => {
+                        tracing::info!(file = %path.display(), count = set.len(), "reloaded access.allowed_emails_file");
+                        emails.store(Arc::new(set));
+                    }
+                    Err(e) => tracing::error!(file = %path.display(), error = %e, "cannot re-read access.allowed_emails_file; keeping the previous list"),
+                }
+            }
+        }))
+    }
+
+    /// The requirement of the first rule matching `method` and the normalised `path`;
+    /// no match means "signed in".
+    pub fn requirement(&self, method: &Method, path: &str) -> Requirement<'_> {
+        let rule = self.rules.iter().find(|r| {
+            (r.methods.is_empty() || r.methods.contains(method)) && r.pattern.matches(path)
+        });
+        match rule {
+            Some(r) if r.public => Requirement::Public,
+            Some(r) => Requirement::SignedIn { groups: &r.groups, api: r.api },
+            None => Requirement::SignedIn { groups: &[], api: false },
+        }
+    }
+
+    /// The global policy: verified email, allowed emails or domains, allowed groups.
+    pub fn admits(&self, identity: &Identity) -> Result<(), Denied> {
+        let a = &self.access;
+        if let Some(email) = &identity.email {
+            if a.require_email_verified && identity.email_verified != Some(true) {
+                return Err(Denied::EmailNotVerified);
+            }
+            let email = email.to_ascii_lowercase();
+            let listed = self.emails.load().contains(&email);
+            if !listed && !domain_allowed(&a.allowed_email_domains, &email) {
+                return Err(Denied::EmailNotAllowed);
+            }
+        } else if !a.allowed_email_domains.iter().any(|d| d == "*") {
+            // Without an email only a policy that admits every domain can pass.
+            return Err(Denied::EmailNotAllowed);
+        }
+        if !a.allowed_groups.is_empty() && !in_any(&identity.groups, &a.allowed_groups) {
+            return Err(Denied::NotInAllowedGroup);
+        }
+        Ok(())
+    }
+
+    /// The global policy, then the rule's groups.
+    pub fn authorize(&self, identity: &Identity, requirement: Requirement<'_>) -> Result<(), Denied> {
+        self.admits(identity)?;
+        match requirement {
+            Requirement::SignedIn { groups, .. } if !groups.is_empty() && !in_any(&identity.groups, groups) => {
+                Err(Denied::NotInRuleGroup)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn in_any(have: &[String], wanted: &[String]) -> bool {
+    have.iter().any(|g| wanted.contains(g))
+}
+
+fn modified(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn read_emails(access: &AccessConfig) -> std::io::Result<HashSet<String>> {
+    let mut set: HashSet<String> = access.allowed_emails.iter().cloned().collect();
+    if let Some(path) = &access.allowed_emails_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("access.allowed_emails_file: cannot read {}: {e}", path.display()))
+        })?;
+        set.extend(
+            text.lines()
+                .map(|l| l.trim())
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    Ok(set)
+}
+
+/// Domain allow-list on label boundaries (DESIGN §8.2, §8.7): the address must have
+/// exactly one `@`; `example.com` admits that domain only, `.example.com` admits
+/// its subdomains only, `*` admits all.
+pub fn domain_allowed(allowed: &[String], email: &str) -> bool {
+    let mut parts = email.split('@');
+    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    if local.is_empty() || domain.is_empty() {
+        return false;
+    }
+    allowed.iter().any(|entry| {
+        if entry == "*" {
+            true
+        } else if entry.starts_with('.') {
+            domain.len() > entry.len() && domain.ends_with(entry.as_str())
+        } else {
+            domain == entry
+        }
+    })
+}
+
+// === paths ===
+
+/// The path rules are matched against (DESIGN §8.5): percent-decoded once, `//`
+/// collapsed, dot segments removed (RFC 3986 §5.2.4). The request target never
+/// carries a fragment, so a decoded `%23` is an ordinary character here.
+pub fn normalize_path(raw: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = decoded.split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    let mut trailing_slash = false;
+    for (i, seg) in segments.iter().enumerate() {
+        match *seg {
+            "" | "." => trailing_slash = i == last && i > 0,
+            ".." => {
+                out.pop();
+                trailing_slash = i == last;
+            }
+            s => {
+                out.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut path = String::with_capacity(decoded.len() + 1);
+    for seg in &out {
+        path.push('/');
+        path.push_str(seg);
+    }
+    if trailing_slash || path.is_empty() {
+        path.push('/');
+    }
+    path
+}
+
+impl Rule {
+    fn from_config(c: &RuleConfig) -> Self {
+        Self {
+            pattern: Pattern::parse(&c.path),
+            methods: c.methods.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect(),
+            public: c.public,
+            groups: c.groups.clone(),
+            api: c.api,
+        }
+    }
+}
+
+impl Pattern {
+    fn parse(p: &str) -> Self {
+        if p.contains('*') {
+            let mut parts = Vec::new();
+            let mut rest = p;
+            while let Some(i) = rest.find('*') {
+                if i > 0 {
+                    parts.push(GlobPart::Literal(rest[..i].to_owned()));
+                }
+                if rest[i..].starts_with("**") {
+                    parts.push(GlobPart::DoubleStar);
+                    rest = &rest[i + 2..];
+                } else {
+                    parts.push(GlobPart::Star);
+                    rest = &rest[i + 1..];
+                }
+            }
+            if !rest.is_empty() {
+                parts.push(GlobPart::Literal(rest.to_owned()));
+            }
+            Pattern::Glob(parts)
+        } else if p.ends_with('/') {
+            Pattern::Prefix(p.to_owned())
+        } else {
+            Pattern::Exact(p.to_owned())
+        }
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            Pattern::Exact(p) => path == p,
+            Pattern::Prefix(p) => path.starts_with(p.as_str()),
+            Pattern::Glob(parts) => glob_match(parts, path),
+        }
+    }
+}
+
+/// Anchored at both ends.
+fn glob_match(parts: &[GlobPart], path: &str) -> bool {
+    match parts.split_first() {
+        None => path.is_empty(),
+        Some((GlobPart::Literal(lit), rest)) => path.strip_prefix(lit.as_str()).is_some_and(|p| glob_match(rest, p)),
+        Some((wild, rest)) => {
+            let limit = match wild {
+                GlobPart::Star => path.find('/').unwrap_or(path.len()),
+                _ => path.len(),
+            };
+            (0..=limit).filter(|&i| path.is_char_boundary(i)).any(|i| glob_match(rest, &path[i..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,103 @@
-//! TODO: being written.
+//! The request phases for everything outside `/oauth2/` (DESIGN §1): match the
+//! rule, authenticate, authorise, set identity headers, stream to the upstream.
+//! Spoofed identity headers were already stripped by the dispatcher.
+
+use http::header::{AUTHORIZATION, SET_COOKIE};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use hyper::body::Incoming;
+
+use crate::App;
+use crate::policy::{Requirement, normalize_path};
+use crate::respond::{self, Problem};
+use crate::server::ConnInfo;
+use crate::session::Session;
+use crate::{Body, now_unix};
+
+pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-forwarded-access-token");
+
+pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    let html = respond::wants_html(req.method(), req.headers());
+    let path = normalize_path(req.uri().path());
+    let requirement = app.policy.requirement(req.method(), &path);
+    let Authenticated { session, set_cookies } = authenticate(app, req.headers());
+
+    let admitted = match (&session, requirement) {
+        (Some(s), _) => match app.policy.authorize(&s.identity, requirement) {
+            Ok(()) => Some(s),
+            // On a public path a refused user is simply anonymous.
+            Err(_) if requirement == Requirement::Public => None,
+            Err(denied) => return with_cookies(respond::problem(Problem::from(denied), html), set_cookies),
+        },
+        (None, Requirement::Public) => None,
+        (None, Requirement::SignedIn { api, .. }) => {
+            let resp = respond::unauthenticated(html && !api, &sign_in_location(app, &req));
+            return with_cookies(resp, set_cookies);
+        }
+    };
+
+    let headers = req.headers_mut();
+    if let Some(session) = admitted {
+        set_identity_headers(app, headers, session);
+    }
+    app.sessions.strip_own_cookies(headers);
+    crate::headers::set_forwarded(headers, conn.peer.ip(), &app.config.server.trusted_proxies, if conn.tls { "https" } else { "http" });
+
+    let resp = match app.upstream.forward(req).await {
+        Ok(resp) => resp,
+        Err(e) => respond::problem(Problem::from(e), html),
+    };
+    with_cookies(resp, set_cookies)
+}
+
+/// The session of this request, if any, and the Set-Cookie values the response
+/// must carry (clearing a bad cookie, or refreshing `last_seen_at`).
+pub struct Authenticated {
+    pub session: Option<Session>,
+    pub set_cookies: Vec<HeaderValue>,
+}
+
+pub fn authenticate(app: &App, headers: &HeaderMap) -> Authenticated {
+    let now = now_unix();
+    let loaded = app.sessions.load(headers, now);
+    let mut set_cookies = loaded.clear;
+    let mut session = loaded.session;
+    if let Some(s) = session.as_mut().filter(|s| app.sessions.needs_touch(s, now)) {
+        s.last_seen_at = now;
+        set_cookies.extend(app.sessions.store(s, headers));
+    }
+    Authenticated { session, set_cookies }
+}
+
+/// Identity headers from the `[headers]` map, plus the tokens when configured.
+pub fn set_identity_headers(app: &App, headers: &mut HeaderMap, session: &Session) {
+    for (name, claim) in &app.config.headers {
+        if let Some(value) = session.identity.header_value(claim) {
+            headers.insert(name.clone(), value);
+        }
+    }
+    let upstream = &app.config.upstream;
+    if upstream.pass_access_token {
+        if let Some(v) = session.tokens.access_token.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
+            headers.insert(ACCESS_TOKEN_HEADER, v);
+        }
+    }
+    if upstream.pass_id_token {
+        if let Some(v) = session.tokens.id_token.as_deref().and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+            headers.insert(AUTHORIZATION, v);
+        }
+    }
+}
+
+/// `<public_url path>/oauth2/sign_in?rd=<original path and query>`.
+pub fn sign_in_location<B>(app: &App, req: &Request<B>) -> String {
+    let original = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    let rd: String = url::form_urlencoded::byte_serialize(original.as_bytes()).collect();
+    format!("{}/oauth2/sign_in?rd={rd}", app.base_path())
+}
+
+pub fn with_cookies(mut resp: Response<Body>, set_cookies: Vec<HeaderValue>) -> Response<Body> {
+    for c in set_cookies {
+        resp.headers_mut().append(SET_COOKIE, c);
+    }
+    resp
+}

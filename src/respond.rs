@@ -1,1 +1,262 @@
-//! TODO: being written.
+//! The one place where an error becomes a status and a page or JSON
+//! (DESIGN §7). Each concern keeps its own error enum; a `From<..> for Problem`
+//! here decides what the client sees, and [`problem`] renders it.
+
+use http::header::{CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+use crate::upstream::UpstreamError;
+use crate::{Body, full, pages};
+
+/// Who failed, which decides how loudly it is logged: a client's mistake is
+/// routine, anything else is the operator's to look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Client,
+    Upstream,
+    Provider,
+    Internal,
+}
+
+/// An error as the client will see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub status: StatusCode,
+    /// The JSON `error` code, e.g. `upstream_unavailable`.
+    pub code: &'static str,
+    /// The page heading.
+    pub title: &'static str,
+    /// Safe to show: no tokens, secrets or internal addresses. Escaped when rendered.
+    pub detail: String,
+    pub source: Source,
+}
+
+impl Problem {
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Bad request",
+            detail,
+            Source::Client,
+        )
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "Access denied",
+            detail,
+            Source::Client,
+        )
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not found",
+            "There is nothing here.",
+            Source::Client,
+        )
+    }
+
+    pub fn bad_gateway(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            "Upstream unavailable",
+            detail,
+            Source::Upstream,
+        )
+    }
+
+    pub fn gateway_timeout(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            "Upstream timed out",
+            detail,
+            Source::Upstream,
+        )
+    }
+
+    /// The sign-in provider failed or answered something unusable.
+    pub fn provider(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_GATEWAY,
+            "provider_error",
+            "Sign-in failed",
+            detail,
+            Source::Provider,
+        )
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong",
+            "portcullis could not handle this request.",
+            Source::Internal,
+        )
+    }
+
+    fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+        source: Source,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            source,
+        }
+    }
+}
+
+impl From<UpstreamError> for Problem {
+    fn from(error: UpstreamError) -> Self {
+        match error {
+            UpstreamError::Unreachable(_) => {
+                Self::bad_gateway("The application behind portcullis cannot be reached.")
+            }
+            UpstreamError::Protocol(_) => {
+                Self::bad_gateway("The application behind portcullis gave no usable answer.")
+            }
+            UpstreamError::InvalidTarget(why) => {
+                Self::bad_request(format!("This request cannot be forwarded: {why}."))
+            }
+            UpstreamError::Timeout(after) => Self::gateway_timeout(format!(
+                "The application behind portcullis did not answer within {}.",
+                humantime::format_duration(after)
+            )),
+        }
+    }
+}
+
+/// DESIGN §1: a browser navigation is a GET or HEAD whose `Accept` lists
+/// `text/html` (with a non-zero quality). Everything else is an API client.
+pub fn wants_html(method: &Method, headers: &HeaderMap) -> bool {
+    (method == Method::GET || method == Method::HEAD)
+        && headers
+            .get_all(http::header::ACCEPT)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(accepts_html)
+}
+
+/// One `Accept` member: `text/html` or `text/html;q=0.8` yes, `text/html;q=0` no.
+fn accepts_html(member: &str) -> bool {
+    let mut parts = member.split(';').map(str::trim);
+    let is_html = parts
+        .next()
+        .is_some_and(|range| range.eq_ignore_ascii_case("text/html"));
+    let refused = parts.any(|param| {
+        param.split_once('=').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("q") && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+        })
+    });
+    is_html && !refused
+}
+
+/// Renders `p` as an HTML page for a browser or as
+/// `{"error": code, "error_description": detail}`, and logs it.
+pub fn problem(p: Problem, html: bool) -> Response<Body> {
+    match p.source {
+        Source::Client => {
+            tracing::debug!(status = p.status.as_u16(), code = p.code, detail = %p.detail, "request refused")
+        }
+        source => {
+            tracing::warn!(status = p.status.as_u16(), code = p.code, ?source, detail = %p.detail, "request failed")
+        }
+    }
+    let mut response = if html {
+        self::html(p.status, pages::error(p.status, p.title, &p.detail))
+    } else {
+        json(
+            p.status,
+            &serde_json::json!({ "error": p.code, "error_description": p.detail }),
+        )
+    };
+    pages::security_headers(response.headers_mut());
+    response
+}
+
+/// Not signed in. A browser is sent to `sign_in_location`; an API client gets
+/// `401` with a `WWW-Authenticate` challenge (RFC 9110 §11.6.1 requires one on
+/// every 401; RFC 6750 §3 gives the Bearer form).
+pub fn unauthenticated(html: bool, sign_in_location: &str) -> Response<Body> {
+    if html {
+        return redirect(sign_in_location);
+    }
+    let mut response = json(
+        StatusCode::UNAUTHORIZED,
+        &serde_json::json!({
+            "error": "unauthenticated",
+            "error_description": "sign in at /oauth2/sign_in",
+        }),
+    );
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Bearer realm="portcullis""#),
+    );
+    response
+}
+
+/// Bytes that cannot stand in a `Location` value as they are: controls, space
+/// and (always, by `utf8_percent_encode`) non-ASCII.
+const LOCATION_UNSAFE: &AsciiSet = &CONTROLS.add(b' ');
+
+/// `302 Found` to `location`, never cached (it may carry a flow's state).
+pub fn redirect(location: &str) -> Response<Body> {
+    let encoded = utf8_percent_encode(location, LOCATION_UNSAFE).to_string();
+    let Ok(location) = HeaderValue::try_from(encoded) else {
+        return problem(Problem::internal(), false);
+    };
+    let mut response = Response::new(crate::empty());
+    *response.status_mut() = StatusCode::FOUND;
+    response.headers_mut().insert(LOCATION, location);
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(full(value.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    headers.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+pub fn html(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    pages::security_headers(response.headers_mut());
+    response
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,238 @@
-//! TODO: being written.
+//! Listeners: the accept loop, optional TLS, HTTP/1.1 + HTTP/2 with upgrades,
+//! limits on request heads, and graceful shutdown (STYLE §3, §8).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+/// How long shutdown waits for open connections, then again for tunnels.
+const DRAIN_CAP: Duration = Duration::from_secs(10);
+/// Pause after a failed accept: errors such as EMFILE persist until some
+/// connection closes, and retrying at once would only spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Concurrent HTTP/2 streams per connection (hyper's default is unbounded).
+const MAX_CONCURRENT_STREAMS: u32 = 250;
+/// hyper refuses an HTTP/1 read buffer smaller than this.
+const MIN_HTTP1_BUF: usize = 8192;
+
+/// What is known about the connection a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// What the server calls for every request. It always answers: failures are
+/// responses too (`respond.rs`), since an error returned to hyper would
+/// abort the connection.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        req: http::Request<Incoming>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = http::Response<crate::Body>> + Send;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// Largest request head; a bigger one is refused with `431` (HTTP/1) or a
+    /// stream reset (HTTP/2).
+    pub max_header_bytes: usize,
+    /// A client that has not sent a whole request head (or finished its TLS
+    /// handshake) by then is disconnected: slowloris.
+    pub header_read_timeout: Duration,
+}
+
+/// Serves `handler` on `listener` until `shutdown` resolves; then stops
+/// accepting, lets open connections finish (at most 10 s), and waits for the
+/// upgraded connections in `tunnels` (at most 10 s more).
+///
+/// With `tls`, every connection is TLS, and ALPN picks HTTP/2 or HTTP/1.1.
+/// Without, HTTP/1.1 and prior-knowledge HTTP/2 are both served.
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: ServerLimits,
+    handler: Arc<H>,
+    tunnels: TaskTracker,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let builder = Arc::new(builder(limits));
+    let tls = tls.map(TlsAcceptor::from);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed; retrying");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, %peer, "could not set TCP_NODELAY");
+        }
+        let conn = ConnInfo {
+            peer,
+            tls: tls.is_some(),
+        };
+        // The watcher is taken here, not in the task, so a connection accepted
+        // just before shutdown is still drained.
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let handler = handler.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve_connection(&builder, stream, conn, handler, watcher).await,
+                Some(tls) => {
+                    match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => {
+                            serve_connection(&builder, stream, conn, handler, watcher).await
+                        }
+                        Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+
+    tracing::info!("shutting down: draining connections");
+    if tokio::time::timeout(DRAIN_CAP, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {DRAIN_CAP:?}; closing them");
+    }
+    tunnels.close();
+    if tokio::time::timeout(DRAIN_CAP, tunnels.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = tunnels.len(),
+            "upgraded connections still open after {DRAIN_CAP:?}; closing them"
+        );
+    }
+    Ok(())
+}
+
+fn builder(limits: ServerLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(MIN_HTTP1_BUF));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+async fn serve_connection<H, I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    conn: ConnInfo,
+    handler: Arc<H>,
+    watcher: Watcher,
+) where
+    H: Handler,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler.handle(req, conn).await) }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(error) = watcher.watch(connection.into_owned()).await {
+        tracing::debug!(error = %error, peer = %conn.peer, "connection ended with an error");
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error(
+        "server.tls_cert {path}: cannot read certificates ({source}); give a PEM file with the certificate chain, leaf first"
+    )]
+    Certificates {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error(
+        "server.tls_cert {path}: no certificate found; give a PEM file with `BEGIN CERTIFICATE` blocks, leaf first"
+    )]
+    NoCertificates { path: PathBuf },
+    #[error(
+        "server.tls_key {path}: cannot read a private key ({source}); give an unencrypted PEM key (PKCS#8, PKCS#1 or SEC1)"
+    )]
+    Key {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("server.tls_cert / server.tls_key: {0}; check that the key belongs to the certificate")]
+    Rejected(#[source] rustls::Error),
+}
+
+/// A rustls server configuration from PEM files, offering HTTP/2 and HTTP/1.1
+/// by ALPN. Uses ring explicitly: no process-wide crypto provider is assumed.
+pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let certificates = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::Certificates {
+            path: cert.to_owned(),
+            source,
+        })?;
+    if certificates.is_empty() {
+        return Err(TlsError::NoCertificates {
+            path: cert.to_owned(),
+        });
+    }
+    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Key {
+        path: key.to_owned(),
+        source,
+    })?;
+
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(TlsError::Rejected)?
+    .with_no_client_auth()
+    .with_single_cert(certificates, private_key)
+    .map_err(TlsError::Rejected)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+pub(crate) mod test_support;
+#[cfg(test)]
+mod tests;

@@ -1,8 +1,20 @@
 //! Sessions (DESIGN §4): what a signed-in session holds, and how it travels.
 
+pub mod cookies;
+pub mod flow;
+pub mod keys;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Identity;
+
+pub use cookies::{Loaded, SessionCookies};
+pub use flow::{Flow, FlowError};
+pub use keys::{CodecError, SessionKeys};
 
 /// One signed-in session. A new one, with a new random id, on every sign-in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,10 +50,58 @@ pub struct Tokens {
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokens")
-            .field("access_token", &self.access_token.as_ref().map(|_| "[redacted]"))
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("id_token", &self.id_token.as_ref().map(|_| "[redacted]"))
             .field("access_expires_at", &self.access_expires_at)
             .finish()
+    }
+}
+
+/// A new session id: 256 random bits, base64url.
+pub fn new_session_id() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{SameSite, Secret, SessionConfig, SessionStoreKind};
+
+    pub(crate) fn session_config(secret: &str, previous: &[&str]) -> SessionConfig {
+        SessionConfig {
+            secret: Secret::new(secret),
+            previous_secrets: previous.iter().map(|s| Secret::new(*s)).collect(),
+            cookie_name: "_portcullis".to_owned(),
+            lifetime: Duration::from_secs(12 * 3600),
+            idle_timeout: None,
+            secure: true,
+            same_site: SameSite::Lax,
+            domain: None,
+            store: SessionStoreKind::Cookie,
+            redis_url: None,
+        }
+    }
+
+    #[test]
+    fn session_ids_are_random_and_url_safe() {
+        let a = new_session_id();
+        let b = new_session_id();
+        assert_ne!(a, b);
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
     }
 }

@@ -1,1 +1,200 @@
-//! TODO: being written.
+//! Forwarding to the app: one pooled HTTP/1.1 client, bodies streamed both
+//! ways, hop-by-hop headers removed, upgrades tunnelled (STYLE §8).
+
+mod tunnel;
+
+use std::time::Duration;
+
+use http::header::HOST;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio_util::task::TaskTracker;
+
+use crate::config::UpstreamConfig;
+use crate::{Body, BoxError, headers};
+
+/// Connecting gets this long at most, so a black-holed upstream is reported as
+/// unreachable rather than as slow (when `upstream.timeout` is longer).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream unreachable: {0}")]
+    Unreachable(#[source] BoxError),
+    #[error("upstream sent no response headers within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("upstream protocol error: {0}")]
+    Protocol(#[source] BoxError),
+    /// The request cannot be sent on as an origin-form request (`CONNECT`,
+    /// `OPTIONS *`): the client's mistake, not the upstream's.
+    #[error("request target cannot be forwarded: {0}")]
+    InvalidTarget(&'static str),
+}
+
+/// The app behind portcullis.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    scheme: Scheme,
+    authority: Authority,
+    /// The path of `upstream.url` without its trailing `/`; prefixed to every request.
+    base_path: String,
+    timeout: Duration,
+    tunnels: TaskTracker,
+}
+
+impl Upstream {
+    /// # Panics
+    /// If `cfg.url` is not an `http`/`https` URL with a host, which config
+    /// validation guarantees.
+    pub fn new(cfg: &UpstreamConfig) -> Self {
+        let url = &cfg.url;
+        let scheme =
+            Scheme::try_from(url.scheme()).expect("validated upstream.url has an http(s) scheme");
+        let authority =
+            Authority::try_from(&url[url::Position::BeforeHost..url::Position::AfterPort])
+                .expect("validated upstream.url has a host");
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(cfg.timeout.min(CONNECT_TIMEOUT)));
+        // HTTP/1.1 only: upgrades and Connection semantics exist only there, and
+        // the upstream leg is usually loopback where h2 buys nothing.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .expect("ring supports the safe default TLS versions")
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+
+        Self {
+            client,
+            scheme,
+            authority,
+            base_path: url.path().trim_end_matches('/').to_owned(),
+            timeout: cfg.timeout,
+            tunnels: TaskTracker::new(),
+        }
+    }
+
+    /// The upgraded connections (WebSocket and the like) in flight, for the
+    /// server to wait on at shutdown: hyper no longer sees them.
+    pub fn tunnels(&self) -> TaskTracker {
+        self.tunnels.clone()
+    }
+
+    /// Sends an authorised request, its identity and `X-Forwarded-*` headers
+    /// already set, to the upstream and streams the answer back.
+    ///
+    /// The target is the upstream base plus the request's path and query. An
+    /// HTTP/2 request goes on as HTTP/1.1 with `Host` from `:authority`; an
+    /// HTTP/1 request keeps its `Host`. Hop-by-hop headers go in both
+    /// directions, except the `Connection: upgrade` + `Upgrade` pair of an
+    /// upgrade. Only the wait for the response head is timed: a body may
+    /// stream for as long as it takes (downloads, server-sent events).
+    pub async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let upgrade = headers::is_upgrade_request(&req);
+        // Taken before the request moves into the client: the upgraded
+        // connection only exists once hyper has sent our 101 to the client.
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        let (mut parts, body) = req.into_parts();
+        if parts.version == Version::HTTP_2
+            && let Some(authority) = parts.uri.authority()
+            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        {
+            parts.headers.insert(HOST, host);
+        }
+        parts.uri = self.target(&parts.method, &parts.uri)?;
+        parts.version = Version::HTTP_11;
+        if upgrade {
+            headers::strip_hop_by_hop_keep_upgrade(&mut parts.headers);
+        } else {
+            headers::strip_hop_by_hop(&mut parts.headers);
+        }
+        let req = Request::from_parts(parts, body.map_err(BoxError::from).boxed());
+
+        let mut response = match tokio::time::timeout(self.timeout, self.client.request(req)).await
+        {
+            Err(_elapsed) => {
+                tracing::warn!(timeout = ?self.timeout, "upstream sent no response headers in time");
+                return Err(UpstreamError::Timeout(self.timeout));
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error_chain(&error), "upstream request failed");
+                return Err(if error.is_connect() {
+                    UpstreamError::Unreachable(error.into())
+                } else {
+                    UpstreamError::Protocol(error.into())
+                });
+            }
+            Ok(Ok(response)) => response,
+        };
+
+        match (response.status(), client_upgrade) {
+            (StatusCode::SWITCHING_PROTOCOLS, Some(client_upgrade)) => {
+                let upstream_upgrade = hyper::upgrade::on(&mut response);
+                self.tunnels
+                    .spawn(tunnel::run(client_upgrade, upstream_upgrade));
+                headers::strip_hop_by_hop_keep_upgrade(response.headers_mut());
+            }
+            (StatusCode::SWITCHING_PROTOCOLS, None) => {
+                tracing::warn!(
+                    "upstream switched protocols on a request that asked for no upgrade"
+                );
+                return Err(UpstreamError::Protocol(
+                    "101 without an upgrade request".into(),
+                ));
+            }
+            _ => headers::strip_hop_by_hop(response.headers_mut()),
+        }
+        Ok(response.map(|body| body.map_err(BoxError::from).boxed()))
+    }
+
+    fn target(&self, method: &Method, uri: &Uri) -> Result<Uri, UpstreamError> {
+        if method == Method::CONNECT {
+            return Err(UpstreamError::InvalidTarget("CONNECT is not proxied"));
+        }
+        let path_and_query = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        if !path_and_query.starts_with('/') {
+            return Err(UpstreamError::InvalidTarget(
+                "only origin-form targets are proxied",
+            ));
+        }
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}{path_and_query}", self.base_path))
+            .build()
+            .map_err(|_| UpstreamError::InvalidTarget("path does not form a valid URI"))
+    }
+}
+
+/// `error: cause: cause`, since hyper-util's own message is only its kind.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}
+
+#[cfg(test)]
+mod tests;

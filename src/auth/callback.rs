@@ -1,0 +1,96 @@
+//! `GET /oauth2/callback/{provider}`: the provider sends the browser back here.
+//! Checks the flow, exchanges the code, verifies the identity, applies the policy,
+//! and only then mints a new session.
+
+use http::header::SET_COOKIE;
+use http::{Request, Response, StatusCode};
+
+use super::query_param;
+use super::sign_in::unknown_provider;
+use crate::identity::Identity;
+use crate::provider::{Callback, FlowSecrets};
+use crate::proxy::with_cookies;
+use crate::redirect::safe_rd;
+use crate::respond::{self, Problem, Source};
+use crate::session::{Session, new_session_id};
+use crate::{App, Body, now_unix};
+
+pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Response<Body> {
+    let html = respond::wants_html(req.method(), req.headers());
+    let Some(provider) = app.providers.get(provider_id) else {
+        return respond::problem(unknown_provider(), html);
+    };
+    let Some(state) = query_param(req, "state") else {
+        return respond::problem(bad_callback("The sign-in answer has no state parameter."), html);
+    };
+    let now = now_unix();
+    let (flow, clear_flow) = app.sessions.take_flow(req.headers(), &state, now);
+    let fail = |problem: Problem| with_cookies(respond::problem(problem, html), vec![clear_flow.clone()]);
+    let flow = match flow {
+        Ok(flow) => flow,
+        Err(e) => return fail(Problem::from(e)),
+    };
+    // A flow started for one provider never completes on another's path (mix-up).
+    if flow.provider != provider.id() {
+        return fail(bad_callback("This sign-in was started with a different provider."));
+    }
+    if let Some(error) = query_param(req, "error") {
+        let description = query_param(req, "error_description").unwrap_or_default();
+        return fail(Problem {
+            status: StatusCode::FORBIDDEN,
+            code: "provider_error",
+            title: "The identity provider refused the sign-in",
+            detail: format!("{error}: {description}"),
+            source: Source::Provider,
+        });
+    }
+    let Some(code) = query_param(req, "code") else {
+        return fail(bad_callback("The sign-in answer has no code parameter."));
+    };
+    let iss = query_param(req, "iss");
+    let secrets = FlowSecrets { state: flow.state, nonce: flow.nonce, pkce_verifier: flow.pkce_verifier };
+    let redirect_uri = app.config.redirect_uri(provider.id());
+    let signed_in = match provider.finish(Callback { code: &code, iss: iss.as_deref() }, &secrets, &redirect_uri).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(provider = provider.id(), error = %e, "sign-in failed");
+            return fail(Problem::from(e));
+        }
+    };
+    let wanted = app.config.headers.iter().map(|(_, claim)| claim.as_str());
+    let identity = match Identity::from_claims(&signed_in.claims, wanted) {
+        Ok(i) => i,
+        Err(e) => return fail(Problem::from(e)),
+    };
+    if let Err(denied) = app.policy.admits(&identity) {
+        tracing::info!(provider = provider.id(), sub = %identity.sub, reason = %denied, "sign-in refused by policy");
+        return fail(Problem::from(denied));
+    }
+    tracing::info!(provider = provider.id(), sub = %identity.sub, "signed in");
+    let session = Session {
+        id: new_session_id(),
+        provider: provider.id().to_owned(),
+        identity,
+        tokens: signed_in.tokens,
+        created_at: now,
+        expires_at: now + app.config.session.lifetime.as_secs(),
+        last_seen_at: now,
+    };
+    let mut resp = respond::redirect(&safe_rd(Some(&flow.rd)));
+    let headers = resp.headers_mut();
+    headers.append(SET_COOKIE, clear_flow);
+    for cookie in app.sessions.store(&session, req.headers()) {
+        headers.append(SET_COOKIE, cookie);
+    }
+    resp
+}
+
+fn bad_callback(detail: &str) -> Problem {
+    Problem {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_callback",
+        title: "Sign-in could not be completed",
+        detail: detail.into(),
+        source: Source::Client,
+    }
+}

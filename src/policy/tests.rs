@@ -1,0 +1,164 @@
+use super::*;
+use crate::config::from_figment;
+use figment::Figment;
+use figment::providers::{Format, Toml};
+
+const BASE: &str = r#"
+[session]
+secret = "0123456789abcdef0123456789abcdef"
+[providers.idp]
+issuer = "https://idp.example"
+client_id = "c"
+"#;
+
+fn policy(extra: &str) -> Policy {
+    let cfg = from_figment(Figment::from(Toml::string(&format!("{BASE}\n{extra}")))).unwrap();
+    Policy::new(&cfg).unwrap()
+}
+
+fn user(email: Option<&str>, verified: Option<bool>, groups: &[&str]) -> Identity {
+    Identity {
+        sub: "u".into(),
+        email: email.map(Into::into),
+        email_verified: verified,
+        name: None,
+        preferred_username: None,
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        extra: Default::default(),
+    }
+}
+
+#[test]
+fn normalises_paths_the_way_the_upstream_resolves_them() {
+    for (raw, want) in [
+        ("/", "/"),
+        ("", "/"),
+        ("/a/b", "/a/b"),
+        ("/a//b", "/a/b"),
+        ("//a", "/a"),
+        ("/a/./b", "/a/b"),
+        ("/a/../b", "/b"),
+        ("/../../etc", "/etc"),
+        ("/public/%2e%2e/admin", "/admin"),
+        ("/public/..%2fadmin", "/admin"),
+        ("/a%2Fb", "/a/b"),
+        ("/a/", "/a/"),
+        ("/a/.", "/a/"),
+        ("/a/b/..", "/a/"),
+        ("/x%23y", "/x#y"),
+        // Decoded once only: a double-encoded dot segment stays literal.
+        ("/public/%252e%252e/admin", "/public/%2e%2e/admin"),
+    ] {
+        assert_eq!(normalize_path(raw), want, "normalize_path({raw:?})");
+    }
+}
+
+#[test]
+fn first_matching_rule_wins_and_no_match_means_signed_in() {
+    let p = policy(
+        r#"
+[[rules]]
+path = "/healthz"
+public = true
+[[rules]]
+path = "/api/"
+api = true
+[[rules]]
+path = "/static/*.css"
+public = true
+[[rules]]
+path = "/admin/**"
+groups = ["admins"]
+[[rules]]
+path = "/hook"
+methods = ["POST"]
+public = true
+"#,
+    );
+    let get = Method::GET;
+    assert_eq!(p.requirement(&get, "/healthz"), Requirement::Public);
+    assert_eq!(p.requirement(&get, "/healthz/x"), Requirement::SignedIn { groups: &[], api: false });
+    assert_eq!(p.requirement(&get, "/healthzz"), Requirement::SignedIn { groups: &[], api: false });
+    assert_eq!(p.requirement(&get, "/api/v1"), Requirement::SignedIn { groups: &[], api: true });
+    assert_eq!(p.requirement(&get, "/static/a.css"), Requirement::Public);
+    assert_eq!(p.requirement(&get, "/static/a/b.css"), Requirement::SignedIn { groups: &[], api: false });
+    assert_eq!(p.requirement(&get, "/static/a.css.js"), Requirement::SignedIn { groups: &[], api: false });
+    let admins = ["admins".to_string()];
+    assert_eq!(p.requirement(&get, "/admin/x/y"), Requirement::SignedIn { groups: &admins, api: false });
+    assert_eq!(p.requirement(&Method::POST, "/hook"), Requirement::Public);
+    assert_eq!(p.requirement(&get, "/hook"), Requirement::SignedIn { groups: &[], api: false });
+}
+
+#[test]
+fn domain_lists_compare_on_label_boundaries() {
+    let allowed = vec!["example.com".to_string(), ".corp.example".to_string()];
+    assert!(domain_allowed(&allowed, "a@example.com"));
+    assert!(domain_allowed(&allowed, "a@dev.corp.example"));
+    for bad in [
+        "a@evil-example.com",
+        "a@example.com.evil",
+        "a@sub.example.com",
+        "a@corp.example",
+        "a@evilcorp.example",
+        "a@example.com@evil",
+        "example.com@evil",
+        "@example.com",
+        "a@",
+        "noat",
+    ] {
+        assert!(!domain_allowed(&allowed, bad), "{bad} must not pass");
+    }
+}
+
+#[test]
+fn global_policy_requires_verified_email_and_allowed_domain_or_address() {
+    let p = policy(
+        r#"
+[access]
+allowed_email_domains = ["example.com"]
+allowed_emails = ["Guest@Other.org"]
+allowed_groups = []
+"#,
+    );
+    assert_eq!(p.admits(&user(Some("a@example.com"), Some(true), &[])), Ok(()));
+    assert_eq!(p.admits(&user(Some("guest@other.org"), Some(true), &[])), Ok(()));
+    assert_eq!(p.admits(&user(Some("a@example.com"), None, &[])), Err(Denied::EmailNotVerified));
+    assert_eq!(p.admits(&user(Some("a@example.com"), Some(false), &[])), Err(Denied::EmailNotVerified));
+    assert_eq!(p.admits(&user(Some("a@evil-example.com"), Some(true), &[])), Err(Denied::EmailNotAllowed));
+    assert_eq!(p.admits(&user(None, None, &[])), Err(Denied::EmailNotAllowed));
+}
+
+#[test]
+fn groups_are_enforced_globally_and_per_rule() {
+    let p = policy(
+        r#"
+[access]
+allowed_groups = ["staff", "admins"]
+[[rules]]
+path = "/admin/"
+groups = ["admins"]
+"#,
+    );
+    let staff = user(Some("a@x.org"), Some(true), &["staff"]);
+    let admin = user(Some("b@x.org"), Some(true), &["admins"]);
+    let nobody = user(Some("c@x.org"), Some(true), &["other"]);
+    let admin_rule = p.requirement(&Method::GET, "/admin/panel");
+    assert_eq!(p.authorize(&staff, admin_rule), Err(Denied::NotInRuleGroup));
+    assert_eq!(p.authorize(&admin, admin_rule), Ok(()));
+    assert_eq!(p.authorize(&nobody, p.requirement(&Method::GET, "/")), Err(Denied::NotInAllowedGroup));
+    assert_eq!(p.authorize(&staff, p.requirement(&Method::GET, "/")), Ok(()));
+}
+
+#[test]
+fn allowed_emails_file_is_read_and_lower_cased() {
+    let dir = std::env::temp_dir().join(format!("portcullis-emails-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("emails.txt");
+    std::fs::write(&file, "# staff\nAda@Example.org\n\n").unwrap();
+    let p = policy(&format!(
+        "[access]\nallowed_email_domains = []\nallowed_emails_file = {:?}\n",
+        file.display().to_string()
+    ));
+    assert_eq!(p.admits(&user(Some("ada@example.org"), Some(true), &[])), Ok(()));
+    assert_eq!(p.admits(&user(Some("bob@example.org"), Some(true), &[])), Err(Denied::EmailNotAllowed));
+}

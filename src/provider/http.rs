@@ -1,0 +1,184 @@
+//! The one HTTP client for calls to identity providers (STYLE §9): hyper-util's
+//! pooled client over rustls. It never follows redirects (the openidconnect docs'
+//! SSRF warning), bounds every call by a timeout and every response by a size limit.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION};
+use http::{HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use openidconnect::{AsyncHttpClient, HttpRequest, HttpResponse};
+use url::Url;
+
+/// Whole-call limit: connect, send, wait and read the body.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest response body accepted from a provider.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct ProviderHttp {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+/// A failed call to a provider, for the operator: which URL, and why.
+#[derive(thiserror::Error, Debug)]
+#[error("{url}: {reason}")]
+pub struct HttpError {
+    /// Scheme, host, port and path only: queries may carry codes or tokens.
+    pub url: String,
+    pub reason: HttpFailure,
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum HttpFailure {
+    #[error("connection refused")]
+    ConnectionRefused,
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("timed out after {}s", TIMEOUT.as_secs())]
+    TimedOut,
+    #[error("response larger than 1 MiB")]
+    TooLarge,
+    #[error("request failed: {0}")]
+    Request(String),
+    #[error("answered {0}")]
+    Status(StatusCode),
+    #[error("answered something that is not JSON: {0}")]
+    NotJson(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+}
+
+impl ProviderHttp {
+    pub fn new() -> Result<Self, rustls::Error> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(https),
+        })
+    }
+
+    /// Sends `request` and reads the whole response, within [`TIMEOUT`] and [`MAX_BODY`].
+    pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let url = redacted_url(&request.uri().to_string());
+        let fail = |reason| HttpError {
+            url: url.clone(),
+            reason,
+        };
+        let (parts, body) = request.into_parts();
+        let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
+        let call = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| describe_client_error(&e))?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_BODY).collect().await.map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    HttpFailure::TooLarge
+                } else {
+                    HttpFailure::Request(e.to_string())
+                }
+            })?;
+            Ok(http::Response::from_parts(parts, body.to_bytes().to_vec()))
+        };
+        match tokio::time::timeout(TIMEOUT, call).await {
+            Ok(result) => result.map_err(fail),
+            Err(_) => Err(fail(HttpFailure::TimedOut)),
+        }
+    }
+
+    /// GETs a JSON document, with `bearer` as the access token when given (userinfo).
+    pub async fn get_json(
+        &self,
+        url: &Url,
+        bearer: Option<&str>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, HttpError> {
+        let fail = |reason| HttpError {
+            url: redacted_url(url.as_str()),
+            reason,
+        };
+        let mut request = http::Request::get(url.as_str()).header(ACCEPT, "application/json");
+        if let Some(token) = bearer {
+            let value = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
+                fail(HttpFailure::InvalidRequest(
+                    "the access token is not a valid header value".into(),
+                ))
+            })?;
+            request = request.header(AUTHORIZATION, value);
+        }
+        let request = request
+            .body(Vec::new())
+            .map_err(|e| fail(HttpFailure::InvalidRequest(e.to_string())))?;
+        let response = self.send(request).await?;
+        if !response.status().is_success() {
+            return Err(fail(HttpFailure::Status(response.status())));
+        }
+        serde_json::from_slice(response.body())
+            .map_err(|e| fail(HttpFailure::NotJson(e.to_string())))
+    }
+}
+
+impl<'c> AsyncHttpClient<'c> for ProviderHttp {
+    type Error = HttpError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(self.send(request))
+    }
+}
+
+fn redacted_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "(invalid URL)".to_owned(),
+    }
+}
+
+fn describe_client_error(err: &hyper_util::client::legacy::Error) -> HttpFailure {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return HttpFailure::ConnectionRefused;
+        }
+        source = e.source();
+    }
+    let chain = error_chain(err);
+    if err.is_connect() {
+        HttpFailure::Connect(chain)
+    } else {
+        HttpFailure::Request(chain)
+    }
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -1,0 +1,496 @@
+//! One OpenID Connect provider: discovery, the authorization code flow with PKCE,
+//! the code exchange, id_token verification and userinfo (OpenID Connect Core 1.0 §3.1).
+//!
+//! Metadata and the JWKS are `ArcSwap` snapshots: the request path never takes a
+//! lock. Only an id_token signed by an unknown key takes the re-fetch mutex.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
+    CoreClientAuthMethod, CoreGrantType, CoreIdToken, CoreJsonWebKey, CoreJsonWebKeySet,
+    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+};
+use openidconnect::{
+    AccessTokenHash, AdditionalProviderMetadata, AuthType, AuthorizationCode,
+    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DiscoveryError, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, IdTokenVerifier, IssuerUrl, JsonWebKeySet, JsonWebKeySetUrl, JwsSigningAlgorithm,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata,
+    RedirectUrl, RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+use super::ProviderError;
+use super::http::{HttpError, ProviderHttp};
+use crate::config::{ProviderConfig, TokenAuthMethod};
+use crate::session::Tokens;
+
+/// An unknown `kid` re-fetches the JWKS at most this often (key rotation, not a DoS lever).
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+/// How far in the future an id_token's `iat` may be: clock skew between us and the provider.
+const IAT_SKEW: Duration = Duration::from_secs(60);
+/// Claims userinfo may not override: they describe the id_token, not the user.
+const ID_TOKEN_ONLY_CLAIMS: &[&str] =
+    &["iss", "sub", "aud", "azp", "exp", "iat", "nbf", "nonce", "auth_time", "at_hash", "jti"];
+
+/// RFC 9207 §3: whether the provider promises `iss` on every authorization response.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+struct IssParameter {
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
+}
+impl AdditionalProviderMetadata for IssParameter {}
+
+type Metadata = ProviderMetadata<
+    IssParameter,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+type OidcClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// What discovery learnt, fixed until the next discovery.
+struct Discovered {
+    client: OidcClient,
+    issuer: IssuerUrl,
+    jwks_uri: JsonWebKeySetUrl,
+    userinfo: Option<Url>,
+    /// Advertised id_token algorithms minus `none` and every HMAC one.
+    allowed_algs: Vec<CoreJwsSigningAlgorithm>,
+    iss_parameter_required: bool,
+}
+
+/// The secrets of one sign-in, kept by the caller (in the flow cookie) between
+/// [`Provider::begin`] and [`Provider::finish`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowSecrets {
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+}
+
+impl std::fmt::Debug for FlowSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlowSecrets([redacted])")
+    }
+}
+
+/// The parameters of the authorization response the caller has read from the callback.
+#[derive(Debug, Clone, Copy)]
+pub struct Callback<'a> {
+    pub code: &'a str,
+    /// RFC 9207 `iss`, when the provider sent one.
+    pub iss: Option<&'a str>,
+}
+
+/// A finished sign-in.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// The verified id_token claims, overlaid by userinfo (which never overrides
+    /// `sub`, `iss`, `aud` or the other id_token-only claims).
+    pub claims: Map<String, Value>,
+    pub tokens: Tokens,
+}
+
+pub struct Provider {
+    config: ProviderConfig,
+    http: ProviderHttp,
+    discovered: ArcSwapOption<Discovered>,
+    jwks: ArcSwapOption<CoreJsonWebKeySet>,
+    /// When an unknown `kid` last re-fetched the JWKS; held only during that re-fetch.
+    jwks_refetched_at: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("id", &self.config.id)
+            .field("issuer", &self.config.issuer.as_str())
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}
+
+impl Provider {
+    pub(super) fn new(config: ProviderConfig, http: ProviderHttp) -> Self {
+        Self {
+            config,
+            http,
+            discovered: ArcSwapOption::empty(),
+            jwks: ArcSwapOption::empty(),
+            jwks_refetched_at: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    pub fn display_name(&self) -> &str {
+        &self.config.display_name
+    }
+
+    /// Metadata and JWKS are loaded.
+    pub fn is_ready(&self) -> bool {
+        self.discovered.load().is_some() && self.jwks.load().is_some()
+    }
+
+    /// The authorization URL (state, nonce, PKCE S256, scopes, redirect_uri) and the
+    /// secrets the callback will need.
+    pub fn begin(&self, redirect_uri: &Url) -> Result<(Url, FlowSecrets), ProviderError> {
+        let discovered = self.ready()?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        // openidconnect adds `openid` itself.
+        let scopes = self.config.scopes.iter().filter(|s| *s != "openid");
+        let (url, state, nonce) = discovered
+            .client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_scopes(scopes.map(|s| Scope::new(s.clone())))
+            .set_pkce_challenge(challenge)
+            .set_redirect_uri(Cow::Owned(RedirectUrl::from_url(redirect_uri.clone())))
+            .url();
+        let secrets = FlowSecrets {
+            state: state.into_secret(),
+            nonce: nonce.secret().clone(),
+            pkce_verifier: verifier.into_secret(),
+        };
+        Ok((url, secrets))
+    }
+
+    /// Exchanges the code, verifies the id_token and reads userinfo. The caller has
+    /// already matched the callback's `state` against `secrets.state`.
+    pub async fn finish(
+        &self,
+        callback: Callback<'_>,
+        secrets: &FlowSecrets,
+        redirect_uri: &Url,
+    ) -> Result<SignedIn, ProviderError> {
+        let discovered = self.ready()?;
+        check_response_issuer(&discovered, callback.iss)?;
+
+        let response = discovered
+            .client
+            .exchange_code(AuthorizationCode::new(callback.code.to_owned()))
+            .map_err(|e| ProviderError::InvalidTokenResponse(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(secrets.pkce_verifier.clone()))
+            .set_redirect_uri(Cow::Owned(RedirectUrl::from_url(redirect_uri.clone())))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| self.token_error(e))?;
+
+        let id_token = response
+            .id_token()
+            .ok_or_else(|| ProviderError::InvalidIdToken("the token response has no id_token".into()))?;
+        let nonce = Nonce::new(secrets.nonce.clone());
+        self.verify_id_token(&discovered, id_token, &nonce, response.access_token()).await?;
+        let raw_id_token = id_token.to_string();
+        let mut claims = verified_payload(&raw_id_token)?;
+        check_authorized_party(&claims, &self.config.client_id)?;
+
+        let access_token = response.access_token().secret();
+        let wants_userinfo = self.config.fetch_userinfo || !claims.contains_key("email");
+        if let (true, Some(url)) = (wants_userinfo, &discovered.userinfo) {
+            let userinfo = self
+                .http
+                .get_json(url, Some(access_token))
+                .await
+                .map_err(|source| ProviderError::Userinfo { provider: self.id().to_owned(), source })?;
+            merge_userinfo(&mut claims, userinfo)?;
+        }
+
+        let tokens = Tokens {
+            access_token: Some(access_token.clone()),
+            refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+            id_token: Some(raw_id_token),
+            access_expires_at: response.expires_in().map(|d| crate::now_unix() + d.as_secs()),
+        };
+        Ok(SignedIn { claims, tokens })
+    }
+
+    fn ready(&self) -> Result<Arc<Discovered>, ProviderError> {
+        self.discovered
+            .load_full()
+            .ok_or_else(|| ProviderError::NotReady { provider: self.id().to_owned() })
+    }
+
+    /// Verifies against the current JWKS; an unknown `kid` re-fetches it once, then retries.
+    async fn verify_id_token(
+        &self,
+        discovered: &Discovered,
+        id_token: &CoreIdToken,
+        nonce: &Nonce,
+        access_token: &openidconnect::AccessToken,
+    ) -> Result<(), ProviderError> {
+        let mut jwks = self
+            .jwks
+            .load_full()
+            .ok_or_else(|| ProviderError::NotReady { provider: self.id().to_owned() })?;
+        loop {
+            let verifier = self.verifier(discovered, &jwks);
+            match id_token.claims(&verifier, nonce) {
+                Ok(claims) => {
+                    // Core §3.1.3.8: at_hash is optional in the code flow, binding when present.
+                    if let Some(expected) = claims.access_token_hash() {
+                        let actual = id_token
+                            .signing_alg()
+                            .and_then(|alg| Ok((alg, id_token.signing_key(&verifier)?)))
+                            .map_err(|e| invalid_id_token(&ClaimsVerificationError::SignatureVerification(e)))
+                            .and_then(|(alg, key)| {
+                                AccessTokenHash::from_token(access_token, alg, key)
+                                    .map_err(|e| ProviderError::InvalidIdToken(format!("at_hash: {e}")))
+                            })?;
+                        if actual != *expected {
+                            return Err(ProviderError::InvalidIdToken("at_hash does not match the access token".into()));
+                        }
+                    }
+                    return Ok(());
+                }
+                Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
+                    match self.refetch_jwks(&jwks).await {
+                        Some(fresh) => jwks = fresh,
+                        None => {
+                            return Err(ProviderError::InvalidIdToken(
+                                "signed by a key the provider's JWKS does not contain".into(),
+                            ));
+                        }
+                    }
+                }
+                Err(e) => return Err(invalid_id_token(&e)),
+            }
+        }
+    }
+
+    fn verifier<'a>(&self, discovered: &'a Discovered, jwks: &CoreJsonWebKeySet) -> IdTokenVerifier<'a, CoreJsonWebKey> {
+        let client_id = ClientId::new(self.config.client_id.clone());
+        let issuer = discovered.issuer.clone();
+        let verifier = match &self.config.client_secret {
+            Some(secret) => IdTokenVerifier::new_confidential_client(
+                client_id,
+                ClientSecret::new(secret.expose().to_owned()),
+                issuer,
+                jwks.clone(),
+            ),
+            None => IdTokenVerifier::new_public_client(client_id, issuer, jwks.clone()),
+        };
+        verifier
+            .set_allowed_algs(discovered.allowed_algs.iter().cloned())
+            // Other audiences are judged by azp in `check_authorized_party`.
+            .set_other_audience_verifier_fn(|_| true)
+            .set_issue_time_verifier_fn(|iat| {
+                let latest = crate::now_unix().saturating_add(IAT_SKEW.as_secs());
+                if iat.timestamp() > i64::try_from(latest).unwrap_or(i64::MAX) {
+                    Err(format!("issued in the future ({iat})"))
+                } else {
+                    Ok(())
+                }
+            })
+    }
+
+    /// Re-fetches the JWKS unless another caller already did (coalesced) or one was
+    /// fetched within [`JWKS_REFETCH_INTERVAL`]. Returns the JWKS to retry with.
+    async fn refetch_jwks(&self, seen: &Arc<CoreJsonWebKeySet>) -> Option<Arc<CoreJsonWebKeySet>> {
+        let mut refetched_at = self.jwks_refetched_at.lock().await;
+        let current = self.jwks.load_full()?;
+        if !Arc::ptr_eq(&current, seen) {
+            return Some(current);
+        }
+        if refetched_at.is_some_and(|at| at.elapsed() < JWKS_REFETCH_INTERVAL) {
+            return None;
+        }
+        *refetched_at = Some(Instant::now());
+        let url = self.ready().ok()?.jwks_uri.clone();
+        match JsonWebKeySet::fetch_async(&url, &self.http).await {
+            Ok(jwks) => {
+                let jwks = Arc::new(jwks);
+                self.jwks.store(Some(jwks.clone()));
+                Some(jwks)
+            }
+            Err(e) => {
+                tracing::warn!(provider = %self.id(), error = %describe_discovery_error(&e), "could not re-fetch the JWKS");
+                None
+            }
+        }
+    }
+
+    fn token_error(
+        &self,
+        e: RequestTokenError<HttpError, openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>>,
+    ) -> ProviderError {
+        match e {
+            RequestTokenError::ServerResponse(r) => ProviderError::TokenRejected {
+                error: r.error().to_string(),
+                description: r.error_description().cloned(),
+            },
+            RequestTokenError::Request(source) => {
+                ProviderError::Unreachable { provider: self.id().to_owned(), source }
+            }
+            RequestTokenError::Parse(e, _) => ProviderError::InvalidTokenResponse(e.to_string()),
+            RequestTokenError::Other(e) => ProviderError::InvalidTokenResponse(e),
+        }
+    }
+}
+
+// === discovery ===
+
+impl Provider {
+    /// Loads metadata and JWKS (OpenID Connect Discovery 1.0 §4).
+    pub(super) async fn discover(&self) -> Result<(), String> {
+        let mut last_error = String::new();
+        for issuer in issuer_spellings(&self.config.issuer) {
+            let issuer = IssuerUrl::new(issuer).map_err(|e| e.to_string())?;
+            match Metadata::discover_async(issuer, &self.http).await {
+                Ok(metadata) => return self.install(metadata),
+                // The issuer published differs from ours only by the root path's slash, maybe.
+                Err(DiscoveryError::Validation(e)) => last_error = e,
+                Err(e) => return Err(describe_discovery_error(&e)),
+            }
+        }
+        Err(last_error)
+    }
+
+    fn install(&self, metadata: Metadata) -> Result<(), String> {
+        let allowed_algs: Vec<_> = metadata
+            .id_token_signing_alg_values_supported()
+            .iter()
+            .filter(|alg| **alg != CoreJwsSigningAlgorithm::None && !alg.uses_shared_secret())
+            .cloned()
+            .collect();
+        if allowed_algs.is_empty() {
+            return Err("the provider advertises no asymmetric id_token signing algorithm".into());
+        }
+        let jwks = metadata.jwks().clone();
+        let auth_type = match self.config.token_auth_method {
+            TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
+            TokenAuthMethod::ClientSecretPost => AuthType::RequestBody,
+        };
+        let discovered = Discovered {
+            issuer: metadata.issuer().clone(),
+            jwks_uri: metadata.jwks_uri().clone(),
+            userinfo: metadata.userinfo_endpoint().map(|u| u.url().clone()),
+            allowed_algs,
+            iss_parameter_required: metadata.additional_metadata().authorization_response_iss_parameter_supported,
+            client: CoreClient::from_provider_metadata(
+                metadata,
+                ClientId::new(self.config.client_id.clone()),
+                self.config.client_secret.as_ref().map(|s| ClientSecret::new(s.expose().to_owned())),
+            )
+            .set_auth_type(auth_type),
+        };
+        self.jwks.store(Some(Arc::new(jwks)));
+        self.discovered.store(Some(Arc::new(discovered)));
+        Ok(())
+    }
+
+    /// `<issuer>/.well-known/openid-configuration`, for messages to the operator.
+    pub(super) fn discovery_url(&self) -> String {
+        format!("{}/.well-known/openid-configuration", self.config.issuer.as_str().trim_end_matches('/'))
+    }
+}
+
+/// `url::Url` writes an empty path as `/`, but most providers publish their issuer
+/// without it: try that spelling first, then the one with the slash.
+fn issuer_spellings(issuer: &Url) -> Vec<String> {
+    let with_slash = issuer.as_str().to_owned();
+    if issuer.path() == "/" && issuer.query().is_none() {
+        vec![with_slash.trim_end_matches('/').to_owned(), with_slash]
+    } else {
+        vec![with_slash]
+    }
+}
+
+fn describe_discovery_error(e: &DiscoveryError<HttpError>) -> String {
+    match e {
+        DiscoveryError::Request(e) => e.to_string(),
+        DiscoveryError::Response(_, _, message) => message.clone(),
+        DiscoveryError::Parse(e) => format!("invalid metadata document: {e}"),
+        DiscoveryError::UrlParse(e) => format!("invalid URL: {e}"),
+        DiscoveryError::Validation(e) | DiscoveryError::Other(e) => e.clone(),
+        other => other.to_string(),
+    }
+}
+
+// === verification helpers ===
+
+/// RFC 9207 §2.4: a present `iss` must name this provider; an absent one is refused
+/// only when the provider promised to send it (DESIGN §9: some send it unadvertised).
+fn check_response_issuer(discovered: &Discovered, iss: Option<&str>) -> Result<(), ProviderError> {
+    match iss {
+        Some(iss) if iss != discovered.issuer.as_str() => Err(ProviderError::IssuerMismatch),
+        None if discovered.iss_parameter_required => Err(ProviderError::IssuerMismatch),
+        _ => Ok(()),
+    }
+}
+
+/// The payload of an id_token whose signature and claims are already verified,
+/// with every claim (groups and the rest) kept.
+fn verified_payload(raw: &str) -> Result<Map<String, Value>, ProviderError> {
+    let payload = raw.split('.').nth(1).unwrap_or("");
+    URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .ok_or_else(|| ProviderError::InvalidIdToken("the payload is not a JSON object".into()))
+}
+
+/// Core §3.1.3.7 items 4–5: with several audiences `azp` must be present, and when
+/// present it must be our client_id (openidconnect leaves this to the client).
+fn check_authorized_party(claims: &Map<String, Value>, client_id: &str) -> Result<(), ProviderError> {
+    let several_audiences = claims.get("aud").and_then(Value::as_array).is_some_and(|a| a.len() > 1);
+    match claims.get("azp") {
+        Some(Value::String(azp)) if azp == client_id => Ok(()),
+        Some(_) => Err(ProviderError::InvalidIdToken("azp is not our client_id".into())),
+        None if several_audiences => {
+            Err(ProviderError::InvalidIdToken("several audiences and no azp".into()))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Core §5.3.2: userinfo's `sub` must be the id_token's; its other claims fill in.
+fn merge_userinfo(claims: &mut Map<String, Value>, userinfo: Map<String, Value>) -> Result<(), ProviderError> {
+    if userinfo.get("sub") != claims.get("sub") || !userinfo.get("sub").is_some_and(Value::is_string) {
+        return Err(ProviderError::UserinfoSubMismatch);
+    }
+    for (name, value) in userinfo {
+        if !ID_TOKEN_ONLY_CLAIMS.contains(&name.as_str()) {
+            claims.insert(name, value);
+        }
+    }
+    Ok(())
+}
+
+fn invalid_id_token(e: &ClaimsVerificationError) -> ProviderError {
+    let reason = match e {
+        ClaimsVerificationError::SignatureVerification(inner) => format!("signature: {inner}"),
+        other => other.to_string(),
+    };
+    ProviderError::InvalidIdToken(reason)
+}

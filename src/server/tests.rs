@@ -1,0 +1,271 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::task::TaskTracker;
+
+use super::test_support::{LIMITS, spawn};
+use super::*;
+use crate::{Body, full};
+
+/// Answers with what it knows about the connection, after `delay`.
+struct Describe {
+    delay: Duration,
+}
+
+impl Handler for Describe {
+    async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        tokio::time::sleep(self.delay).await;
+        let mut response = Response::new(full(format!("{:?} {}", req.version(), req.uri().path())));
+        let headers = response.headers_mut();
+        headers.insert("x-peer", conn.peer.to_string().parse().unwrap());
+        headers.insert("x-tls", conn.tls.to_string().parse().unwrap());
+        response
+    }
+}
+
+fn describe() -> Describe {
+    Describe {
+        delay: Duration::ZERO,
+    }
+}
+
+fn testdata(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("src/server/testdata")
+        .join(name)
+}
+
+async fn text(response: Response<Incoming>) -> String {
+    String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
+/// Writes `request` raw and reads until the server closes or 2 s pass.
+async fn raw_exchange(stream: &mut TcpStream, request: &[u8]) -> String {
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn serves_http1_and_tells_the_handler_who_connected() {
+    let server = spawn(describe(), LIMITS, None, TaskTracker::new()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    let answer = raw_exchange(
+        &mut stream,
+        b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains(&format!("x-peer: {local}")), "{answer}");
+    assert!(answer.contains("x-tls: false"), "{answer}");
+    assert!(answer.ends_with("HTTP/1.1 /hello"), "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn serves_prior_knowledge_http2() {
+    let server = spawn(describe(), LIMITS, None, TaskTracker::new()).await;
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<Bytes>>();
+    let response = client
+        .get(server.url("/h2").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, "HTTP/2.0 /h2");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_request_head_is_refused_with_431() {
+    let limits = ServerLimits {
+        max_header_bytes: 8192,
+        ..LIMITS
+    };
+    let server = spawn(describe(), limits, None, TaskTracker::new()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let answer = raw_exchange(&mut stream, request.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    let limits = ServerLimits {
+        header_read_timeout: Duration::from_millis(200),
+        ..LIMITS
+    };
+    let server = spawn(describe(), limits, None, TaskTracker::new()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let started = Instant::now();
+    let answer = raw_exchange(&mut stream, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "still open after {:?}",
+        started.elapsed()
+    );
+    assert!(!answer.contains("200 OK"), "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_requests_in_flight_and_stops_accepting() {
+    let mut server = spawn(
+        Describe {
+            delay: Duration::from_millis(300),
+        },
+        LIMITS,
+        None,
+        TaskTracker::new(),
+    )
+    .await;
+    let addr = server.addr;
+    let in_flight = tokio::spawn(async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        raw_exchange(&mut stream, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.begin_shutdown();
+    let answer = in_flight.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    // hyper closes a kept-alive connection once its response is out.
+    assert!(answer.ends_with("HTTP/1.1 /slow"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(2), server.finished())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_tunnels() {
+    let tunnels = TaskTracker::new();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tunnels.spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = tx.send(());
+    });
+    let server = spawn(describe(), LIMITS, None, tunnels.clone()).await;
+    let started = Instant::now();
+    server.stop().await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "returned after {:?}",
+        started.elapsed()
+    );
+    assert!(rx.await.is_ok(), "the tunnel did not finish");
+    assert!(tunnels.is_closed() && tunnels.is_empty());
+}
+
+#[test]
+fn load_tls_offers_h2_and_http11() {
+    let config = load_tls(&testdata("cert.pem"), &testdata("key.pem")).unwrap();
+    assert_eq!(
+        config.alpn_protocols,
+        [b"h2".to_vec(), b"http/1.1".to_vec()]
+    );
+}
+
+#[test]
+fn load_tls_errors_name_the_file_and_the_fix() {
+    let missing = testdata("missing.pem");
+    let error = load_tls(&missing, &testdata("key.pem"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("server.tls_cert ") && error.contains("missing.pem"),
+        "{error}"
+    );
+
+    let error = load_tls(&testdata("key.pem"), &testdata("key.pem")).unwrap_err();
+    assert!(matches!(error, TlsError::NoCertificates { .. }), "{error}");
+    assert!(error.to_string().contains("BEGIN CERTIFICATE"), "{error}");
+
+    let error = load_tls(&testdata("cert.pem"), &testdata("cert.pem")).unwrap_err();
+    assert!(matches!(error, TlsError::Key { .. }), "{error}");
+    assert!(error.to_string().starts_with("server.tls_key "), "{error}");
+
+    let error = load_tls(&testdata("cert.pem"), &testdata("other_key.pem")).unwrap_err();
+    assert!(matches!(error, TlsError::Rejected(_)), "{error}");
+    assert!(
+        error.to_string().contains("key belongs to the certificate"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn serves_tls_and_negotiates_h2_by_alpn() {
+    let tls = load_tls(&testdata("cert.pem"), &testdata("key.pem")).unwrap();
+    let server = spawn(describe(), LIMITS, Some(tls), TaskTracker::new()).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(testdata("ca.pem")).unwrap())
+        .unwrap();
+    let mut client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    client_config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let tls_stream = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls_stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls_stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = Request::get("https://localhost/secure")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.headers()["x-tls"], "true");
+    assert_eq!(text(response).await, "HTTP/2.0 /secure");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_tls_handshake_does_not_stop_the_server() {
+    let tls = load_tls(&testdata("cert.pem"), &testdata("key.pem")).unwrap();
+    let server = spawn(describe(), LIMITS, Some(tls), TaskTracker::new()).await;
+    let mut plain = TcpStream::connect(server.addr).await.unwrap();
+    let answer = raw_exchange(&mut plain, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(!answer.contains("200 OK"));
+    assert!(TcpStream::connect(server.addr).await.is_ok());
+    server.stop().await;
+}

@@ -1,0 +1,395 @@
+//! The cookie session store: the whole session, sealed, in the `<name>`,
+//! `<name>_1`, `<name>_2`, ... cookies (DESIGN §4, §8.10).
+
+use std::time::Duration;
+
+use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue};
+
+use super::Session;
+use super::keys::{CodecError, SessionKeys};
+use crate::config::{SameSite, SessionConfig};
+
+/// Chunks read or written at most: a session past ~38 KB is refused rather than joined.
+const MAX_CHUNKS: usize = 10;
+/// RFC 6265 §6.1 asks browsers for at least 4096 bytes per cookie (name, value and
+/// attributes); staying under 4000 leaves room for browsers that count differently.
+const MAX_SET_COOKIE_LEN: usize = 4000;
+const MAX_JOINED_LEN: usize = MAX_CHUNKS * MAX_SET_COOKIE_LEN;
+/// Removes a cookie (RFC 6265 §5.3 step 11); `Expires` for clients that ignore `Max-Age`.
+pub(super) const DELETE: &str = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT";
+
+/// What the request's session cookies held.
+#[derive(Debug)]
+pub struct Loaded {
+    pub session: Option<Session>,
+    /// Set-Cookie values deleting the session cookies the request carried, when
+    /// they held no usable session.
+    pub clear: Vec<HeaderValue>,
+}
+
+/// Reads and writes the session cookies and the sign-in flow cookies; owns the keys.
+pub struct SessionCookies {
+    pub(super) keys: SessionKeys,
+    pub(super) name: String,
+    pub(super) secure: bool,
+    same_site: SameSite,
+    domain: Option<String>,
+    idle_timeout: Option<Duration>,
+    /// Hashes of flow states already taken, so a callback works once (DESIGN §4).
+    pub(super) consumed_flows: moka::sync::Cache<[u8; 32], ()>,
+}
+
+impl std::fmt::Debug for SessionCookies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCookies")
+            .field("name", &self.name)
+            .field("secure", &self.secure)
+            .field("same_site", &self.same_site)
+            .field("domain", &self.domain)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a request's session cookies held no session; logged, never shown.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("session cookie chunks are missing, duplicated, out of order or too many")]
+    Chunks,
+    #[error("session cookie chunks are too large")]
+    TooLarge,
+    #[error("session cookie does not open: {0}")]
+    Codec(#[from] CodecError),
+    #[error("session cookie holds no session")]
+    NotASession,
+    #[error("session expired")]
+    Expired,
+    #[error("session idle for longer than session.idle_timeout")]
+    Idle,
+}
+
+impl SessionCookies {
+    pub fn new(config: &SessionConfig) -> Self {
+        Self {
+            keys: SessionKeys::new(config),
+            name: config.cookie_name.clone(),
+            secure: config.secure,
+            same_site: config.same_site,
+            domain: config.domain.clone(),
+            idle_timeout: config.idle_timeout,
+            consumed_flows: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(super::flow::FLOW_LIFETIME_SECS))
+                .build(),
+        }
+    }
+
+    /// The session the request carries, if any is valid at `now`.
+    pub fn load(&self, headers: &HeaderMap, now: u64) -> Loaded {
+        let carried = self.carried_chunks(headers);
+        if carried.is_empty() {
+            return Loaded {
+                session: None,
+                clear: Vec::new(),
+            };
+        }
+        match self.decode(&carried, now) {
+            Ok(session) => Loaded {
+                session: Some(session),
+                clear: Vec::new(),
+            },
+            Err(reason) => {
+                tracing::debug!(%reason, "no session from the request's cookies");
+                Loaded {
+                    session: None,
+                    clear: self.deletions(carried.iter().map(|c| c.name)),
+                }
+            }
+        }
+    }
+
+    /// Set-Cookie values writing `session`, and deleting chunks it no longer needs.
+    pub fn store(&self, session: &Session, request_headers: &HeaderMap) -> Vec<HeaderValue> {
+        self.store_at(session, request_headers, crate::now_unix())
+    }
+
+    fn store_at(
+        &self,
+        session: &Session,
+        request_headers: &HeaderMap,
+        now: u64,
+    ) -> Vec<HeaderValue> {
+        // A Session has only string map keys and plain values: serialising cannot fail.
+        let json = serde_json::to_vec(session).expect("a Session always serialises");
+        let sealed = self.keys.seal(&self.name, &json);
+        let attributes = self.attributes(&format!(
+            "Max-Age={}",
+            session.expires_at.saturating_sub(now)
+        ));
+        let longest_name = self.chunk_name(MAX_CHUNKS).len();
+        let room = MAX_SET_COOKIE_LEN
+            .saturating_sub(longest_name + 1 + attributes.len())
+            .max(1);
+        let chunks: Vec<&str> = sealed
+            .as_bytes()
+            .chunks(room)
+            // base64url is ASCII, so every split is on a char boundary.
+            .filter_map(|c| std::str::from_utf8(c).ok())
+            .collect();
+        if chunks.len() > MAX_CHUNKS {
+            tracing::warn!(
+                chunks = chunks.len(),
+                "the session needs more than {MAX_CHUNKS} cookies and will not load; request fewer scopes or claims"
+            );
+        }
+        let written: Vec<String> = (0..chunks.len()).map(|i| self.chunk_name(i)).collect();
+        let mut out: Vec<HeaderValue> = written
+            .iter()
+            .zip(&chunks)
+            .filter_map(|(name, chunk)| set_cookie(format!("{name}={chunk}{attributes}")))
+            .collect();
+        let stale = self
+            .carried_chunks(request_headers)
+            .into_iter()
+            .map(|c| c.name)
+            .filter(|name| !written.iter().any(|w| w.as_bytes() == *name));
+        out.extend(self.deletions(stale));
+        out
+    }
+
+    /// Set-Cookie values deleting every session chunk the request carried, and the base cookie.
+    pub fn clear(&self, request_headers: &HeaderMap) -> Vec<HeaderValue> {
+        let carried = self.carried_chunks(request_headers);
+        let names = std::iter::once(self.name.as_bytes()).chain(
+            carried
+                .iter()
+                .map(|c| c.name)
+                .filter(|n| *n != self.name.as_bytes()),
+        );
+        self.deletions(names)
+    }
+
+    /// Whether to re-store the session with `last_seen_at = now`, so that an idle
+    /// timeout counts from the last request without a write on every request.
+    pub fn needs_touch(&self, session: &Session, now: u64) -> bool {
+        let Some(idle) = self.idle_timeout else {
+            return false;
+        };
+        let every = (idle.as_secs() / 4).min(60);
+        now.saturating_sub(session.last_seen_at) > every
+    }
+
+    /// Removes portcullis' cookies from the `Cookie` header(s) bound upstream; the
+    /// app's cookies are kept byte for byte, joined into one header (RFC 9113 §8.2.3).
+    pub fn strip_own_cookies(&self, headers: &mut HeaderMap) {
+        if !cookie_pairs(headers).any(|p| self.is_own_name(p.name)) {
+            return;
+        }
+        // A piece without `=` is a nameless cookie (RFC 6265bis §5.6 step 3): not ours.
+        let kept: Vec<&[u8]> = cookie_pieces(headers)
+            .filter(|piece| {
+                let name = piece.split(|&b| b == b'=').next().unwrap_or_default();
+                !(piece.contains(&b'=') && self.is_own_name(name.trim_ascii()))
+            })
+            .collect();
+        let joined = kept.join(&b"; "[..]);
+        headers.remove(COOKIE);
+        if joined.is_empty() {
+            return;
+        }
+        // Every byte came from a valid header value, so the join is one too.
+        if let Ok(value) = HeaderValue::from_bytes(&joined) {
+            headers.insert(COOKIE, value);
+        }
+    }
+
+    /// Whether `name` is one of portcullis' cookies: a session chunk or a flow cookie.
+    pub fn is_own_cookie(&self, name: &str) -> bool {
+        self.is_own_name(name.as_bytes())
+    }
+
+    fn is_own_name(&self, name: &[u8]) -> bool {
+        self.chunk_suffix(name).is_some() || self.is_flow_name(name)
+    }
+
+    /// `Some("")` for the base name, `Some(digits)` for `<name>_<digits>`.
+    fn chunk_suffix<'a>(&self, name: &'a [u8]) -> Option<&'a [u8]> {
+        let rest = name.strip_prefix(self.name.as_bytes())?;
+        if rest.is_empty() {
+            return Some(rest);
+        }
+        let digits = rest.strip_prefix(b"_")?;
+        (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit)).then_some(digits)
+    }
+
+    /// `<name>` for chunk 0, `<name>_<i>` after.
+    fn chunk_name(&self, index: usize) -> String {
+        if index == 0 {
+            self.name.clone()
+        } else {
+            format!("{}_{index}", self.name)
+        }
+    }
+
+    /// The session chunks in the request, in the order sent.
+    fn carried_chunks<'h>(&self, headers: &'h HeaderMap) -> Vec<Chunk<'h>> {
+        cookie_pairs(headers)
+            .filter_map(|p| {
+                let suffix = self.chunk_suffix(p.name)?;
+                Some(Chunk {
+                    name: p.name,
+                    index: chunk_index(suffix),
+                    value: p.value,
+                })
+            })
+            .collect()
+    }
+
+    fn decode(&self, carried: &[Chunk<'_>], now: u64) -> Result<Session, Refused> {
+        if carried.len() > MAX_CHUNKS {
+            return Err(Refused::Chunks);
+        }
+        let mut slots: [Option<&[u8]>; MAX_CHUNKS] = [None; MAX_CHUNKS];
+        for chunk in carried {
+            let slot = chunk
+                .index
+                .and_then(|i| slots.get_mut(i))
+                .ok_or(Refused::Chunks)?;
+            if slot.replace(chunk.value).is_some() {
+                return Err(Refused::Chunks);
+            }
+        }
+        // Chunks 0..n, each once, none after a gap.
+        if slots[..carried.len()].iter().any(Option::is_none) {
+            return Err(Refused::Chunks);
+        }
+        let joined: Vec<u8> = slots
+            .iter()
+            .flatten()
+            .flat_map(|v| v.iter().copied())
+            .collect();
+        if joined.len() > MAX_JOINED_LEN {
+            return Err(Refused::TooLarge);
+        }
+        let joined = std::str::from_utf8(&joined).map_err(|_| CodecError::Malformed)?;
+        let plaintext = self.keys.open(&self.name, joined)?;
+        let session: Session =
+            serde_json::from_slice(&plaintext).map_err(|_| Refused::NotASession)?;
+        if session.expires_at <= now {
+            return Err(Refused::Expired);
+        }
+        if let Some(idle) = self.idle_timeout
+            && now.saturating_sub(session.last_seen_at) > idle.as_secs()
+        {
+            return Err(Refused::Idle);
+        }
+        Ok(session)
+    }
+
+    /// `; Path=/; ...` for session cookies, with `max_age` (`Max-Age=N` or [`DELETE`]).
+    fn attributes(&self, max_age: &str) -> String {
+        let mut a = String::from("; Path=/");
+        if let Some(domain) = &self.domain {
+            a.push_str("; Domain=");
+            a.push_str(domain);
+        }
+        a.push_str("; ");
+        a.push_str(max_age);
+        a.push_str("; HttpOnly");
+        if self.secure {
+            a.push_str("; Secure");
+        }
+        a.push_str(match self.same_site {
+            SameSite::Lax => "; SameSite=Lax",
+            SameSite::Strict => "; SameSite=Strict",
+            SameSite::None => "; SameSite=None",
+        });
+        a
+    }
+
+    /// Set-Cookie values deleting the session cookies `names` (each once).
+    fn deletions<'a>(&self, names: impl IntoIterator<Item = &'a [u8]>) -> Vec<HeaderValue> {
+        let attributes = self.attributes(DELETE);
+        let mut seen: Vec<&[u8]> = Vec::new();
+        names
+            .into_iter()
+            .filter(|name| {
+                let new = !seen.contains(name);
+                seen.push(name);
+                new
+            })
+            .filter_map(|name| {
+                let name = std::str::from_utf8(name).ok()?;
+                set_cookie(format!("{name}={attributes}"))
+            })
+            .collect()
+    }
+}
+
+/// One session cookie in a request; `index` is `None` for names like `<name>_01`.
+struct Chunk<'h> {
+    name: &'h [u8],
+    index: Option<usize>,
+    value: &'h [u8],
+}
+
+fn chunk_index(suffix: &[u8]) -> Option<usize> {
+    if suffix.is_empty() {
+        return Some(0);
+    }
+    if suffix.starts_with(b"0") || suffix.len() > 3 {
+        return None;
+    }
+    std::str::from_utf8(suffix)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&i| i >= 1)
+}
+
+/// One `name=value` pair of a `Cookie` header.
+pub(super) struct Pair<'h> {
+    pub(super) name: &'h [u8],
+    pub(super) value: &'h [u8],
+}
+
+/// The pieces between `;` of every `Cookie` header, as sent but for surrounding
+/// whitespace (RFC 6265 §4.2.1; HTTP/2 may split them over several headers, RFC
+/// 9113 §8.2.3). Nothing here trusts the header to be well formed.
+fn cookie_pieces(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b';'))
+        .map(<[u8]>::trim_ascii)
+        .filter(|piece| !piece.is_empty())
+}
+
+/// The `name=value` pairs of the request's cookies; pieces without `=` are skipped.
+pub(super) fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = Pair<'_>> {
+    cookie_pieces(headers).filter_map(|piece| {
+        let eq = piece.iter().position(|&b| b == b'=')?;
+        Some(Pair {
+            name: piece[..eq].trim_ascii(),
+            value: piece[eq + 1..].trim_ascii(),
+        })
+    })
+}
+
+/// A Set-Cookie value. Names are checked in config and values are base64url, so only
+/// a `session.domain` with control characters can fail here.
+pub(super) fn set_cookie(cookie: String) -> Option<HeaderValue> {
+    match HeaderValue::try_from(cookie) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            tracing::error!(
+                "cannot build a Set-Cookie header; check session.domain for stray characters"
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
