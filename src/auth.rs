@@ -14,14 +14,22 @@ use crate::{App, Body};
 
 pub async fn handle(app: &App, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
     let html = respond::wants_html(req.method(), req.headers());
-    let path = req.uri().path().strip_prefix("/oauth2").unwrap_or_default().to_owned();
+    let path = req
+        .uri()
+        .path()
+        .strip_prefix("/oauth2")
+        .unwrap_or_default()
+        .to_owned();
     let method = req.method().clone();
     let get = method == Method::GET || method == Method::HEAD;
     match path.as_str() {
         "/healthz" if get => respond::text(StatusCode::OK, "OK"),
         "/readyz" if get => match app.providers.all_ready() {
             true => respond::text(StatusCode::OK, "ready"),
-            false => respond::text(StatusCode::SERVICE_UNAVAILABLE, "provider metadata not loaded yet"),
+            false => respond::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "provider metadata not loaded yet",
+            ),
         },
         "/sign_in" if get => sign_in::page(app, &req),
         "/sign_out" if get || method == Method::POST => sign_out::sign_out(app, &req),
@@ -34,7 +42,9 @@ pub async fn handle(app: &App, req: Request<Incoming>, conn: ConnInfo) -> Respon
         "/healthz" | "/readyz" | "/sign_in" | "/sign_out" | "/userinfo" | "/auth" => {
             respond::problem(method_not_allowed(), html)
         }
-        p if p.starts_with("/start/") || p.starts_with("/callback/") => respond::problem(method_not_allowed(), html),
+        p if p.starts_with("/start/") || p.starts_with("/callback/") => {
+            respond::problem(method_not_allowed(), html)
+        }
         _ => respond::problem(
             Problem {
                 status: StatusCode::NOT_FOUND,

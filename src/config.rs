@@ -421,7 +421,12 @@ impl Problems {
                 Duration::from_secs(1)
             }
             Err(e) => {
-                self.add(key, format_args!("{value:?} is not a duration ({e}); write e.g. \"30s\", \"15m\" or \"12h\""));
+                self.add(
+                    key,
+                    format_args!(
+                        "{value:?} is not a duration ({e}); write e.g. \"30s\", \"15m\" or \"12h\""
+                    ),
+                );
                 Duration::from_secs(1)
             }
         }
@@ -432,7 +437,10 @@ impl Problems {
         match Url::parse(value) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
             Ok(_) => {
-                self.add(key, format_args!("{value:?} must be an absolute http:// or https:// URL"));
+                self.add(
+                    key,
+                    format_args!("{value:?} must be an absolute http:// or https:// URL"),
+                );
                 Url::parse(default).expect("default URL parses")
             }
             Err(e) => {
@@ -444,7 +452,12 @@ impl Problems {
 
     fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
         value.parse().unwrap_or_else(|_| {
-            self.add(key, format_args!("{value:?} is not an address; write host:port, e.g. \"127.0.0.1:4180\""));
+            self.add(
+                key,
+                format_args!(
+                    "{value:?} is not an address; write host:port, e.g. \"127.0.0.1:4180\""
+                ),
+            );
             SocketAddr::from(([127, 0, 0, 1], 0))
         })
     }
@@ -453,14 +466,20 @@ impl Problems {
     fn secret(&mut self, key: &str, inline: Option<String>, file: Option<&Path>) -> Option<Secret> {
         match (inline, file) {
             (Some(_), Some(_)) => {
-                self.add(key, format_args!("set either {key} or {key}_file, not both"));
+                self.add(
+                    key,
+                    format_args!("set either {key} or {key}_file, not both"),
+                );
                 None
             }
             (Some(v), None) => Some(Secret(v)),
             (None, Some(path)) => match std::fs::read_to_string(path) {
                 Ok(v) => Some(Secret(v.trim_end_matches(['\r', '\n']).to_owned())),
                 Err(e) => {
-                    self.add(&format!("{key}_file"), format_args!("cannot read {}: {e}", path.display()));
+                    self.add(
+                        &format!("{key}_file"),
+                        format_args!("cannot read {}: {e}", path.display()),
+                    );
                     None
                 }
             },
@@ -478,24 +497,44 @@ impl RawConfig {
 
         // [server]
         let s = self.server;
-        let listen = p.addr("server.listen", s.listen.as_deref().unwrap_or("127.0.0.1:4180"));
-        let mut public_url = p.url("server.public_url", s.public_url.as_deref(), "http://127.0.0.1:4180");
+        let listen = p.addr(
+            "server.listen",
+            s.listen.as_deref().unwrap_or("127.0.0.1:4180"),
+        );
+        let mut public_url = p.url(
+            "server.public_url",
+            s.public_url.as_deref(),
+            "http://127.0.0.1:4180",
+        );
         if public_url.query().is_some() || public_url.fragment().is_some() {
             p.add("server.public_url", "must not have a query or fragment");
         }
         let trimmed = public_url.path().trim_end_matches('/').to_owned();
         public_url.set_path(&trimmed);
         if s.tls_cert.is_some() != s.tls_key.is_some() {
-            p.add("server.tls_cert", "tls_cert and tls_key go together; set both or neither");
+            p.add(
+                "server.tls_cert",
+                "tls_cert and tls_key go together; set both or neither",
+            );
         }
-        let metrics_listen = s.metrics_listen.as_deref().map(|a| p.addr("server.metrics_listen", a));
+        let metrics_listen = s
+            .metrics_listen
+            .as_deref()
+            .map(|a| p.addr("server.metrics_listen", a));
         let trusted_proxies = s
             .trusted_proxies
             .iter()
             .filter_map(|net| {
                 net.parse::<IpNet>()
                     .or_else(|_| net.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| p.add("server.trusted_proxies", format_args!("{net:?} is not an address or CIDR range, e.g. \"10.0.0.0/8\"")))
+                    .map_err(|_| {
+                        p.add(
+                            "server.trusted_proxies",
+                            format_args!(
+                                "{net:?} is not an address or CIDR range, e.g. \"10.0.0.0/8\""
+                            ),
+                        )
+                    })
                     .ok()
             })
             .collect();
@@ -503,7 +542,11 @@ impl RawConfig {
         if max_header_bytes < 8192 {
             p.add("server.max_header_bytes", "must be at least 8192");
         }
-        let header_read_timeout = p.duration("server.header_read_timeout", s.header_read_timeout.as_deref(), "30s");
+        let header_read_timeout = p.duration(
+            "server.header_read_timeout",
+            s.header_read_timeout.as_deref(),
+            "30s",
+        );
 
         // [upstream]
         let u = self.upstream;
@@ -528,19 +571,38 @@ impl RawConfig {
                 Secret(String::new())
             }
         };
-        let mut previous_secrets: Vec<Secret> = ss.previous_secrets.into_iter().map(Secret).collect();
+        let mut previous_secrets: Vec<Secret> =
+            ss.previous_secrets.into_iter().map(Secret).collect();
         if let Some(path) = ss.previous_secrets_file.as_deref() {
             match std::fs::read_to_string(path) {
-                Ok(text) => previous_secrets.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(Secret::new)),
-                Err(e) => p.add("session.previous_secrets_file", format_args!("cannot read {}: {e}", path.display())),
+                Ok(text) => previous_secrets.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(Secret::new),
+                ),
+                Err(e) => p.add(
+                    "session.previous_secrets_file",
+                    format_args!("cannot read {}: {e}", path.display()),
+                ),
             }
         }
         if previous_secrets.iter().any(|s| s.0.len() < MIN_SECRET_LEN) {
-            p.add("session.previous_secrets", format_args!("every secret needs at least {MIN_SECRET_LEN} bytes"));
+            p.add(
+                "session.previous_secrets",
+                format_args!("every secret needs at least {MIN_SECRET_LEN} bytes"),
+            );
         }
         let cookie_name = ss.cookie_name.unwrap_or_else(|| "_portcullis".to_owned());
-        if cookie_name.is_empty() || !cookie_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) {
-            p.add("session.cookie_name", "use only letters, digits, '_', '-' and '.'");
+        if cookie_name.is_empty()
+            || !cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        {
+            p.add(
+                "session.cookie_name",
+                "use only letters, digits, '_', '-' and '.'",
+            );
         }
         let secure = match ss.secure {
             None => public_url.scheme() == "https",
@@ -548,25 +610,50 @@ impl RawConfig {
             Some(toml::Value::Boolean(b)) => b,
             Some(toml::Value::String(s)) if s == "true" || s == "false" => s == "true",
             Some(other) => {
-                p.add("session.secure", format_args!("{other} is not one of \"auto\", true, false"));
+                p.add(
+                    "session.secure",
+                    format_args!("{other} is not one of \"auto\", true, false"),
+                );
                 true
             }
         };
+        if let Some(domain) = &ss.domain {
+            let host_chars = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+            if domain.trim_start_matches('.').is_empty() || !domain.bytes().all(host_chars) {
+                p.add(
+                    "session.domain",
+                    format_args!("{domain:?} is not a domain name, e.g. \".example.com\""),
+                );
+            }
+        }
         let same_site = ss.same_site.unwrap_or(SameSite::Lax);
         if same_site == SameSite::None && !secure {
-            p.add("session.same_site", "\"none\" needs secure cookies (an https public_url or secure = true)");
+            p.add(
+                "session.same_site",
+                "\"none\" needs secure cookies (an https public_url or secure = true)",
+            );
         }
         let store = ss.store.unwrap_or(SessionStoreKind::Cookie);
-        let redis_url = p.secret("session.redis_url", ss.redis_url, ss.redis_url_file.as_deref());
+        let redis_url = p.secret(
+            "session.redis_url",
+            ss.redis_url,
+            ss.redis_url_file.as_deref(),
+        );
         if store == SessionStoreKind::Redis {
-            p.add("session.store", "\"redis\" is not available in this version; use \"cookie\"");
+            p.add(
+                "session.store",
+                "\"redis\" is not available in this version; use \"cookie\"",
+            );
         }
         let session = SessionConfig {
             secret,
             previous_secrets,
             cookie_name,
             lifetime: p.duration("session.lifetime", ss.lifetime.as_deref(), "12h"),
-            idle_timeout: ss.idle_timeout.as_deref().map(|v| p.duration("session.idle_timeout", Some(v), v)),
+            idle_timeout: ss
+                .idle_timeout
+                .as_deref()
+                .map(|v| p.duration("session.idle_timeout", Some(v), v)),
             secure,
             same_site,
             domain: ss.domain,
@@ -577,28 +664,50 @@ impl RawConfig {
         // [access]
         let a = self.access;
         let access = AccessConfig {
-            allowed_email_domains: a.allowed_email_domains.iter().map(|d| d.trim().to_ascii_lowercase()).collect(),
-            allowed_emails: a.allowed_emails.iter().map(|e| e.trim().to_ascii_lowercase()).collect(),
+            allowed_email_domains: a
+                .allowed_email_domains
+                .iter()
+                .map(|d| d.trim().to_ascii_lowercase())
+                .collect(),
+            allowed_emails: a
+                .allowed_emails
+                .iter()
+                .map(|e| e.trim().to_ascii_lowercase())
+                .collect(),
             allowed_emails_file: a.allowed_emails_file,
             allowed_groups: a.allowed_groups,
             require_email_verified: a.require_email_verified,
             bearer_tokens: a.bearer_tokens,
         };
         if access.bearer_tokens {
-            p.add("access.bearer_tokens", "bearer tokens are not available in this version; set it to false");
+            p.add(
+                "access.bearer_tokens",
+                "bearer tokens are not available in this version; set it to false",
+            );
         }
 
         // [[rules]]
         for (i, rule) in self.rules.iter().enumerate() {
             if !rule.path.starts_with('/') {
-                p.add(&format!("rules[{i}].path"), format_args!("{:?} must start with '/'", rule.path));
+                p.add(
+                    &format!("rules[{i}].path"),
+                    format_args!("{:?} must start with '/'", rule.path),
+                );
             }
             if rule.public && !rule.groups.is_empty() {
-                p.add(&format!("rules[{i}]"), "a public rule cannot also require groups");
+                p.add(
+                    &format!("rules[{i}]"),
+                    "a public rule cannot also require groups",
+                );
             }
             for m in &rule.methods {
-                if http::Method::from_bytes(m.as_bytes()).is_err() || m.chars().any(|c| c.is_ascii_lowercase()) {
-                    p.add(&format!("rules[{i}].methods"), format_args!("{m:?} is not an upper-case HTTP method"));
+                if http::Method::from_bytes(m.as_bytes()).is_err()
+                    || m.chars().any(|c| c.is_ascii_lowercase())
+                {
+                    p.add(
+                        &format!("rules[{i}].methods"),
+                        format_args!("{m:?} is not an upper-case HTTP method"),
+                    );
                 }
             }
         }
@@ -606,25 +715,37 @@ impl RawConfig {
         // [headers]
         let header_map: Vec<(String, String)> = match self.headers {
             Some(map) => map.into_iter().collect(),
-            None => DEFAULT_HEADERS.iter().map(|(h, c)| (h.to_string(), c.to_string())).collect(),
+            None => DEFAULT_HEADERS
+                .iter()
+                .map(|(h, c)| (h.to_string(), c.to_string()))
+                .collect(),
         };
         let headers = header_map
             .into_iter()
-            .filter_map(|(name, claim)| match HeaderName::from_bytes(name.as_bytes()) {
-                Ok(h) => Some((h, claim)),
-                Err(_) => {
-                    p.add(&format!("headers.{name}"), "is not a valid header name");
-                    None
-                }
-            })
+            .filter_map(
+                |(name, claim)| match HeaderName::from_bytes(name.as_bytes()) {
+                    Ok(h) => Some((h, claim)),
+                    Err(_) => {
+                        p.add(&format!("headers.{name}"), "is not a valid header name");
+                        None
+                    }
+                },
+            )
             .collect();
 
         // [providers.*]
         let mut providers = Vec::new();
         for (id, rp) in self.providers {
             let key = |field: &str| format!("providers.{id}.{field}");
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                p.add(&format!("providers.{id}"), "the provider id (table name) may use only letters, digits, '-' and '_'");
+            if id.is_empty()
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                p.add(
+                    &format!("providers.{id}"),
+                    "the provider id (table name) may use only letters, digits, '-' and '_'",
+                );
             }
             let kind = rp.kind.unwrap_or(ProviderKind::Oidc);
             if kind != ProviderKind::Oidc {
@@ -638,11 +759,20 @@ impl RawConfig {
                 }
             };
             let client_id = rp.client_id.unwrap_or_else(|| {
-                p.add(&key("client_id"), "missing; copy it from the provider's app registration");
+                p.add(
+                    &key("client_id"),
+                    "missing; copy it from the provider's app registration",
+                );
                 String::new()
             });
-            let client_secret = p.secret(&key("client_secret"), rp.client_secret, rp.client_secret_file.as_deref());
-            let scopes = rp.scopes.unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+            let client_secret = p.secret(
+                &key("client_secret"),
+                rp.client_secret,
+                rp.client_secret_file.as_deref(),
+            );
+            let scopes = rp
+                .scopes
+                .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
             if !scopes.iter().any(|s| s == "openid") {
                 p.add(&key("scopes"), "must include \"openid\"");
             }
@@ -654,12 +784,17 @@ impl RawConfig {
                 client_id,
                 client_secret,
                 scopes,
-                token_auth_method: rp.token_auth_method.unwrap_or(TokenAuthMethod::ClientSecretBasic),
+                token_auth_method: rp
+                    .token_auth_method
+                    .unwrap_or(TokenAuthMethod::ClientSecretBasic),
                 fetch_userinfo: rp.fetch_userinfo,
             });
         }
         if providers.is_empty() {
-            p.add("providers", "no provider configured; add a [providers.<id>] table (see config.toml)");
+            p.add(
+                "providers",
+                "no provider configured; add a [providers.<id>] table (see config.toml)",
+            );
         }
 
         if !p.0.is_empty() {
@@ -679,7 +814,9 @@ impl RawConfig {
             upstream,
             session,
             access,
-            sign_in: self.sign_in.unwrap_or(SignInConfig { auto_redirect: false }),
+            sign_in: self.sign_in.unwrap_or(SignInConfig {
+                auto_redirect: false,
+            }),
             rules: self.rules,
             headers,
             providers,
@@ -698,4 +835,3 @@ pub fn generate_secret() -> String {
 
 #[cfg(test)]
 mod tests;
-

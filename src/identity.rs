@@ -104,7 +104,14 @@ pub fn encode_header_value(value: &str) -> Option<http::HeaderValue> {
     http::HeaderValue::from_str(&format!("=?UTF-8?B?{encoded}?=")).ok()
 }
 
-const STANDARD_CLAIMS: [&str; 6] = ["sub", "email", "email_verified", "name", "preferred_username", "groups"];
+const STANDARD_CLAIMS: [&str; 6] = [
+    "sub",
+    "email",
+    "email_verified",
+    "name",
+    "preferred_username",
+    "groups",
+];
 
 fn scalar_string(v: &Value) -> Option<String> {
     match v {
@@ -134,8 +141,10 @@ mod tests {
 
     #[test]
     fn builds_identity_from_standard_and_wanted_claims() {
-        let c = claims(json!({"sub": "u1", "email": "a@x.org", "email_verified": "true",
-            "groups": ["a", "b"], "department": "R&D", "ignored": 1}));
+        let c = claims(
+            json!({"sub": "u1", "email": "a@x.org", "email_verified": "true",
+            "groups": ["a", "b"], "department": "R&D", "ignored": 1}),
+        );
         let id = Identity::from_claims(&c, ["sub", "department"]).unwrap();
         assert_eq!(id.email_verified, Some(true));
         assert_eq!(id.claim("groups").as_deref(), Some("a,b"));
@@ -145,7 +154,12 @@ mod tests {
 
     #[test]
     fn numeric_sub_is_accepted_and_missing_sub_refused() {
-        assert_eq!(Identity::from_claims(&claims(json!({"sub": 42})), []).unwrap().sub, "42");
+        assert_eq!(
+            Identity::from_claims(&claims(json!({"sub": 42})), [])
+                .unwrap()
+                .sub,
+            "42"
+        );
         assert!(Identity::from_claims(&claims(json!({"sub": ""})), []).is_err());
         assert!(Identity::from_claims(&claims(json!({"email": "a@b"})), []).is_err());
     }
@@ -154,8 +168,17 @@ mod tests {
     fn non_ascii_and_control_characters_are_encoded_not_dropped() {
         assert_eq!(encode_header_value("Ada Lovelace").unwrap(), "Ada Lovelace");
         assert_eq!(encode_header_value("Zoë").unwrap(), "=?UTF-8?B?Wm/Dqw==?=");
-        assert_eq!(encode_header_value("a\r\nX-Evil: 1").unwrap(), "=?UTF-8?B?YQ0KWC1FdmlsOiAx?=");
+        assert_eq!(
+            encode_header_value("a\r\nX-Evil: 1").unwrap(),
+            "=?UTF-8?B?YQ0KWC1FdmlsOiAx?="
+        );
         // A value that merely looks encoded is encoded too, so it cannot be forged.
-        assert!(encode_header_value("=?UTF-8?B?x?=").unwrap().to_str().unwrap().starts_with("=?UTF-8?B?PT9"));
+        assert!(
+            encode_header_value("=?UTF-8?B?x?=")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("=?UTF-8?B?PT9")
+        );
     }
 }

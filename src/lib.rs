@@ -6,7 +6,7 @@
 //! else and `upstream` streams to the app. `respond` is the one place where an
 //! error becomes a status and a page.
 
-// pub mod auth;  (lead: enabled once the parts land)
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod headers;
@@ -14,7 +14,7 @@ pub mod identity;
 pub mod pages;
 pub mod policy;
 pub mod provider;
-// pub mod proxy;
+pub mod proxy;
 pub mod redirect;
 pub mod respond;
 pub mod server;
@@ -32,11 +32,15 @@ pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
 /// A body holding `bytes` whole (portcullis' own pages and JSON).
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 pub fn empty() -> Body {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// Seconds since the Unix epoch: the clock of sessions, flows and tokens.
@@ -47,3 +51,157 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+// === the application ===
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::config::Config;
+use crate::headers::SpoofGuard;
+use crate::policy::Policy;
+use crate::provider::Providers;
+use crate::server::{ConnInfo, Handler, ServerLimits};
+use crate::session::SessionCookies;
+use crate::upstream::Upstream;
+
+/// Why portcullis could not start; each names the cause and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}; is another process using it? Change server.listen")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Tls(#[from] server::TlsError),
+    #[error("{0}")]
+    Access(std::io::Error),
+    #[error("demo: {0}")]
+    Demo(std::io::Error),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Everything a request needs, built once at start-up.
+pub struct App {
+    pub config: Config,
+    pub sessions: SessionCookies,
+    pub providers: Providers,
+    pub policy: Policy,
+    pub upstream: Upstream,
+    spoof_guard: SpoofGuard,
+    base_path: String,
+}
+
+impl App {
+    /// Builds the app and starts provider discovery in the background; needs a
+    /// Tokio runtime.
+    pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
+        let policy = Policy::new(&config).map_err(StartError::Access)?;
+        policy.watch_emails_file();
+        let mut protected: Vec<&str> = config.headers.iter().map(|(h, _)| h.as_str()).collect();
+        protected.push(proxy::ACCESS_TOKEN_HEADER);
+        if config.upstream.pass_id_token {
+            protected.push("authorization");
+        }
+        let spoof_guard = SpoofGuard::new(protected);
+        Ok(Arc::new(Self {
+            sessions: SessionCookies::new(&config.session),
+            providers: Providers::start(&config),
+            upstream: Upstream::new(&config.upstream),
+            base_path: config
+                .server
+                .public_url
+                .path()
+                .trim_end_matches('/')
+                .to_owned(),
+            policy,
+            spoof_guard,
+            config,
+        }))
+    }
+
+    /// The path of public_url, without a trailing slash ("" at the root).
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), StartError> {
+        let s = &self.config.server;
+        let tls = match (&s.tls_cert, &s.tls_key) {
+            (Some(cert), Some(key)) => Some(server::load_tls(cert, key)?),
+            _ => None,
+        };
+        let limits = ServerLimits {
+            max_header_bytes: s.max_header_bytes,
+            header_read_timeout: s.header_read_timeout,
+        };
+        let tunnels = self.upstream.tunnels();
+        server::serve(listener, tls, limits, self, tunnels, shutdown)
+            .await
+            .map_err(StartError::Serve)
+    }
+}
+
+impl Handler for App {
+    async fn handle(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        // DESIGN §8.3: on every path, before anything reads them.
+        self.spoof_guard.strip(req.headers_mut());
+        if req.uri().path().starts_with("/oauth2/") {
+            auth::handle(self, req, conn).await
+        } else {
+            proxy::handle(self, req, conn).await
+        }
+    }
+}
+
+/// `portcullis run`: bind, serve, stop on Ctrl-C or SIGTERM.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let addr = config.server.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    tracing::info!(%addr, public_url = %config.server.public_url, upstream = %config.upstream.url, "portcullis listening");
+    App::new(config)?.serve(listener, shutdown_signal()).await
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what `docker stop` sends).
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = ctrl_c.await;
+            return;
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down: draining connections");
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`). Installs the rustls
+/// crypto provider once, before anything builds a TLS config.
+pub fn init_tracing() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,1 +1,91 @@
-fn main() {}
+//! The `portcullis` command: run | check | secret | demo.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// An authentication sidecar: signs users in with OpenID Connect and passes
+/// their identity to the app behind it in trusted headers.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file [default: ./config.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default)
+    Run,
+    /// Validate the configuration and print it resolved, secrets redacted
+    Check,
+    /// Print a fresh random session secret
+    Secret,
+    /// Start a demo identity provider, a demo app and the proxy in front of it
+    Demo {
+        /// Where the proxy listens; open this address in a browser
+        #[arg(long, default_value = "127.0.0.1:4180")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+/// sysexits EX_USAGE: the configuration is wrong.
+const EX_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    portcullis::init_tracing();
+    let (path, named) = match cli.config {
+        Some(p) => (p, true),
+        None => (PathBuf::from("config.toml"), false),
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Secret => {
+            println!("{}", portcullis::config::generate_secret());
+            ExitCode::SUCCESS
+        }
+        Command::Check => match portcullis::config::load(&path, named) {
+            Ok(config) => {
+                print!("{}", toml::to_string(&config).unwrap_or_default());
+                eprintln!("configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::from(EX_CONFIG)
+            }
+        },
+        Command::Run => {
+            let config = match portcullis::config::load(&path, named) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            runtime(portcullis::run(config))
+        }
+        Command::Demo { listen } => runtime(portcullis::demo::run(listen)),
+    }
+}
+
+fn runtime(fut: impl std::future::Future<Output = Result<(), portcullis::StartError>>) -> ExitCode {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -95,7 +95,9 @@ impl Policy {
                         tracing::info!(file = %path.display(), count = set.len(), "reloaded access.allowed_emails_file");
                         emails.store(Arc::new(set));
                     }
-                    Err(e) => tracing::error!(file = %path.display(), error = %e, "cannot re-read access.allowed_emails_file; keeping the previous list"),
+                    Err(e) => {
+                        tracing::error!(file = %path.display(), error = %e, "cannot re-read access.allowed_emails_file; keeping the previous list")
+                    }
                 }
             }
         }))
@@ -109,8 +111,14 @@ impl Policy {
         });
         match rule {
             Some(r) if r.public => Requirement::Public,
-            Some(r) => Requirement::SignedIn { groups: &r.groups, api: r.api },
-            None => Requirement::SignedIn { groups: &[], api: false },
+            Some(r) => Requirement::SignedIn {
+                groups: &r.groups,
+                api: r.api,
+            },
+            None => Requirement::SignedIn {
+                groups: &[],
+                api: false,
+            },
         }
     }
 
@@ -137,10 +145,16 @@ impl Policy {
     }
 
     /// The global policy, then the rule's groups.
-    pub fn authorize(&self, identity: &Identity, requirement: Requirement<'_>) -> Result<(), Denied> {
+    pub fn authorize(
+        &self,
+        identity: &Identity,
+        requirement: Requirement<'_>,
+    ) -> Result<(), Denied> {
         self.admits(identity)?;
         match requirement {
-            Requirement::SignedIn { groups, .. } if !groups.is_empty() && !in_any(&identity.groups, groups) => {
+            Requirement::SignedIn { groups, .. }
+                if !groups.is_empty() && !in_any(&identity.groups, groups) =>
+            {
                 Err(Denied::NotInRuleGroup)
             }
             _ => Ok(()),
@@ -160,7 +174,13 @@ fn read_emails(access: &AccessConfig) -> std::io::Result<HashSet<String>> {
     let mut set: HashSet<String> = access.allowed_emails.iter().cloned().collect();
     if let Some(path) = &access.allowed_emails_file {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("access.allowed_emails_file: cannot read {}: {e}", path.display()))
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "access.allowed_emails_file: cannot read {}: {e}",
+                    path.display()
+                ),
+            )
         })?;
         set.extend(
             text.lines()
@@ -233,7 +253,11 @@ impl Rule {
     fn from_config(c: &RuleConfig) -> Self {
         Self {
             pattern: Pattern::parse(&c.path),
-            methods: c.methods.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect(),
+            methods: c
+                .methods
+                .iter()
+                .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                .collect(),
             public: c.public,
             groups: c.groups.clone(),
             api: c.api,
@@ -282,13 +306,17 @@ impl Pattern {
 fn glob_match(parts: &[GlobPart], path: &str) -> bool {
     match parts.split_first() {
         None => path.is_empty(),
-        Some((GlobPart::Literal(lit), rest)) => path.strip_prefix(lit.as_str()).is_some_and(|p| glob_match(rest, p)),
+        Some((GlobPart::Literal(lit), rest)) => path
+            .strip_prefix(lit.as_str())
+            .is_some_and(|p| glob_match(rest, p)),
         Some((wild, rest)) => {
             let limit = match wild {
                 GlobPart::Star => path.find('/').unwrap_or(path.len()),
                 _ => path.len(),
             };
-            (0..=limit).filter(|&i| path.is_char_boundary(i)).any(|i| glob_match(rest, &path[i..]))
+            (0..=limit)
+                .filter(|&i| path.is_char_boundary(i))
+                .any(|i| glob_match(rest, &path[i..]))
         }
     }
 }

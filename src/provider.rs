@@ -32,7 +32,10 @@ pub enum ProviderError {
         source: HttpError,
     },
     #[error("the provider refused the code: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
-    TokenRejected { error: String, description: Option<String> },
+    TokenRejected {
+        error: String,
+        description: Option<String>,
+    },
     #[error("the provider's token response is invalid: {0}")]
     InvalidTokenResponse(String),
     #[error("the id_token was refused: {0}")]
@@ -64,7 +67,10 @@ impl Providers {
             Ok(http) => http,
             Err(e) => {
                 tracing::error!(error = %e, "cannot set up TLS for calls to providers");
-                return Self { providers: Arc::new([]), ready: Arc::new(Notify::new()) };
+                return Self {
+                    providers: Arc::new([]),
+                    ready: Arc::new(Notify::new()),
+                };
             }
         };
         let providers: Arc<[Arc<Provider>]> = config
@@ -74,7 +80,10 @@ impl Providers {
             .collect();
         let ready = Arc::new(Notify::new());
         for provider in providers.iter() {
-            tokio::spawn(discover_until_ready(Arc::downgrade(provider), ready.clone()));
+            tokio::spawn(discover_until_ready(
+                Arc::downgrade(provider),
+                ready.clone(),
+            ));
         }
         Self { providers, ready }
     }

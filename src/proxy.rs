@@ -2,7 +2,7 @@
 //! rule, authenticate, authorise, set identity headers, stream to the upstream.
 //! Spoofed identity headers were already stripped by the dispatcher.
 
-use http::header::{AUTHORIZATION, SET_COOKIE};
+use http::header::{AUTHORIZATION, HOST, SET_COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
@@ -13,20 +13,25 @@ use crate::server::ConnInfo;
 use crate::session::Session;
 use crate::{Body, now_unix};
 
-pub const ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-forwarded-access-token");
+pub const ACCESS_TOKEN_HEADER: &str = "x-forwarded-access-token";
 
 pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
     let html = respond::wants_html(req.method(), req.headers());
     let path = normalize_path(req.uri().path());
     let requirement = app.policy.requirement(req.method(), &path);
-    let Authenticated { session, set_cookies } = authenticate(app, req.headers());
+    let Authenticated {
+        session,
+        set_cookies,
+    } = authenticate(app, req.headers());
 
     let admitted = match (&session, requirement) {
         (Some(s), _) => match app.policy.authorize(&s.identity, requirement) {
             Ok(()) => Some(s),
             // On a public path a refused user is simply anonymous.
             Err(_) if requirement == Requirement::Public => None,
-            Err(denied) => return with_cookies(respond::problem(Problem::from(denied), html), set_cookies),
+            Err(denied) => {
+                return with_cookies(respond::problem(Problem::from(denied), html), set_cookies);
+            }
         },
         (None, Requirement::Public) => None,
         (None, Requirement::SignedIn { api, .. }) => {
@@ -35,12 +40,34 @@ pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Re
         }
     };
 
+    // Hop-by-hop first: a client's `Connection: X-Forwarded-User` must not be
+    // able to remove a header set below.
+    if crate::headers::is_upgrade_request(&req) {
+        crate::headers::strip_hop_by_hop_keep_upgrade(req.headers_mut());
+    } else {
+        crate::headers::strip_hop_by_hop(req.headers_mut());
+    }
+    // HTTP/2 carries the host in `:authority`; X-Forwarded-Host reads `Host`.
+    if !req.headers().contains_key(HOST)
+        && let Some(host) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(HOST, host);
+    }
     let headers = req.headers_mut();
     if let Some(session) = admitted {
         set_identity_headers(app, headers, session);
     }
     app.sessions.strip_own_cookies(headers);
-    crate::headers::set_forwarded(headers, conn.peer.ip(), &app.config.server.trusted_proxies, if conn.tls { "https" } else { "http" });
+    let proto = if conn.tls { "https" } else { "http" };
+    crate::headers::set_forwarded(
+        headers,
+        conn.peer.ip(),
+        &app.config.server.trusted_proxies,
+        proto,
+    );
 
     let resp = match app.upstream.forward(req).await {
         Ok(resp) => resp,
@@ -61,11 +88,17 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Authenticated {
     let loaded = app.sessions.load(headers, now);
     let mut set_cookies = loaded.clear;
     let mut session = loaded.session;
-    if let Some(s) = session.as_mut().filter(|s| app.sessions.needs_touch(s, now)) {
+    if let Some(s) = session
+        .as_mut()
+        .filter(|s| app.sessions.needs_touch(s, now))
+    {
         s.last_seen_at = now;
         set_cookies.extend(app.sessions.store(s, headers));
     }
-    Authenticated { session, set_cookies }
+    Authenticated {
+        session,
+        set_cookies,
+    }
 }
 
 /// Identity headers from the `[headers]` map, plus the tokens when configured.
@@ -76,21 +109,32 @@ pub fn set_identity_headers(app: &App, headers: &mut HeaderMap, session: &Sessio
         }
     }
     let upstream = &app.config.upstream;
-    if upstream.pass_access_token {
-        if let Some(v) = session.tokens.access_token.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
-            headers.insert(ACCESS_TOKEN_HEADER, v);
-        }
+    let tokens = &session.tokens;
+    if upstream.pass_access_token
+        && let Some(v) = tokens
+            .access_token
+            .as_deref()
+            .and_then(|t| HeaderValue::from_str(t).ok())
+    {
+        headers.insert(HeaderName::from_static(ACCESS_TOKEN_HEADER), v);
     }
-    if upstream.pass_id_token {
-        if let Some(v) = session.tokens.id_token.as_deref().and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
-            headers.insert(AUTHORIZATION, v);
-        }
+    if upstream.pass_id_token
+        && let Some(v) = tokens
+            .id_token
+            .as_deref()
+            .and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok())
+    {
+        headers.insert(AUTHORIZATION, v);
     }
 }
 
 /// `<public_url path>/oauth2/sign_in?rd=<original path and query>`.
 pub fn sign_in_location<B>(app: &App, req: &Request<B>) -> String {
-    let original = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    let original = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
     let rd: String = url::form_urlencoded::byte_serialize(original.as_bytes()).collect();
     format!("{}/oauth2/sign_in?rd={rd}", app.base_path())
 }

@@ -6,6 +6,10 @@ use http::header::{CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
+use crate::identity::IdentityError;
+use crate::policy::Denied;
+use crate::provider::ProviderError;
+use crate::session::FlowError;
 use crate::upstream::UpstreamError;
 use crate::{Body, full, pages};
 
@@ -141,6 +145,80 @@ impl From<UpstreamError> for Problem {
     }
 }
 
+impl From<Denied> for Problem {
+    fn from(denied: Denied) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Access denied",
+            denied.to_string(),
+            Source::Client,
+        )
+    }
+}
+
+impl From<FlowError> for Problem {
+    fn from(error: FlowError) -> Self {
+        let detail = match error {
+            FlowError::Expired => "This sign-in took too long. Please sign in again.",
+            FlowError::Replayed => "This sign-in link was already used. Please sign in again.",
+            FlowError::Missing | FlowError::Invalid | FlowError::StateMismatch => {
+                "This sign-in cannot be matched to one started in this browser. Please sign in again."
+            }
+        };
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_callback",
+            "Sign-in could not be completed",
+            detail,
+            Source::Client,
+        )
+    }
+}
+
+impl From<ProviderError> for Problem {
+    fn from(error: ProviderError) -> Self {
+        match error {
+            ProviderError::NotReady { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "provider_not_ready",
+                "Sign-in is not available yet",
+                "The identity provider's configuration has not been loaded yet. Try again in a moment.",
+                Source::Provider,
+            ),
+            ProviderError::Unreachable { .. }
+            | ProviderError::Userinfo { .. }
+            | ProviderError::InvalidTokenResponse(_) => Self::provider(
+                "The identity provider could not be reached or gave an unusable answer.",
+            ),
+            ProviderError::TokenRejected { error, .. } => Self::new(
+                StatusCode::BAD_REQUEST,
+                "sign_in_failed",
+                "Sign-in failed",
+                format!(
+                    "The identity provider refused the sign-in code ({error}). Please sign in again."
+                ),
+                Source::Client,
+            ),
+            ProviderError::InvalidIdToken(_)
+            | ProviderError::UserinfoSubMismatch
+            | ProviderError::IssuerMismatch => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "sign_in_failed",
+                "Sign-in failed",
+                "The identity provider's answer could not be verified.",
+                Source::Provider,
+            ),
+        }
+    }
+}
+
+impl From<IdentityError> for Problem {
+    fn from(error: IdentityError) -> Self {
+        Self::provider(error.to_string())
+    }
+}
+
 /// DESIGN §1: a browser navigation is a GET or HEAD whose `Accept` lists
 /// `text/html` (with a non-zero quality). Everything else is an API client.
 pub fn wants_html(method: &Method, headers: &HeaderMap) -> bool {
@@ -255,6 +333,22 @@ pub fn html(status: StatusCode, body: String) -> Response<Body> {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     pages::security_headers(response.headers_mut());
+    response
+}
+
+/// A short plain-text answer (health endpoints).
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     response
 }
 

@@ -50,8 +50,8 @@ pub trait Handler: Send + Sync + 'static {
 
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
-    /// Largest request head; a bigger one is refused with `431` (HTTP/1) or a
-    /// stream reset (HTTP/2).
+    /// Largest request head; a bigger one is refused (`431` on HTTP/1.1, the
+    /// advertised `SETTINGS_MAX_HEADER_LIST_SIZE` on HTTP/2).
     pub max_header_bytes: usize,
     /// A client that has not sent a whole request head (or finished its TLS
     /// handshake) by then is disconnected: slowloris.

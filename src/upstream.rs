@@ -97,6 +97,10 @@ impl Upstream {
     /// Sends an authorised request, its identity and `X-Forwarded-*` headers
     /// already set, to the upstream and streams the answer back.
     ///
+    /// Strip hop-by-hop headers (`headers::strip_hop_by_hop*`) before adding
+    /// identity headers too: otherwise a client's `Connection: X-Forwarded-User`
+    /// would make this function delete the header portcullis just set.
+    ///
     /// The target is the upstream base plus the request's path and query. An
     /// HTTP/2 request goes on as HTTP/1.1 with `Host` from `:authority`; an
     /// HTTP/1 request keeps its `Host`. Hop-by-hop headers go in both

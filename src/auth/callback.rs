@@ -21,18 +21,24 @@ pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Resp
         return respond::problem(unknown_provider(), html);
     };
     let Some(state) = query_param(req, "state") else {
-        return respond::problem(bad_callback("The sign-in answer has no state parameter."), html);
+        return respond::problem(
+            bad_callback("The sign-in answer has no state parameter."),
+            html,
+        );
     };
     let now = now_unix();
     let (flow, clear_flow) = app.sessions.take_flow(req.headers(), &state, now);
-    let fail = |problem: Problem| with_cookies(respond::problem(problem, html), vec![clear_flow.clone()]);
+    let fail =
+        |problem: Problem| with_cookies(respond::problem(problem, html), vec![clear_flow.clone()]);
     let flow = match flow {
         Ok(flow) => flow,
         Err(e) => return fail(Problem::from(e)),
     };
     // A flow started for one provider never completes on another's path (mix-up).
     if flow.provider != provider.id() {
-        return fail(bad_callback("This sign-in was started with a different provider."));
+        return fail(bad_callback(
+            "This sign-in was started with a different provider.",
+        ));
     }
     if let Some(error) = query_param(req, "error") {
         let description = query_param(req, "error_description").unwrap_or_default();
@@ -48,9 +54,23 @@ pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Resp
         return fail(bad_callback("The sign-in answer has no code parameter."));
     };
     let iss = query_param(req, "iss");
-    let secrets = FlowSecrets { state: flow.state, nonce: flow.nonce, pkce_verifier: flow.pkce_verifier };
+    let secrets = FlowSecrets {
+        state: flow.state,
+        nonce: flow.nonce,
+        pkce_verifier: flow.pkce_verifier,
+    };
     let redirect_uri = app.config.redirect_uri(provider.id());
-    let signed_in = match provider.finish(Callback { code: &code, iss: iss.as_deref() }, &secrets, &redirect_uri).await {
+    let signed_in = match provider
+        .finish(
+            Callback {
+                code: &code,
+                iss: iss.as_deref(),
+            },
+            &secrets,
+            &redirect_uri,
+        )
+        .await
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(provider = provider.id(), error = %e, "sign-in failed");

@@ -15,11 +15,19 @@ use crate::{App, Body, empty};
 /// `trusted_proxies` (DESIGN §8.4); otherwise the default rule applies.
 pub fn check<B>(app: &App, req: &Request<B>, conn: &ConnInfo) -> Response<Body> {
     let peer = conn.peer.ip();
-    let trusted = app.config.server.trusted_proxies.iter().any(|net| net.contains(&peer));
+    let trusted = app
+        .config
+        .server
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(&peer));
     let target = trusted.then(|| original_target(req.headers()));
     let requirement = match &target {
         Some((method, path)) => app.policy.requirement(method, path),
-        None => Requirement::SignedIn { groups: &[], api: true },
+        None => Requirement::SignedIn {
+            groups: &[],
+            api: true,
+        },
     };
     let authn = authenticate(app, req.headers());
     let resp = match (&authn.session, requirement) {

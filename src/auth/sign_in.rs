@@ -18,8 +18,14 @@ pub fn page<B>(app: &App, req: &Request<B>) -> Response<Body> {
     if app.config.sign_in.auto_redirect && providers.len() == 1 {
         return with_cookies(start(app, req, providers[0].id()), stale);
     }
-    let list: Vec<(&str, &str)> = providers.iter().map(|p| (p.id(), p.display_name())).collect();
-    with_cookies(respond::html(StatusCode::OK, pages::sign_in(&list, &rd)), stale)
+    let list: Vec<(&str, &str)> = providers
+        .iter()
+        .map(|p| (p.id(), p.display_name()))
+        .collect();
+    with_cookies(
+        respond::html(StatusCode::OK, pages::sign_in(&list, &rd)),
+        stale,
+    )
 }
 
 pub fn start<B>(app: &App, req: &Request<B>, provider_id: &str) -> Response<Body> {
@@ -42,7 +48,8 @@ pub fn start<B>(app: &App, req: &Request<B>, provider_id: &str) -> Response<Body
         created_at: now_unix(),
     };
     let mut resp = respond::redirect(url.as_str());
-    resp.headers_mut().append(SET_COOKIE, app.sessions.start_flow(&flow));
+    resp.headers_mut()
+        .append(SET_COOKIE, app.sessions.start_flow(&flow));
     resp
 }
 

@@ -34,7 +34,10 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!((p.id.as_str(), p.display_name.as_str()), ("corp", "corp"));
     assert_eq!(p.scopes, ["openid", "email", "profile"]);
     assert_eq!(p.token_auth_method, TokenAuthMethod::ClientSecretBasic);
-    assert_eq!(c.redirect_uri("corp").as_str(), "http://127.0.0.1:4180/oauth2/callback/corp");
+    assert_eq!(
+        c.redirect_uri("corp").as_str(),
+        "http://127.0.0.1:4180/oauth2/callback/corp"
+    );
 }
 
 #[test]
@@ -52,7 +55,12 @@ issuer = "https://sso.example.com"
 "#,
     );
     let joined = got.join("\n");
-    for key in ["server.public_url:", "upstream.timeout:", "session.secret:", "providers.corp.client_id: missing"] {
+    for key in [
+        "server.public_url:",
+        "upstream.timeout:",
+        "session.secret:",
+        "providers.corp.client_id: missing",
+    ] {
         assert!(joined.contains(key), "expected {key} in:\n{joined}");
     }
 }
@@ -67,9 +75,15 @@ fn type_errors_name_the_key_not_a_serde_dump() {
 
 #[test]
 fn public_url_path_derives_redirect_uris_and_https_makes_cookies_secure() {
-    let c = parse(&format!("{MINIMAL}\n[server]\npublic_url = \"https://app.example.com/base/\"\n")).unwrap();
+    let c = parse(&format!(
+        "{MINIMAL}\n[server]\npublic_url = \"https://app.example.com/base/\"\n"
+    ))
+    .unwrap();
     assert!(c.session.secure);
-    assert_eq!(c.redirect_uri("corp").as_str(), "https://app.example.com/base/oauth2/callback/corp");
+    assert_eq!(
+        c.redirect_uri("corp").as_str(),
+        "https://app.example.com/base/oauth2/callback/corp"
+    );
 }
 
 #[test]
@@ -83,25 +97,58 @@ fn secret_from_file_and_not_both() {
         &format!("secret_file = {:?}", file.display().to_string()),
     );
     let c = parse(&toml).unwrap();
-    assert_eq!(c.session.secret.expose(), "from-file-0123456789abcdef0123456789");
-    let both = MINIMAL.replace("client_secret = \"s3cret\"", &format!("client_secret = \"x\"\nclient_secret_file = {:?}", file.display().to_string()));
-    assert!(problems(&both).join("\n").contains("providers.corp.client_secret: set either"));
+    assert_eq!(
+        c.session.secret.expose(),
+        "from-file-0123456789abcdef0123456789"
+    );
+    let both = MINIMAL.replace(
+        "client_secret = \"s3cret\"",
+        &format!(
+            "client_secret = \"x\"\nclient_secret_file = {:?}",
+            file.display().to_string()
+        ),
+    );
+    assert!(
+        problems(&both)
+            .join("\n")
+            .contains("providers.corp.client_secret: set either")
+    );
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature
 fn environment_overrides_nested_keys_and_secrets_are_redacted() {
     Jail::expect_with(|jail| {
         jail.create_file("config.toml", MINIMAL)?;
         jail.set_env("PORTCULLIS_PROVIDERS__CORP__CLIENT_SECRET", "from-env");
         jail.set_env("PORTCULLIS_UPSTREAM__URL", "http://10.0.0.1:9000");
         let c = load(Path::new("config.toml"), true).map_err(|e| e.to_string())?;
-        assert_eq!(c.providers[0].client_secret.as_ref().unwrap().expose(), "from-env");
+        assert_eq!(
+            c.providers[0].client_secret.as_ref().unwrap().expose(),
+            "from-env"
+        );
         assert_eq!(c.upstream.url.as_str(), "http://10.0.0.1:9000/");
         let printed = toml::to_string(&c).map_err(|e| e.to_string())?;
-        assert!(!printed.contains("from-env") && !printed.contains("0123456789abcdef"), "{printed}");
+        assert!(
+            !printed.contains("from-env") && !printed.contains("0123456789abcdef"),
+            "{printed}"
+        );
         assert!(printed.contains("[redacted]"));
         Ok(())
     });
+}
+
+#[test]
+fn cookie_domain_must_be_a_domain_name() {
+    let bad =
+        format!("{MINIMAL}\n").replace("[session]\n", "[session]\ndomain = \"ex ample.com\\n\"\n");
+    assert!(problems(&bad).join("\n").contains("session.domain:"));
+    let good =
+        format!("{MINIMAL}\n").replace("[session]\n", "[session]\ndomain = \".example.com\"\n");
+    assert_eq!(
+        parse(&good).unwrap().session.domain.as_deref(),
+        Some(".example.com")
+    );
 }
 
 #[test]
@@ -114,5 +161,6 @@ fn a_named_config_file_must_exist() {
 fn the_reference_config_toml_is_valid() {
     let reference = include_str!("../../config.toml");
     let secret = Toml::string("[session]\nsecret = \"0123456789abcdef0123456789abcdef\"");
-    from_figment(Figment::from(Toml::string(reference)).merge(secret)).unwrap_or_else(|e| panic!("config.toml is out of sync with the code:\n{e}"));
+    from_figment(Figment::from(Toml::string(reference)).merge(secret))
+        .unwrap_or_else(|e| panic!("config.toml is out of sync with the code:\n{e}"));
 }

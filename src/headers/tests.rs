@@ -5,7 +5,10 @@ use ipnet::IpNet;
 
 use super::*;
 
-fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+/// Header lines as `(name, value)`, in order.
+type Lines<'a> = &'a [(&'a str, &'a str)];
+
+fn map(pairs: Lines) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in pairs {
         headers.append(
@@ -32,7 +35,7 @@ fn nets(list: &[&str]) -> Vec<IpNet> {
 
 #[test]
 fn hop_by_hop_headers_and_connection_listed_names_are_removed() {
-    let cases: &[(&[(&str, &str)], &[&str])] = &[
+    let cases: &[(Lines, &[&str])] = &[
         (&[("connection", "close"), ("accept", "*/*")], &["accept"]),
         (
             &[
@@ -116,7 +119,7 @@ fn keep_upgrade_variant_without_upgrade_header_adds_no_connection() {
 
 #[test]
 fn upgrade_requests_are_http11_with_connection_upgrade_and_not_h2c() {
-    let cases: &[(Version, &[(&str, &str)], bool)] = &[
+    let cases: &[(Version, Lines, bool)] = &[
         (
             Version::HTTP_11,
             &[("connection", "Upgrade"), ("upgrade", "websocket")],

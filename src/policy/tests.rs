@@ -77,16 +77,58 @@ public = true
     );
     let get = Method::GET;
     assert_eq!(p.requirement(&get, "/healthz"), Requirement::Public);
-    assert_eq!(p.requirement(&get, "/healthz/x"), Requirement::SignedIn { groups: &[], api: false });
-    assert_eq!(p.requirement(&get, "/healthzz"), Requirement::SignedIn { groups: &[], api: false });
-    assert_eq!(p.requirement(&get, "/api/v1"), Requirement::SignedIn { groups: &[], api: true });
+    assert_eq!(
+        p.requirement(&get, "/healthz/x"),
+        Requirement::SignedIn {
+            groups: &[],
+            api: false
+        }
+    );
+    assert_eq!(
+        p.requirement(&get, "/healthzz"),
+        Requirement::SignedIn {
+            groups: &[],
+            api: false
+        }
+    );
+    assert_eq!(
+        p.requirement(&get, "/api/v1"),
+        Requirement::SignedIn {
+            groups: &[],
+            api: true
+        }
+    );
     assert_eq!(p.requirement(&get, "/static/a.css"), Requirement::Public);
-    assert_eq!(p.requirement(&get, "/static/a/b.css"), Requirement::SignedIn { groups: &[], api: false });
-    assert_eq!(p.requirement(&get, "/static/a.css.js"), Requirement::SignedIn { groups: &[], api: false });
+    assert_eq!(
+        p.requirement(&get, "/static/a/b.css"),
+        Requirement::SignedIn {
+            groups: &[],
+            api: false
+        }
+    );
+    assert_eq!(
+        p.requirement(&get, "/static/a.css.js"),
+        Requirement::SignedIn {
+            groups: &[],
+            api: false
+        }
+    );
     let admins = ["admins".to_string()];
-    assert_eq!(p.requirement(&get, "/admin/x/y"), Requirement::SignedIn { groups: &admins, api: false });
+    assert_eq!(
+        p.requirement(&get, "/admin/x/y"),
+        Requirement::SignedIn {
+            groups: &admins,
+            api: false
+        }
+    );
     assert_eq!(p.requirement(&Method::POST, "/hook"), Requirement::Public);
-    assert_eq!(p.requirement(&get, "/hook"), Requirement::SignedIn { groups: &[], api: false });
+    assert_eq!(
+        p.requirement(&get, "/hook"),
+        Requirement::SignedIn {
+            groups: &[],
+            api: false
+        }
+    );
 }
 
 #[test]
@@ -120,12 +162,30 @@ allowed_emails = ["Guest@Other.org"]
 allowed_groups = []
 "#,
     );
-    assert_eq!(p.admits(&user(Some("a@example.com"), Some(true), &[])), Ok(()));
-    assert_eq!(p.admits(&user(Some("guest@other.org"), Some(true), &[])), Ok(()));
-    assert_eq!(p.admits(&user(Some("a@example.com"), None, &[])), Err(Denied::EmailNotVerified));
-    assert_eq!(p.admits(&user(Some("a@example.com"), Some(false), &[])), Err(Denied::EmailNotVerified));
-    assert_eq!(p.admits(&user(Some("a@evil-example.com"), Some(true), &[])), Err(Denied::EmailNotAllowed));
-    assert_eq!(p.admits(&user(None, None, &[])), Err(Denied::EmailNotAllowed));
+    assert_eq!(
+        p.admits(&user(Some("a@example.com"), Some(true), &[])),
+        Ok(())
+    );
+    assert_eq!(
+        p.admits(&user(Some("guest@other.org"), Some(true), &[])),
+        Ok(())
+    );
+    assert_eq!(
+        p.admits(&user(Some("a@example.com"), None, &[])),
+        Err(Denied::EmailNotVerified)
+    );
+    assert_eq!(
+        p.admits(&user(Some("a@example.com"), Some(false), &[])),
+        Err(Denied::EmailNotVerified)
+    );
+    assert_eq!(
+        p.admits(&user(Some("a@evil-example.com"), Some(true), &[])),
+        Err(Denied::EmailNotAllowed)
+    );
+    assert_eq!(
+        p.admits(&user(None, None, &[])),
+        Err(Denied::EmailNotAllowed)
+    );
 }
 
 #[test]
@@ -145,8 +205,14 @@ groups = ["admins"]
     let admin_rule = p.requirement(&Method::GET, "/admin/panel");
     assert_eq!(p.authorize(&staff, admin_rule), Err(Denied::NotInRuleGroup));
     assert_eq!(p.authorize(&admin, admin_rule), Ok(()));
-    assert_eq!(p.authorize(&nobody, p.requirement(&Method::GET, "/")), Err(Denied::NotInAllowedGroup));
-    assert_eq!(p.authorize(&staff, p.requirement(&Method::GET, "/")), Ok(()));
+    assert_eq!(
+        p.authorize(&nobody, p.requirement(&Method::GET, "/")),
+        Err(Denied::NotInAllowedGroup)
+    );
+    assert_eq!(
+        p.authorize(&staff, p.requirement(&Method::GET, "/")),
+        Ok(())
+    );
 }
 
 #[test]
@@ -159,6 +225,12 @@ fn allowed_emails_file_is_read_and_lower_cased() {
         "[access]\nallowed_email_domains = []\nallowed_emails_file = {:?}\n",
         file.display().to_string()
     ));
-    assert_eq!(p.admits(&user(Some("ada@example.org"), Some(true), &[])), Ok(()));
-    assert_eq!(p.admits(&user(Some("bob@example.org"), Some(true), &[])), Err(Denied::EmailNotAllowed));
+    assert_eq!(
+        p.admits(&user(Some("ada@example.org"), Some(true), &[])),
+        Ok(())
+    );
+    assert_eq!(
+        p.admits(&user(Some("bob@example.org"), Some(true), &[])),
+        Err(Denied::EmailNotAllowed)
+    );
 }

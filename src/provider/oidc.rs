@@ -20,9 +20,10 @@ use openidconnect::core::{
 use openidconnect::{
     AccessTokenHash, AdditionalProviderMetadata, AuthType, AuthorizationCode,
     ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DiscoveryError, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, IdTokenVerifier, IssuerUrl, JsonWebKeySet, JsonWebKeySetUrl, JwsSigningAlgorithm,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata,
-    RedirectUrl, RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
+    EndpointNotSet, EndpointSet, IdTokenVerifier, IssuerUrl, JsonWebKeySet, JsonWebKeySetUrl,
+    JwsSigningAlgorithm, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    ProviderMetadata, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
+    TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -38,8 +39,19 @@ const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 /// How far in the future an id_token's `iat` may be: clock skew between us and the provider.
 const IAT_SKEW: Duration = Duration::from_secs(60);
 /// Claims userinfo may not override: they describe the id_token, not the user.
-const ID_TOKEN_ONLY_CLAIMS: &[&str] =
-    &["iss", "sub", "aud", "azp", "exp", "iat", "nbf", "nonce", "auth_time", "at_hash", "jti"];
+const ID_TOKEN_ONLY_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "azp",
+    "exp",
+    "iat",
+    "nbf",
+    "nonce",
+    "auth_time",
+    "at_hash",
+    "jti",
+];
 
 /// RFC 9207 §3: whether the provider promises `iss` on every authorization response.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -206,11 +218,12 @@ impl Provider {
             .await
             .map_err(|e| self.token_error(e))?;
 
-        let id_token = response
-            .id_token()
-            .ok_or_else(|| ProviderError::InvalidIdToken("the token response has no id_token".into()))?;
+        let id_token = response.id_token().ok_or_else(|| {
+            ProviderError::InvalidIdToken("the token response has no id_token".into())
+        })?;
         let nonce = Nonce::new(secrets.nonce.clone());
-        self.verify_id_token(&discovered, id_token, &nonce, response.access_token()).await?;
+        self.verify_id_token(&discovered, id_token, &nonce, response.access_token())
+            .await?;
         let raw_id_token = id_token.to_string();
         let mut claims = verified_payload(&raw_id_token)?;
         check_authorized_party(&claims, &self.config.client_id)?;
@@ -222,7 +235,10 @@ impl Provider {
                 .http
                 .get_json(url, Some(access_token))
                 .await
-                .map_err(|source| ProviderError::Userinfo { provider: self.id().to_owned(), source })?;
+                .map_err(|source| ProviderError::Userinfo {
+                    provider: self.id().to_owned(),
+                    source,
+                })?;
             merge_userinfo(&mut claims, userinfo)?;
         }
 
@@ -230,7 +246,9 @@ impl Provider {
             access_token: Some(access_token.clone()),
             refresh_token: response.refresh_token().map(|t| t.secret().clone()),
             id_token: Some(raw_id_token),
-            access_expires_at: response.expires_in().map(|d| crate::now_unix() + d.as_secs()),
+            access_expires_at: response
+                .expires_in()
+                .map(|d| crate::now_unix() + d.as_secs()),
         };
         Ok(SignedIn { claims, tokens })
     }
@@ -238,7 +256,9 @@ impl Provider {
     fn ready(&self) -> Result<Arc<Discovered>, ProviderError> {
         self.discovered
             .load_full()
-            .ok_or_else(|| ProviderError::NotReady { provider: self.id().to_owned() })
+            .ok_or_else(|| ProviderError::NotReady {
+                provider: self.id().to_owned(),
+            })
     }
 
     /// Verifies against the current JWKS; an unknown `kid` re-fetches it once, then retries.
@@ -252,7 +272,9 @@ impl Provider {
         let mut jwks = self
             .jwks
             .load_full()
-            .ok_or_else(|| ProviderError::NotReady { provider: self.id().to_owned() })?;
+            .ok_or_else(|| ProviderError::NotReady {
+                provider: self.id().to_owned(),
+            })?;
         loop {
             let verifier = self.verifier(discovered, &jwks);
             match id_token.claims(&verifier, nonce) {
@@ -262,33 +284,42 @@ impl Provider {
                         let actual = id_token
                             .signing_alg()
                             .and_then(|alg| Ok((alg, id_token.signing_key(&verifier)?)))
-                            .map_err(|e| invalid_id_token(&ClaimsVerificationError::SignatureVerification(e)))
+                            .map_err(|e| {
+                                invalid_id_token(&ClaimsVerificationError::SignatureVerification(e))
+                            })
                             .and_then(|(alg, key)| {
-                                AccessTokenHash::from_token(access_token, alg, key)
-                                    .map_err(|e| ProviderError::InvalidIdToken(format!("at_hash: {e}")))
+                                AccessTokenHash::from_token(access_token, alg, key).map_err(|e| {
+                                    ProviderError::InvalidIdToken(format!("at_hash: {e}"))
+                                })
                             })?;
                         if actual != *expected {
-                            return Err(ProviderError::InvalidIdToken("at_hash does not match the access token".into()));
+                            return Err(ProviderError::InvalidIdToken(
+                                "at_hash does not match the access token".into(),
+                            ));
                         }
                     }
                     return Ok(());
                 }
-                Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
-                    match self.refetch_jwks(&jwks).await {
-                        Some(fresh) => jwks = fresh,
-                        None => {
-                            return Err(ProviderError::InvalidIdToken(
-                                "signed by a key the provider's JWKS does not contain".into(),
-                            ));
-                        }
+                Err(ClaimsVerificationError::SignatureVerification(
+                    SignatureVerificationError::NoMatchingKey,
+                )) => match self.refetch_jwks(&jwks).await {
+                    Some(fresh) => jwks = fresh,
+                    None => {
+                        return Err(ProviderError::InvalidIdToken(
+                            "signed by a key the provider's JWKS does not contain".into(),
+                        ));
                     }
-                }
+                },
                 Err(e) => return Err(invalid_id_token(&e)),
             }
         }
     }
 
-    fn verifier<'a>(&self, discovered: &'a Discovered, jwks: &CoreJsonWebKeySet) -> IdTokenVerifier<'a, CoreJsonWebKey> {
+    fn verifier<'a>(
+        &self,
+        discovered: &'a Discovered,
+        jwks: &CoreJsonWebKeySet,
+    ) -> IdTokenVerifier<'a, CoreJsonWebKey> {
         let client_id = ClientId::new(self.config.client_id.clone());
         let issuer = discovered.issuer.clone();
         let verifier = match &self.config.client_secret {
@@ -342,16 +373,20 @@ impl Provider {
 
     fn token_error(
         &self,
-        e: RequestTokenError<HttpError, openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>>,
+        e: RequestTokenError<
+            HttpError,
+            openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+        >,
     ) -> ProviderError {
         match e {
             RequestTokenError::ServerResponse(r) => ProviderError::TokenRejected {
                 error: r.error().to_string(),
                 description: r.error_description().cloned(),
             },
-            RequestTokenError::Request(source) => {
-                ProviderError::Unreachable { provider: self.id().to_owned(), source }
-            }
+            RequestTokenError::Request(source) => ProviderError::Unreachable {
+                provider: self.id().to_owned(),
+                source,
+            },
             RequestTokenError::Parse(e, _) => ProviderError::InvalidTokenResponse(e.to_string()),
             RequestTokenError::Other(e) => ProviderError::InvalidTokenResponse(e),
         }
@@ -396,11 +431,16 @@ impl Provider {
             jwks_uri: metadata.jwks_uri().clone(),
             userinfo: metadata.userinfo_endpoint().map(|u| u.url().clone()),
             allowed_algs,
-            iss_parameter_required: metadata.additional_metadata().authorization_response_iss_parameter_supported,
+            iss_parameter_required: metadata
+                .additional_metadata()
+                .authorization_response_iss_parameter_supported,
             client: CoreClient::from_provider_metadata(
                 metadata,
                 ClientId::new(self.config.client_id.clone()),
-                self.config.client_secret.as_ref().map(|s| ClientSecret::new(s.expose().to_owned())),
+                self.config
+                    .client_secret
+                    .as_ref()
+                    .map(|s| ClientSecret::new(s.expose().to_owned())),
             )
             .set_auth_type(auth_type),
         };
@@ -411,7 +451,10 @@ impl Provider {
 
     /// `<issuer>/.well-known/openid-configuration`, for messages to the operator.
     pub(super) fn discovery_url(&self) -> String {
-        format!("{}/.well-known/openid-configuration", self.config.issuer.as_str().trim_end_matches('/'))
+        format!(
+            "{}/.well-known/openid-configuration",
+            self.config.issuer.as_str().trim_end_matches('/')
+        )
     }
 }
 
@@ -462,21 +505,34 @@ fn verified_payload(raw: &str) -> Result<Map<String, Value>, ProviderError> {
 
 /// Core §3.1.3.7 items 4–5: with several audiences `azp` must be present, and when
 /// present it must be our client_id (openidconnect leaves this to the client).
-fn check_authorized_party(claims: &Map<String, Value>, client_id: &str) -> Result<(), ProviderError> {
-    let several_audiences = claims.get("aud").and_then(Value::as_array).is_some_and(|a| a.len() > 1);
+fn check_authorized_party(
+    claims: &Map<String, Value>,
+    client_id: &str,
+) -> Result<(), ProviderError> {
+    let several_audiences = claims
+        .get("aud")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.len() > 1);
     match claims.get("azp") {
         Some(Value::String(azp)) if azp == client_id => Ok(()),
-        Some(_) => Err(ProviderError::InvalidIdToken("azp is not our client_id".into())),
-        None if several_audiences => {
-            Err(ProviderError::InvalidIdToken("several audiences and no azp".into()))
-        }
+        Some(_) => Err(ProviderError::InvalidIdToken(
+            "azp is not our client_id".into(),
+        )),
+        None if several_audiences => Err(ProviderError::InvalidIdToken(
+            "several audiences and no azp".into(),
+        )),
         None => Ok(()),
     }
 }
 
 /// Core §5.3.2: userinfo's `sub` must be the id_token's; its other claims fill in.
-fn merge_userinfo(claims: &mut Map<String, Value>, userinfo: Map<String, Value>) -> Result<(), ProviderError> {
-    if userinfo.get("sub") != claims.get("sub") || !userinfo.get("sub").is_some_and(Value::is_string) {
+fn merge_userinfo(
+    claims: &mut Map<String, Value>,
+    userinfo: Map<String, Value>,
+) -> Result<(), ProviderError> {
+    if userinfo.get("sub") != claims.get("sub")
+        || !userinfo.get("sub").is_some_and(Value::is_string)
+    {
         return Err(ProviderError::UserinfoSubMismatch);
     }
     for (name, value) in userinfo {

@@ -161,12 +161,7 @@ impl SessionCookies {
     /// Set-Cookie values deleting every session chunk the request carried, and the base cookie.
     pub fn clear(&self, request_headers: &HeaderMap) -> Vec<HeaderValue> {
         let carried = self.carried_chunks(request_headers);
-        let names = std::iter::once(self.name.as_bytes()).chain(
-            carried
-                .iter()
-                .map(|c| c.name)
-                .filter(|n| *n != self.name.as_bytes()),
-        );
+        let names = std::iter::once(self.name.as_bytes()).chain(carried.iter().map(|c| c.name));
         self.deletions(names)
     }
 

@@ -1,0 +1,280 @@
+use http::StatusCode;
+use portcullis::demo::idp::{IdpOptions, Misbehaviour};
+
+use crate::support::{Harness, Setup, param};
+
+#[tokio::test]
+async fn browser_signs_in_upstream_sees_identity_then_signs_out() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+
+    // An anonymous navigation is sent to sign in, keeping where it was going.
+    let resp = b.get(&h.url("/reports?q=1")).await;
+    assert_eq!(resp.status, StatusCode::FOUND);
+    assert_eq!(resp.location(), "/oauth2/sign_in?rd=%2Freports%3Fq%3D1");
+
+    let page = b.get(&h.url(resp.location())).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text()
+            .contains("/oauth2/start/demo?rd=%2Freports%3Fq%3D1"),
+        "{}",
+        page.text()
+    );
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert!(page.header("content-security-policy").is_some());
+
+    let authorize = b.start(&h, "/reports?q=1").await;
+    assert!(
+        authorize.starts_with(h.idp.issuer().as_str().trim_end_matches('/')),
+        "{authorize}"
+    );
+    assert_eq!(
+        param(&authorize, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert!(param(&authorize, "nonce").is_some() && param(&authorize, "state").is_some());
+    assert_eq!(
+        param(&authorize, "redirect_uri"),
+        Some(h.url("/oauth2/callback/demo"))
+    );
+
+    let callback = b.authorize(&authorize, "ada").await;
+    let done = b.get(&callback).await;
+    assert_eq!(done.status, StatusCode::FOUND, "{}", done.text());
+    assert_eq!(done.location(), "/reports?q=1");
+    assert!(!b.session_cookies().is_empty());
+    assert!(
+        !b.cookies.keys().any(|k| k.contains("_flow_")),
+        "flow cookie is removed after use"
+    );
+
+    let app = b.get_json(&h.url("/reports?q=1")).await;
+    assert_eq!(app.status, StatusCode::OK, "{}", app.text());
+    assert_eq!(
+        app.upstream_header("x-forwarded-user").as_deref(),
+        Some("ada")
+    );
+    assert_eq!(
+        app.upstream_header("x-forwarded-email").as_deref(),
+        Some("ada@example.com")
+    );
+    assert_eq!(
+        app.upstream_header("x-forwarded-groups").as_deref(),
+        Some("admins,engineering")
+    );
+    assert!(
+        app.upstream_header("cookie").is_none(),
+        "portcullis cookies never reach the upstream"
+    );
+
+    let info = b.get_json(&h.url("/oauth2/userinfo")).await;
+    assert_eq!(info.status, StatusCode::OK);
+    assert_eq!(info.json()["email"], "ada@example.com");
+
+    let out = b.get(&h.url("/oauth2/sign_out?rd=/bye")).await;
+    assert_eq!(out.status, StatusCode::FOUND);
+    assert_eq!(out.location(), "/bye");
+    assert!(
+        b.session_cookies().is_empty(),
+        "every session chunk is cleared: {:?}",
+        b.cookies
+    );
+
+    let after = b.get_json(&h.url("/reports")).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    assert!(after.header("www-authenticate").is_some());
+    assert_eq!(after.json()["error"], "unauthenticated");
+}
+
+#[tokio::test]
+async fn provider_receives_the_pkce_verifier_and_basic_client_auth() {
+    let h = Harness::start().await;
+    h.signed_in("ada").await;
+    let seen = h.idp.token_requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].client_auth, "basic");
+    assert!(seen[0].had_code_verifier && seen[0].pkce_ok);
+}
+
+#[tokio::test]
+async fn code_from_another_flow_fails_the_pkce_check() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    // Two sign-ins in two tabs: the code issued for tab A is replayed with tab B's state.
+    let authorize_a = b.start(&h, "/a").await;
+    let authorize_b = b.start(&h, "/b").await;
+    let callback_a = b.authorize(&authorize_a, "ada").await;
+    let code_a = param(&callback_a, "code").unwrap();
+    let state_b = param(&authorize_b, "state").unwrap();
+    let iss: String =
+        url::form_urlencoded::byte_serialize(param(&callback_a, "iss").unwrap().as_bytes())
+            .collect();
+    let forged = h.url(&format!(
+        "/oauth2/callback/demo?code={code_a}&state={state_b}&iss={iss}"
+    ));
+    let resp = b.get(&forged).await;
+    assert_ne!(resp.status, StatusCode::FOUND, "{}", resp.text());
+    assert!(b.session_cookies().is_empty());
+    let seen = h.idp.token_requests();
+    assert!(
+        !seen.last().unwrap().pkce_ok,
+        "the provider refused the mismatched verifier"
+    );
+}
+
+#[tokio::test]
+async fn two_tabs_sign_in_without_colliding() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    let authorize_a = b.start(&h, "/a").await;
+    let authorize_b = b.start(&h, "/b").await;
+    let callback_b = b.authorize(&authorize_b, "ada").await;
+    let callback_a = b.authorize(&authorize_a, "ada").await;
+    assert_eq!(b.get(&callback_b).await.location(), "/b");
+    assert_eq!(b.get(&callback_a).await.location(), "/a");
+}
+
+#[tokio::test]
+async fn public_client_signs_in_with_pkce_and_no_secret() {
+    let h = Harness::with(Setup {
+        idp: IdpOptions {
+            client_secret: None,
+            ..IdpOptions::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    h.signed_in("grace").await;
+    let seen = h.idp.token_requests();
+    assert_eq!(seen[0].client_auth, "none");
+    assert!(seen[0].pkce_ok);
+}
+
+#[tokio::test]
+async fn client_secret_post_is_used_when_configured() {
+    let h = Harness::with(Setup {
+        provider_toml: "token_auth_method = \"client_secret_post\"".into(),
+        ..Setup::default()
+    })
+    .await;
+    h.signed_in("ada").await;
+    assert_eq!(h.idp.token_requests()[0].client_auth, "post");
+}
+
+#[tokio::test]
+async fn provider_error_answer_is_shown_escaped_and_mints_no_session() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    let authorize = b.start(&h, "/").await;
+    let state = param(&authorize, "state").unwrap();
+    let resp = b
+        .get(&h.url(&format!(
+            "/oauth2/callback/demo?state={state}&error=access_denied&error_description=%3Cscript%3Ealert(1)%3C/script%3E"
+        )))
+        .await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN);
+    let text = resp.text();
+    assert!(
+        text.contains("access_denied") && text.contains("&lt;script&gt;"),
+        "{text}"
+    );
+    assert!(!text.contains("<script>"));
+    assert!(b.session_cookies().is_empty());
+}
+
+#[tokio::test]
+async fn token_endpoint_error_fails_sign_in_cleanly() {
+    let h = Harness::start().await;
+    h.idp.misbehave(Misbehaviour::TokenEndpointError);
+    let mut b = h.browser();
+    let resp = b.sign_in(&h, "ada", "/").await;
+    assert!(
+        resp.status.is_client_error() || resp.status == StatusCode::BAD_GATEWAY,
+        "{}",
+        resp.status
+    );
+    assert!(b.session_cookies().is_empty());
+}
+
+#[tokio::test]
+async fn policy_refusal_at_sign_in_mints_no_session() {
+    let h = Harness::with(Setup {
+        extra_toml: "[access]\nallowed_email_domains = [\"corp.example\"]\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut b = h.browser();
+    let resp = b.sign_in(&h, "ada", "/").await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN);
+    assert!(b.session_cookies().is_empty());
+}
+
+#[tokio::test]
+async fn unverified_email_is_refused_by_default() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    let resp = b.sign_in(&h, "eve", "/").await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN, "{}", resp.text());
+    assert!(b.session_cookies().is_empty());
+}
+
+#[tokio::test]
+async fn forward_auth_answers_202_with_identity_or_401() {
+    let h = Harness::start().await;
+    let mut anon = h.browser();
+    let resp = anon.get_json(&h.url("/oauth2/auth")).await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+
+    let mut b = h.signed_in("ada").await;
+    let resp = b.get_json(&h.url("/oauth2/auth")).await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED);
+    assert_eq!(resp.header("x-forwarded-user"), Some("ada"));
+    assert_eq!(resp.header("x-forwarded-email"), Some("ada@example.com"));
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    assert_eq!(
+        b.get(&h.url("/oauth2/healthz")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(b.get(&h.url("/oauth2/readyz")).await.status, StatusCode::OK);
+    // Health endpoints grant nothing else, whatever the User-Agent.
+    let resp = b
+        .request(
+            http::Method::GET,
+            &h.url("/oauth2/healthz/../../admin"),
+            &[("user-agent", "kube-probe/1.29")],
+            Default::default(),
+        )
+        .await;
+    assert_ne!(resp.status, StatusCode::OK);
+    let resp = b
+        .request(
+            http::Method::GET,
+            &h.url("/admin"),
+            &[("user-agent", "kube-probe/1.29")],
+            Default::default(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn sign_in_page_auto_redirects_with_one_provider_when_asked() {
+    let h = Harness::with(Setup {
+        extra_toml: "[sign_in]\nauto_redirect = true\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let resp = h.browser().get(&h.url("/oauth2/sign_in?rd=/x")).await;
+    assert_eq!(resp.status, StatusCode::FOUND);
+    assert!(
+        resp.location()
+            .starts_with(h.idp.issuer().as_str().trim_end_matches('/'))
+    );
+}

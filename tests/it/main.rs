@@ -1,0 +1,10 @@
+//! Integration tests over real sockets; one binary so the suite links once.
+
+mod id_token;
+mod login_flow;
+mod proxying;
+mod redirects;
+mod sessions;
+mod spoofing;
+mod support;
+mod websocket;

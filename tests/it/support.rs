@@ -1,0 +1,328 @@
+//! The test harness: a real identity provider (the demo one, which signs real
+//! tokens and can be told to misbehave), a real upstream, and portcullis, all on
+//! 127.0.0.1 over real sockets; plus a small cookie-keeping client that never
+//! follows redirects, so every 302 is seen.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use portcullis::App;
+use portcullis::demo::idp::{DemoIdp, IdpOptions};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
+
+pub struct Harness {
+    pub idp: DemoIdp,
+    pub base: String,
+    pub addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+/// Knobs for one harness.
+#[derive(Default)]
+pub struct Setup {
+    pub idp: IdpOptions,
+    /// TOML appended to the generated config (extra tables such as [[rules]]).
+    pub extra_toml: String,
+    /// Extra keys for the `[providers.demo]` table.
+    pub provider_toml: String,
+    /// Upstream address override (e.g. a closed port).
+    pub upstream: Option<SocketAddr>,
+    /// Extra keys for `[upstream]`.
+    pub upstream_toml: String,
+    /// Extra keys for `[session]`.
+    pub session_toml: String,
+    /// Extra keys for `[server]`.
+    pub server_toml: String,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::with(Setup::default()).await
+    }
+
+    pub async fn with(setup: Setup) -> Self {
+        let idp = DemoIdp::start(setup.idp.clone())
+            .await
+            .expect("start identity provider");
+        let upstream: SocketAddr = match setup.upstream {
+            Some(a) => a,
+            None => {
+                portcullis::demo::upstream::start()
+                    .await
+                    .expect("start upstream")
+                    .0
+            }
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        let secret_line = match &setup.idp.client_secret {
+            Some(s) => format!("client_secret = {s:?}"),
+            None => String::new(),
+        };
+        let toml = format!(
+            r#"
+[server]
+listen = "{addr}"
+public_url = "{base}"
+{server}
+[upstream]
+url = "http://{upstream}"
+timeout = "2s"
+{upstream_toml}
+[session]
+{secret}
+{session}
+[providers.demo]
+issuer = "{issuer}"
+client_id = {client_id:?}
+{secret_line}
+{provider}
+{extra}
+"#,
+            server = setup.server_toml,
+            upstream_toml = setup.upstream_toml,
+            session = setup.session_toml,
+            secret = if setup.session_toml.contains("secret =") {
+                String::new()
+            } else {
+                format!("secret = \"{SECRET}\"")
+            },
+            issuer = idp.issuer().as_str().trim_end_matches('/'),
+            client_id = setup.idp.client_id,
+            provider = setup.provider_toml,
+            extra = setup.extra_toml,
+        );
+        let config = portcullis::config::from_figment(figment::Figment::from(
+            <figment::providers::Toml as figment::providers::Format>::string(&toml),
+        ))
+        .unwrap_or_else(|e| panic!("test config refused:\n{e}\n{toml}"));
+        let app = App::new(config).expect("build app");
+        assert!(
+            app.providers
+                .wait_ready(std::time::Duration::from_secs(10))
+                .await,
+            "provider discovery did not finish"
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = app.clone();
+        tokio::spawn(async move {
+            let _ = serving
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Harness {
+            idp,
+            base,
+            addr,
+            _stop: stop,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new()
+    }
+
+    /// A browser signed in as the demo user `sub`, through the real flow.
+    pub async fn signed_in(&self, sub: &str) -> Browser {
+        let mut b = self.browser();
+        let resp = b.sign_in(self, sub, "/").await;
+        assert_eq!(
+            resp.status,
+            StatusCode::FOUND,
+            "sign-in should end in a redirect: {}",
+            resp.text()
+        );
+        assert_eq!(resp.location(), "/");
+        b
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn location(&self) -> &str {
+        self.headers
+            .get("location")
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+    /// The echo upstream's view of one request header (all values, joined).
+    pub fn upstream_header(&self, name: &str) -> Option<String> {
+        let json = self.json();
+        let values: Vec<String> = json["headers"]
+            .as_array()
+            .expect("echo upstream JSON")
+            .iter()
+            .filter(|pair| pair[0].as_str().unwrap().eq_ignore_ascii_case(name))
+            .map(|pair| pair[1].as_str().unwrap().to_owned())
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    }
+}
+
+/// Keeps cookies like a browser (by name; everything here is 127.0.0.1) and
+/// never follows redirects.
+pub struct Browser {
+    client: Client<HttpConnector, Full<Bytes>>,
+    pub cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    pub async fn get(&mut self, url: &str) -> Resp {
+        self.request(Method::GET, url, &[("accept", "text/html")], Bytes::new())
+            .await
+    }
+
+    pub async fn get_json(&mut self, url: &str) -> Resp {
+        self.request(
+            Method::GET,
+            url,
+            &[("accept", "application/json")],
+            Bytes::new(),
+        )
+        .await
+    }
+
+    pub async fn request(
+        &mut self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Resp {
+        let mut req = Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+            );
+        }
+        if !self.cookies.is_empty()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+        {
+            let cookie = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            req = req.header("cookie", cookie);
+        }
+        let resp = self
+            .client
+            .request(req.body(Full::new(body)).unwrap())
+            .await
+            .expect("request failed");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("read body").to_bytes();
+        let resp = Resp {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        };
+        self.remember(&resp);
+        resp
+    }
+
+    fn remember(&mut self, resp: &Resp) {
+        for sc in resp.set_cookies() {
+            let first = sc.split(';').next().unwrap();
+            let (name, value) = first.split_once('=').unwrap();
+            let deleted = sc.to_ascii_lowercase().contains("max-age=0") || value.is_empty();
+            if deleted {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    /// Session cookie chunks currently held.
+    pub fn session_cookies(&self) -> Vec<(&String, &String)> {
+        self.cookies
+            .iter()
+            .filter(|(k, _)| k.starts_with("_portcullis") && !k.contains("_flow_"))
+            .collect()
+    }
+
+    /// Starts a sign-in; returns the provider's authorization URL.
+    pub async fn start(&mut self, h: &Harness, rd: &str) -> String {
+        let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+        let resp = self
+            .get(&h.url(&format!("/oauth2/start/demo?rd={rd}")))
+            .await;
+        assert_eq!(resp.status, StatusCode::FOUND, "start: {}", resp.text());
+        resp.location().to_owned()
+    }
+
+    /// The provider approves `sub` at once (login_hint); returns the callback URL.
+    pub async fn authorize(&mut self, authorize_url: &str, sub: &str) -> String {
+        let resp = self.get(&format!("{authorize_url}&login_hint={sub}")).await;
+        assert_eq!(resp.status, StatusCode::FOUND, "authorize: {}", resp.text());
+        resp.location().to_owned()
+    }
+
+    /// The whole flow; returns the callback's response.
+    pub async fn sign_in(&mut self, h: &Harness, sub: &str, rd: &str) -> Resp {
+        let authorize = self.start(h, rd).await;
+        let callback = self.authorize(&authorize, sub).await;
+        self.get(&callback).await
+    }
+}
+
+/// A query parameter of a URL.
+pub fn param(url: &str, name: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
