@@ -1,5 +1,6 @@
 //! Integration tests over real sockets; one binary so the suite links once.
 
+mod browser;
 mod id_token;
 mod login_flow;
 mod proxying;
