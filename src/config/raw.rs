@@ -1,0 +1,600 @@
+//! The configuration as written (serde types that mirror config.toml) and its
+//! validation into [`Config`]: one function per section, every problem
+//! collected with its dotted key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use serde::Deserialize;
+use url::Url;
+
+use super::*;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
+    session: RawSession,
+    #[serde(default)]
+    access: RawAccess,
+    #[serde(default)]
+    sign_in: Option<SignInConfig>,
+    #[serde(default)]
+    rules: Vec<RuleConfig>,
+    #[serde(default)]
+    headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    providers: BTreeMap<String, RawProvider>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    public_url: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    metrics_listen: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    max_header_bytes: Option<usize>,
+    header_read_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    url: Option<String>,
+    timeout: Option<String>,
+    #[serde(default)]
+    pass_access_token: bool,
+    #[serde(default)]
+    pass_id_token: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    #[serde(default)]
+    previous_secrets: Vec<String>,
+    previous_secrets_file: Option<PathBuf>,
+    cookie_name: Option<String>,
+    lifetime: Option<String>,
+    idle_timeout: Option<String>,
+    secure: Option<toml::Value>,
+    same_site: Option<SameSite>,
+    domain: Option<String>,
+    store: Option<SessionStoreKind>,
+    redis_url: Option<String>,
+    redis_url_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    #[serde(default = "star")]
+    allowed_email_domains: Vec<String>,
+    #[serde(default)]
+    allowed_emails: Vec<String>,
+    allowed_emails_file: Option<PathBuf>,
+    #[serde(default)]
+    allowed_groups: Vec<String>,
+    #[serde(default = "yes")]
+    require_email_verified: bool,
+    #[serde(default)]
+    bearer_tokens: bool,
+}
+
+impl Default for RawAccess {
+    fn default() -> Self {
+        Self {
+            allowed_email_domains: star(),
+            allowed_emails: vec![],
+            allowed_emails_file: None,
+            allowed_groups: vec![],
+            require_email_verified: true,
+            bearer_tokens: false,
+        }
+    }
+}
+
+fn star() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    kind: Option<ProviderKind>,
+    display_name: Option<String>,
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    scopes: Option<Vec<String>>,
+    token_auth_method: Option<TokenAuthMethod>,
+    #[serde(default)]
+    fetch_userinfo: bool,
+}
+
+/// The default `[headers]` map (DESIGN §2).
+pub const DEFAULT_HEADERS: [(&str, &str); 5] = [
+    ("X-Forwarded-User", "sub"),
+    ("X-Forwarded-Email", "email"),
+    ("X-Forwarded-Preferred-Username", "preferred_username"),
+    ("X-Forwarded-Name", "name"),
+    ("X-Forwarded-Groups", "groups"),
+];
+
+/// Collects problems while validating.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, key: &str, problem: impl fmt::Display) {
+        self.0.push(format!("{key}: {problem}"));
+    }
+
+    fn duration(&mut self, key: &str, value: Option<&str>, default: &str) -> Duration {
+        let value = value.unwrap_or(default);
+        match humantime::parse_duration(value) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.add(key, "must be longer than zero");
+                Duration::from_secs(1)
+            }
+            Err(e) => {
+                self.add(
+                    key,
+                    format_args!(
+                        "{value:?} is not a duration ({e}); write e.g. \"30s\", \"15m\" or \"12h\""
+                    ),
+                );
+                Duration::from_secs(1)
+            }
+        }
+    }
+
+    fn url(&mut self, key: &str, value: Option<&str>, default: &str) -> Url {
+        let value = value.unwrap_or(default);
+        match Url::parse(value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+            Ok(_) => {
+                self.add(
+                    key,
+                    format_args!("{value:?} must be an absolute http:// or https:// URL"),
+                );
+                Url::parse(default).expect("default URL parses")
+            }
+            Err(e) => {
+                self.add(key, format_args!("{value:?} is not a URL ({e})"));
+                Url::parse(default).expect("default URL parses")
+            }
+        }
+    }
+
+    fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
+        value.parse().unwrap_or_else(|_| {
+            self.add(
+                key,
+                format_args!(
+                    "{value:?} is not an address; write host:port, e.g. \"127.0.0.1:4180\""
+                ),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+
+    /// A secret given inline or as `<key>_file`, never both.
+    fn secret(&mut self, key: &str, inline: Option<String>, file: Option<&Path>) -> Option<Secret> {
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.add(
+                    key,
+                    format_args!("set either {key} or {key}_file, not both"),
+                );
+                None
+            }
+            (Some(v), None) => Some(Secret(v)),
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(v) => Some(Secret(v.trim_end_matches(['\r', '\n']).to_owned())),
+                Err(e) => {
+                    self.add(
+                        &format!("{key}_file"),
+                        format_args!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        }
+    }
+}
+
+/// A secret must carry at least 32 bytes; `portcullis secret` makes one.
+const MIN_SECRET_LEN: usize = 32;
+
+impl RawConfig {
+    pub(super) fn validate(self) -> Result<Config, ConfigError> {
+        let mut p = Problems::default();
+        let server = self.server.validate(&mut p);
+        let upstream = self.upstream.validate(&mut p);
+        let session = self.session.validate(&mut p, &server.public_url);
+        let access = self.access.validate(&mut p);
+        validate_rules(&self.rules, &mut p);
+        let headers = validate_headers(self.headers, &mut p);
+        let providers = validate_providers(self.providers, &mut p);
+        if !p.0.is_empty() {
+            return Err(ConfigError { problems: p.0 });
+        }
+        Ok(Config {
+            server,
+            upstream,
+            session,
+            access,
+            sign_in: self.sign_in.unwrap_or(SignInConfig {
+                auto_redirect: false,
+            }),
+            rules: self.rules,
+            headers,
+            providers,
+        })
+    }
+}
+
+impl RawServer {
+    fn validate(self, p: &mut Problems) -> ServerConfig {
+        let s = self;
+        let listen = p.addr(
+            "server.listen",
+            s.listen.as_deref().unwrap_or("127.0.0.1:4180"),
+        );
+        let mut public_url = p.url(
+            "server.public_url",
+            s.public_url.as_deref(),
+            "http://127.0.0.1:4180",
+        );
+        if public_url.query().is_some() || public_url.fragment().is_some() {
+            p.add("server.public_url", "must not have a query or fragment");
+        }
+        let trimmed = public_url.path().trim_end_matches('/').to_owned();
+        public_url.set_path(&trimmed);
+        if s.tls_cert.is_some() != s.tls_key.is_some() {
+            p.add(
+                "server.tls_cert",
+                "tls_cert and tls_key go together; set both or neither",
+            );
+        }
+        let metrics_listen: Option<SocketAddr> = s
+            .metrics_listen
+            .as_deref()
+            .map(|a| p.addr("server.metrics_listen", a));
+        let trusted_proxies = s
+            .trusted_proxies
+            .iter()
+            .filter_map(|net| {
+                net.parse::<IpNet>()
+                    .or_else(|_| net.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        p.add(
+                            "server.trusted_proxies",
+                            format_args!(
+                                "{net:?} is not an address or CIDR range, e.g. \"10.0.0.0/8\""
+                            ),
+                        )
+                    })
+                    .ok()
+            })
+            .collect();
+        let max_header_bytes = s.max_header_bytes.unwrap_or(32 * 1024);
+        if max_header_bytes < 8192 {
+            p.add("server.max_header_bytes", "must be at least 8192");
+        }
+        let header_read_timeout = p.duration(
+            "server.header_read_timeout",
+            s.header_read_timeout.as_deref(),
+            "30s",
+        );
+
+        if metrics_listen.is_some() {
+            p.add(
+                "server.metrics_listen",
+                "metrics are not available in this version; remove the key",
+            );
+        }
+        ServerConfig {
+            listen,
+            public_url,
+            tls_cert: s.tls_cert,
+            tls_key: s.tls_key,
+            metrics_listen,
+            trusted_proxies,
+            max_header_bytes,
+            header_read_timeout,
+        }
+    }
+}
+
+impl RawUpstream {
+    fn validate(self, p: &mut Problems) -> UpstreamConfig {
+        let u = self;
+        UpstreamConfig {
+            url: p.url("upstream.url", u.url.as_deref(), "http://127.0.0.1:8080"),
+            timeout: p.duration("upstream.timeout", u.timeout.as_deref(), "60s"),
+            pass_access_token: u.pass_access_token,
+            pass_id_token: u.pass_id_token,
+        }
+    }
+}
+
+impl RawSession {
+    /// `public_url` decides `secure = "auto"`.
+    fn validate(self, p: &mut Problems, public_url: &Url) -> SessionConfig {
+        let ss = self;
+        let secret = p.secret("session.secret", ss.secret, ss.secret_file.as_deref());
+        let secret = match secret {
+            Some(s) if s.0.len() >= MIN_SECRET_LEN => s,
+            Some(_) => {
+                p.add("session.secret", format_args!("too short; use at least {MIN_SECRET_LEN} random bytes (`portcullis secret` prints one)"));
+                Secret(String::new())
+            }
+            None => {
+                p.add("session.secret", "missing; set it (or session.secret_file, or PORTCULLIS_SESSION__SECRET) to the output of `portcullis secret`");
+                Secret(String::new())
+            }
+        };
+        let mut previous_secrets: Vec<Secret> =
+            ss.previous_secrets.into_iter().map(Secret).collect();
+        if let Some(path) = ss.previous_secrets_file.as_deref() {
+            match std::fs::read_to_string(path) {
+                Ok(text) => previous_secrets.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(Secret::new),
+                ),
+                Err(e) => p.add(
+                    "session.previous_secrets_file",
+                    format_args!("cannot read {}: {e}", path.display()),
+                ),
+            }
+        }
+        if previous_secrets.iter().any(|s| s.0.len() < MIN_SECRET_LEN) {
+            p.add(
+                "session.previous_secrets",
+                format_args!("every secret needs at least {MIN_SECRET_LEN} bytes"),
+            );
+        }
+        let cookie_name = ss.cookie_name.unwrap_or_else(|| "_portcullis".to_owned());
+        if cookie_name.is_empty()
+            || !cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        {
+            p.add(
+                "session.cookie_name",
+                "use only letters, digits, '_', '-' and '.'",
+            );
+        }
+        let secure = match ss.secure {
+            None => public_url.scheme() == "https",
+            Some(toml::Value::String(s)) if s == "auto" => public_url.scheme() == "https",
+            Some(toml::Value::Boolean(b)) => b,
+            Some(toml::Value::String(s)) if s == "true" || s == "false" => s == "true",
+            Some(other) => {
+                p.add(
+                    "session.secure",
+                    format_args!("{other} is not one of \"auto\", true, false"),
+                );
+                true
+            }
+        };
+        if let Some(domain) = &ss.domain {
+            let host_chars = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+            if domain.trim_start_matches('.').is_empty() || !domain.bytes().all(host_chars) {
+                p.add(
+                    "session.domain",
+                    format_args!("{domain:?} is not a domain name, e.g. \".example.com\""),
+                );
+            }
+        }
+        let same_site = ss.same_site.unwrap_or(SameSite::Lax);
+        if same_site == SameSite::None && !secure {
+            p.add(
+                "session.same_site",
+                "\"none\" needs secure cookies (an https public_url or secure = true)",
+            );
+        }
+        let store = ss.store.unwrap_or(SessionStoreKind::Cookie);
+        let redis_url = p.secret(
+            "session.redis_url",
+            ss.redis_url,
+            ss.redis_url_file.as_deref(),
+        );
+        if store == SessionStoreKind::Redis {
+            p.add(
+                "session.store",
+                "\"redis\" is not available in this version; use \"cookie\"",
+            );
+        }
+        SessionConfig {
+            secret,
+            previous_secrets,
+            cookie_name,
+            lifetime: p.duration("session.lifetime", ss.lifetime.as_deref(), "12h"),
+            idle_timeout: ss
+                .idle_timeout
+                .as_deref()
+                .map(|v| p.duration("session.idle_timeout", Some(v), v)),
+            secure,
+            same_site,
+            domain: ss.domain,
+            store,
+            redis_url,
+        }
+    }
+}
+
+impl RawAccess {
+    fn validate(self, p: &mut Problems) -> AccessConfig {
+        let a = self;
+        let access = AccessConfig {
+            allowed_email_domains: a
+                .allowed_email_domains
+                .iter()
+                .map(|d| d.trim().to_ascii_lowercase())
+                .collect(),
+            allowed_emails: a
+                .allowed_emails
+                .iter()
+                .map(|e| e.trim().to_ascii_lowercase())
+                .collect(),
+            allowed_emails_file: a.allowed_emails_file,
+            allowed_groups: a.allowed_groups,
+            require_email_verified: a.require_email_verified,
+            bearer_tokens: a.bearer_tokens,
+        };
+        if access.bearer_tokens {
+            p.add(
+                "access.bearer_tokens",
+                "bearer tokens are not available in this version; set it to false",
+            );
+        }
+
+        access
+    }
+}
+
+fn validate_rules(rules: &[RuleConfig], p: &mut Problems) {
+    for (i, rule) in rules.iter().enumerate() {
+        if !rule.path.starts_with('/') {
+            p.add(
+                &format!("rules[{i}].path"),
+                format_args!("{:?} must start with '/'", rule.path),
+            );
+        }
+        if rule.public && !rule.groups.is_empty() {
+            p.add(
+                &format!("rules[{i}]"),
+                "a public rule cannot also require groups",
+            );
+        }
+        for m in &rule.methods {
+            if http::Method::from_bytes(m.as_bytes()).is_err()
+                || m.chars().any(|c| c.is_ascii_lowercase())
+            {
+                p.add(
+                    &format!("rules[{i}].methods"),
+                    format_args!("{m:?} is not an upper-case HTTP method"),
+                );
+            }
+        }
+    }
+}
+
+/// The configured `[headers]` map, or the default one.
+fn validate_headers(
+    headers: Option<BTreeMap<String, String>>,
+    p: &mut Problems,
+) -> Vec<(HeaderName, String)> {
+    let header_map: Vec<(String, String)> = match headers {
+        Some(map) => map.into_iter().collect(),
+        None => DEFAULT_HEADERS
+            .iter()
+            .map(|(h, c)| (h.to_string(), c.to_string()))
+            .collect(),
+    };
+    header_map
+        .into_iter()
+        .filter_map(
+            |(name, claim)| match HeaderName::from_bytes(name.as_bytes()) {
+                Ok(h) => Some((h, claim)),
+                Err(_) => {
+                    p.add(&format!("headers.{name}"), "is not a valid header name");
+                    None
+                }
+            },
+        )
+        .collect()
+}
+
+fn validate_providers(raw: BTreeMap<String, RawProvider>, p: &mut Problems) -> Vec<ProviderConfig> {
+    let mut providers = Vec::new();
+    for (id, rp) in raw {
+        let key = |field: &str| format!("providers.{id}.{field}");
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            p.add(
+                &format!("providers.{id}"),
+                "the provider id (table name) may use only letters, digits, '-' and '_'",
+            );
+        }
+        let kind = rp.kind.unwrap_or(ProviderKind::Oidc);
+        if kind != ProviderKind::Oidc {
+            p.add(&key("kind"), format_args!("{kind:?} presets are not available in this version; use kind = \"oidc\" with the provider's issuer"));
+        }
+        let issuer = match rp.issuer.as_deref() {
+            Some(i) => p.url(&key("issuer"), Some(i), "https://invalid.example"),
+            None => {
+                p.add(&key("issuer"), "missing; set the provider's issuer URL (discovery reads <issuer>/.well-known/openid-configuration)");
+                Url::parse("https://invalid.example").expect("valid")
+            }
+        };
+        let client_id = rp.client_id.unwrap_or_else(|| {
+            p.add(
+                &key("client_id"),
+                "missing; copy it from the provider's app registration",
+            );
+            String::new()
+        });
+        let client_secret = p.secret(
+            &key("client_secret"),
+            rp.client_secret,
+            rp.client_secret_file.as_deref(),
+        );
+        let scopes = rp
+            .scopes
+            .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+        if !scopes.iter().any(|s| s == "openid") {
+            p.add(&key("scopes"), "must include \"openid\"");
+        }
+        providers.push(ProviderConfig {
+            display_name: rp.display_name.unwrap_or_else(|| id.clone()),
+            id,
+            kind,
+            issuer,
+            client_id,
+            client_secret,
+            scopes,
+            token_auth_method: rp
+                .token_auth_method
+                .unwrap_or(TokenAuthMethod::ClientSecretBasic),
+            fetch_userinfo: rp.fetch_userinfo,
+        });
+    }
+    if providers.is_empty() {
+        p.add(
+            "providers",
+            "no provider configured; add a [providers.<id>] table (see config.toml)",
+        );
+    }
+
+    providers
+}
