@@ -278,3 +278,56 @@ async fn sign_in_page_auto_redirects_with_one_provider_when_asked() {
             .starts_with(h.idp.issuer().as_str().trim_end_matches('/'))
     );
 }
+
+#[tokio::test]
+async fn non_ascii_and_control_characters_in_claims_reach_the_upstream_encoded() {
+    use portcullis::demo::idp::DemoUser;
+    let zoe = DemoUser {
+        sub: "zoë".into(),
+        email: "zoe@example.com".into(),
+        email_verified: true,
+        name: "Zoë Ångström\r\nX-Forwarded-User: admin".into(),
+        preferred_username: "zoe".into(),
+        groups: vec!["développeurs".into(), "ops".into()],
+    };
+    let h = Harness::with(Setup {
+        idp: IdpOptions {
+            users: vec![zoe],
+            ..IdpOptions::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let mut b = h.signed_in("zoë").await;
+    let resp = b.get_json(&h.url("/")).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    let decode = |v: String| {
+        use base64::Engine;
+        let inner = v
+            .strip_prefix("=?UTF-8?B?")
+            .and_then(|s| s.strip_suffix("?="))
+            .expect("an RFC 2047 encoded word");
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(inner)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        decode(resp.upstream_header("x-forwarded-user").unwrap()),
+        "zoë"
+    );
+    assert_eq!(
+        decode(resp.upstream_header("x-forwarded-name").unwrap()),
+        "Zoë Ångström\r\nX-Forwarded-User: admin"
+    );
+    assert_eq!(
+        decode(resp.upstream_header("x-forwarded-groups").unwrap()),
+        "développeurs,ops"
+    );
+    assert_eq!(
+        resp.upstream_header("x-forwarded-email").as_deref(),
+        Some("zoe@example.com")
+    );
+}

@@ -1,6 +1,7 @@
 //! Integration tests over real sockets; one binary so the suite links once.
 
 mod browser;
+mod cli;
 mod id_token;
 mod login_flow;
 mod proxying;

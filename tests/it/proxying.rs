@@ -100,12 +100,7 @@ async fn upstream_down_is_502_and_slow_upstream_is_504() {
 async fn response_body_is_streamed_not_buffered() {
     let h = Harness::start().await;
     let b = h.signed_in("ada").await;
-    let cookie = b
-        .cookies
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = b.cookie_header();
     let mut s = TcpStream::connect(h.addr).await.unwrap();
     let req = format!(
         "GET /stream HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"

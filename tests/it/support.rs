@@ -249,13 +249,7 @@ impl Browser {
                 .iter()
                 .any(|(k, _)| k.eq_ignore_ascii_case("cookie"))
         {
-            let cookie = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            req = req.header("cookie", cookie);
+            req = req.header("cookie", self.cookie_header());
         }
         let resp = self
             .client
@@ -284,6 +278,15 @@ impl Browser {
                 self.cookies.insert(name.to_owned(), value.to_owned());
             }
         }
+    }
+
+    /// The `Cookie` header this browser sends.
+    pub fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// Session cookie chunks currently held.

@@ -53,12 +53,7 @@ async fn websocket_round_trip_through_the_proxy() {
     })
     .await;
     let b = h.signed_in("ada").await;
-    let cookie = b
-        .cookies
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = b.cookie_header();
     let mut req = format!("ws://{}/socket", h.addr)
         .into_client_request()
         .unwrap();
@@ -104,12 +99,7 @@ async fn anonymous_websocket_is_refused() {
 async fn raw_upgrade_tunnels_bytes_both_ways() {
     let h = Harness::start().await;
     let b = h.signed_in("ada").await;
-    let cookie = b
-        .cookies
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = b.cookie_header();
     let mut s = TcpStream::connect(h.addr).await.unwrap();
     let req = format!(
         "GET /chat HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\nCookie: {cookie}\r\n\r\n"

@@ -1,0 +1,86 @@
+//! The `portcullis` command: check, secret, and refusing a bad configuration.
+
+use std::process::Command;
+
+fn portcullis(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    cmd.args(args).env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run portcullis");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write_config(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("portcullis-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn secret_prints_32_random_bytes() {
+    let (code, a, _) = portcullis(&["secret"], &[]);
+    let (_, b, _) = portcullis(&["secret"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(a.trim().len(), 43, "32 bytes in unpadded base64url: {a}");
+    assert_ne!(a, b);
+}
+
+#[test]
+fn check_prints_the_resolved_config_with_secrets_redacted() {
+    let path = write_config(
+        "good.toml",
+        "[session]\nsecret = \"file-secret-0123456789abcdef0123456789\"\n[providers.corp]\nissuer = \"https://sso.example.com\"\nclient_id = \"c\"\n",
+    );
+    let (code, out, err) = portcullis(
+        &["check", "--config", &path],
+        &[(
+            "PORTCULLIS_PROVIDERS__CORP__CLIENT_SECRET",
+            "env-client-secret",
+        )],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[redacted]"), "{out}");
+    assert!(
+        !out.contains("file-secret") && !out.contains("env-client-secret"),
+        "{out}"
+    );
+    assert!(out.contains("https://sso.example.com"), "{out}");
+}
+
+#[test]
+fn invalid_config_exits_64_naming_each_key() {
+    let path = write_config(
+        "bad.toml",
+        "[upstream]\ntimeout = \"soon\"\n[providers.corp]\nissuer = \"https://sso.example.com\"\n",
+    );
+    for command in ["check", "run"] {
+        let (code, _, err) = portcullis(&[command, "--config", &path], &[]);
+        assert_eq!(code, 64, "{command}: {err}");
+        for key in [
+            "upstream.timeout:",
+            "session.secret: missing",
+            "providers.corp.client_id: missing",
+        ] {
+            assert!(err.contains(key), "{command}: expected {key} in:\n{err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let (code, _, err) = portcullis(&["run", "--config", "/nonexistent/portcullis.toml"], &[]);
+    assert_eq!(code, 64);
+    assert!(
+        err.contains("/nonexistent/portcullis.toml") && err.contains("not found"),
+        "{err}"
+    );
+}
