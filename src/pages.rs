@@ -93,7 +93,8 @@ pub fn signed_out() -> String {
     page("Signed out", SIGNED_OUT)
 }
 
-fn page(title: &str, main: &str) -> String {
+/// `main` (already escaped markup) inside the shared layout.
+pub(crate) fn page(title: &str, main: &str) -> String {
     render(
         LAYOUT,
         &[("title", &escape(title)), ("main", main.trim_end())],

@@ -24,7 +24,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::pages::{self, escape};
 use crate::{Body, full};
+
+/// The main part of the HTML page: the `X-Forwarded-*` headers and a way out.
+const SIGNED_IN: &str = "<h1>You are signed in</h1>
+<p>portcullis sent these identity headers:</p>
+<table>
+{{rows}}
+</table>
+<p><a class=\"button\" href=\"/oauth2/sign_out\">Sign out</a></p>
+";
 
 const MAX_ECHO_BODY: usize = 1024 * 1024;
 const STREAM_CHUNKS: usize = 5;
@@ -182,17 +192,26 @@ fn signed_in_page(headers: &HeaderMap) -> Response<Body> {
         .map(|(name, value)| {
             format!(
                 "<tr><th>{}</th><td>{}</td></tr>\n",
-                escape_html(name.as_str()),
-                escape_html(&String::from_utf8_lossy(value.as_bytes()))
+                escape(name.as_str()),
+                escape(&String::from_utf8_lossy(value.as_bytes()))
             )
         })
         .collect();
-    let page = format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Demo app</title></head>\n\
-         <body><h1>You are signed in</h1>\n<p>portcullis sent these identity headers:</p>\n\
-         <table>\n{rows}</table>\n<p><a href=\"/oauth2/sign_out\">Sign out</a></p></body></html>\n"
-    );
-    let mut response = Response::new(full(page));
+    layout_page(
+        "Demo app",
+        &pages::render(SIGNED_IN, &[("rows", rows.trim_end())]),
+    )
+}
+
+/// A page in portcullis' own layout (`src/pages/layout.html`), so that the demo
+/// app and the demo identity provider look like portcullis' pages. `main` is
+/// inserted as given: escape what it shows. Styles come only from the layout's
+/// `<style>` and there are no scripts, so the markup fits portcullis'
+/// Content-Security-Policy; the demo does not send that header, though: its
+/// `form-action 'self'` would stop the provider's redirect back after the login
+/// form, and `default-src 'none'` would block the app page's own fetches.
+pub(crate) fn layout_page(title: &str, main: &str) -> Response<Body> {
+    let mut response = Response::new(full(pages::page(title, main)));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
@@ -243,21 +262,6 @@ fn status_response(status: StatusCode, text: &str) -> Response<Body> {
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response
-}
-
-pub(crate) fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

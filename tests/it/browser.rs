@@ -1,7 +1,7 @@
 //! The README's quick start in a real browser: `portcullis demo`, driven by
 //! headless Chromium through playwright-core (e2e/demo.mjs). Needs node, Debian's
 //! chromium and `npm ci --prefix e2e`; `.ci/run` installs them and sets
-//! PORTCULLIS_E2E=require so that a missing piece fails instead of skipping.
+//! REQUIRE_BROWSER_TEST=1 so that a missing piece fails instead of skipping.
 
 use std::path::Path;
 use std::process::Command;
@@ -28,7 +28,7 @@ fn demo_sign_in_and_out_in_headless_chromium() {
     .filter_map(|(absent, what)| absent.then_some(what))
     .collect();
     if !missing.is_empty() {
-        let required = std::env::var("PORTCULLIS_E2E").is_ok_and(|v| v == "require");
+        let required = std::env::var_os("REQUIRE_BROWSER_TEST").is_some();
         assert!(
             !required,
             "browser test required but missing: {}",

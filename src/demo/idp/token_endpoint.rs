@@ -1,0 +1,207 @@
+//! The token endpoint: client authentication (Basic, post or none), the
+//! authorization code grant with PKCE, refresh tokens, and the token response.
+//! Each call is recorded as a [`TokenRequestSeen`].
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http::header::{AUTHORIZATION, CACHE_CONTROL};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::id_token::sign_id_token;
+use super::responses::{OAuthError, invalid_grant, json_response, oauth_error, random_token};
+use super::{AccessGrant, CODE_LIFETIME, Misbehaviour, State, TokenRequestSeen};
+use crate::{Body, now_unix};
+
+const ACCESS_TOKEN_LIFETIME: u64 = 3600;
+
+pub(super) async fn token(
+    state: &State,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Response<Body> {
+    let (client_auth, secret_ok) = match authenticate_client(state, headers, form) {
+        Ok(auth) => auth,
+        Err(e) => return e.into_response(),
+    };
+    let mut seen = TokenRequestSeen {
+        client_auth,
+        had_code_verifier: form.contains_key("code_verifier"),
+        pkce_ok: false,
+    };
+    let outcome = token_grant(state, form, secret_ok, &mut seen).await;
+    state.inner().token_requests.push(seen);
+    outcome.unwrap_or_else(OAuthError::into_response)
+}
+
+async fn token_grant(
+    state: &State,
+    form: &HashMap<String, String>,
+    client_ok: bool,
+    seen: &mut TokenRequestSeen,
+) -> Result<Response<Body>, OAuthError> {
+    if !client_ok {
+        return Err(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        ));
+    }
+    if state.inner().misbehaviour == Misbehaviour::TokenEndpointError {
+        return Err(invalid_grant(
+            "the demo identity provider was told to refuse this request",
+        ));
+    }
+    let get = |name: &str| form.get(name).map(String::as_str);
+    match get("grant_type") {
+        Some("authorization_code") => {
+            let grant = get("code").and_then(|code| state.inner().codes.remove(code));
+            let Some(grant) = grant.filter(|g| g.issued_at + CODE_LIFETIME > now_unix()) else {
+                return Err(invalid_grant("the code is unknown, used or expired"));
+            };
+            if get("redirect_uri") != Some(grant.request.redirect_uri.as_str()) {
+                return Err(invalid_grant(
+                    "redirect_uri differs from the authorization request",
+                ));
+            }
+            // RFC 7636 §4.6: BASE64URL(SHA256(code_verifier)) == code_challenge.
+            let verifier = get("code_verifier").unwrap_or("");
+            let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+            seen.pkce_ok = bool::from(
+                challenge
+                    .as_bytes()
+                    .ct_eq(grant.request.code_challenge.as_bytes()),
+            );
+            if !seen.pkce_ok {
+                return Err(invalid_grant("PKCE verification failed"));
+            }
+            issue_tokens(state, &grant.sub, Some(&grant.request.nonce), true).await
+        }
+        Some("refresh_token") => {
+            let sub =
+                get("refresh_token").and_then(|t| state.inner().refresh_tokens.get(t).cloned());
+            let Some(sub) = sub else {
+                return Err(invalid_grant("the refresh token is unknown"));
+            };
+            issue_tokens(state, &sub, None, false).await
+        }
+        _ => Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "use authorization_code or refresh_token",
+        )),
+    }
+}
+
+/// RFC 6749 §2.3.1: HTTP Basic (form-encoded id and secret) or the request body, never both;
+/// no secret at all only for a public client. Returns the method and whether it succeeded.
+fn authenticate_client(
+    state: &State,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<(&'static str, bool), OAuthError> {
+    let basic = match headers.get(AUTHORIZATION) {
+        Some(value) => Some(parse_basic(value).ok_or_else(|| {
+            oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "malformed Basic authorization",
+            )
+        })?),
+        None => None,
+    };
+    let (method, client_id, secret) = match (basic, form.get("client_secret")) {
+        (Some(_), Some(_)) => {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "use one client authentication method",
+            ));
+        }
+        (Some((id, secret)), None) => ("basic", Some(id), Some(secret)),
+        (None, Some(secret)) => ("post", form.get("client_id").cloned(), Some(secret.clone())),
+        (None, None) => ("none", form.get("client_id").cloned(), None),
+    };
+    let id_ok = client_id.as_deref() == Some(state.opts.client_id.as_str());
+    let secret_ok = match (&state.opts.client_secret, &secret) {
+        (Some(expected), Some(given)) => bool::from(expected.as_bytes().ct_eq(given.as_bytes())),
+        (None, None) => true,
+        _ => false,
+    };
+    Ok((method, id_ok && secret_ok))
+}
+
+fn parse_basic(value: &HeaderValue) -> Option<(String, String)> {
+    let value = value.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let form_decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8()
+            .ok()
+            .map(|s| s.into_owned())
+    };
+    Some((form_decode(id)?, form_decode(secret)?))
+}
+
+async fn issue_tokens(
+    state: &State,
+    sub: &str,
+    nonce: Option<&str>,
+    new_refresh_token: bool,
+) -> Result<Response<Body>, OAuthError> {
+    let Some(user) = state.user(sub) else {
+        return Err(invalid_grant("the user no longer exists"));
+    };
+    let (misbehaviour, key_index) = {
+        let inner = state.inner();
+        (inner.misbehaviour, inner.key_index)
+    };
+    let id_token = sign_id_token(state, user, nonce, misbehaviour, key_index)
+        .await
+        .map_err(|e| oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &e))?;
+    let access_token = random_token();
+    let refresh_token = new_refresh_token.then(random_token);
+    let userinfo_sub = match misbehaviour {
+        Misbehaviour::UserinfoSubMismatch => format!("not-{sub}"),
+        _ => sub.to_owned(),
+    };
+    let mut inner = state.inner();
+    let now = now_unix();
+    inner.access_tokens.retain(|_, g| g.expires_at > now);
+    inner.access_tokens.insert(
+        access_token.clone(),
+        AccessGrant {
+            sub: sub.to_owned(),
+            userinfo_sub,
+            expires_at: now + ACCESS_TOKEN_LIFETIME,
+        },
+    );
+    if let Some(refresh) = &refresh_token {
+        inner.refresh_tokens.insert(refresh.clone(), sub.to_owned());
+    }
+    drop(inner);
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": ACCESS_TOKEN_LIFETIME,
+        "id_token": id_token,
+        "scope": "openid email profile groups",
+    });
+    if let Some(refresh) = refresh_token {
+        body["refresh_token"] = Value::String(refresh);
+    }
+    let mut response = json_response(StatusCode::OK, body);
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
