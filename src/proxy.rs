@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
 use crate::App;
+use crate::identity::encode_header_value;
 use crate::policy::{Requirement, normalize_path};
 use crate::respond::{self, Problem};
 use crate::server::ConnInfo;
@@ -104,7 +105,12 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Authenticated {
 /// Identity headers from the `[headers]` map, plus the tokens when configured.
 pub fn set_identity_headers(app: &App, headers: &mut HeaderMap, session: &Session) {
     for (name, claim) in &app.config.headers {
-        if let Some(value) = session.identity.header_value(claim) {
+        // "provider" names the provider that signed the user in (the session's).
+        let value = match claim.as_str() {
+            "provider" => encode_header_value(&session.provider),
+            claim => session.identity.header_value(claim),
+        };
+        if let Some(value) = value {
             headers.insert(name.clone(), value);
         }
     }

@@ -132,12 +132,13 @@ struct RawProvider {
 }
 
 /// The default `[headers]` map (DESIGN §2).
-pub const DEFAULT_HEADERS: [(&str, &str); 5] = [
+pub const DEFAULT_HEADERS: [(&str, &str); 6] = [
     ("X-Forwarded-User", "sub"),
     ("X-Forwarded-Email", "email"),
     ("X-Forwarded-Preferred-Username", "preferred_username"),
     ("X-Forwarded-Name", "name"),
     ("X-Forwarded-Groups", "groups"),
+    ("X-Forwarded-Provider", "provider"),
 ];
 
 /// Collects problems while validating.

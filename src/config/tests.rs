@@ -28,7 +28,8 @@ fn minimal_config_gets_the_documented_defaults() {
     assert!(!c.session.secure, "auto with an http public_url");
     assert_eq!(c.access.allowed_email_domains, vec!["*"]);
     assert!(c.access.require_email_verified);
-    assert_eq!(c.headers.len(), 5);
+    assert_eq!(c.headers.len(), 6);
+    assert_eq!(c.headers[5].0.as_str(), "x-forwarded-provider");
     assert_eq!(c.headers[0].0.as_str(), "x-forwarded-user");
     let p = &c.providers[0];
     assert_eq!((p.id.as_str(), p.display_name.as_str()), ("corp", "corp"));

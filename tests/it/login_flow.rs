@@ -64,6 +64,10 @@ async fn browser_signs_in_upstream_sees_identity_then_signs_out() {
         app.upstream_header("x-forwarded-groups").as_deref(),
         Some("admins,engineering")
     );
+    assert_eq!(
+        app.upstream_header("x-forwarded-provider").as_deref(),
+        Some("demo")
+    );
     assert!(
         app.upstream_header("cookie").is_none(),
         "portcullis cookies never reach the upstream"
