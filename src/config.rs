@@ -2,6 +2,7 @@
 //! → validated, typed [`Config`]. Validation collects every problem with its dotted
 //! key, so an operator fixes a bad file in one pass.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -99,12 +100,15 @@ pub struct AccessConfig {
     pub bearer_tokens: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct SignInConfig {
     /// With exactly one provider, skip the sign-in page and go straight to it.
-    #[serde(default)]
     pub auto_redirect: bool,
+    /// Where the operator's sign-in page template was read from.
+    pub template_path: Option<PathBuf>,
+    /// The operator's sign-in page template, read once at start.
+    #[serde(skip)]
+    pub template: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,20 +134,114 @@ pub struct ProviderConfig {
     /// The table name under `[providers]`; part of the redirect URI.
     pub id: String,
     pub kind: ProviderKind,
+    /// Defaults to the preset's name ("GitHub", ...) or else the id.
     pub display_name: String,
-    pub issuer: Url,
+    /// An http(s) URL, a `data:image/` URL or a path starting with '/'.
+    pub icon: Option<String>,
     pub client_id: String,
     /// Absent = public client (PKCE only).
     pub client_secret: Option<Secret>,
+    /// What is requested: the preset's scopes (or `scopes`), then `extra_scopes`.
     pub scopes: Vec<String>,
+    /// Added to the authorization URL (`auth_params`, and Google's `hd`).
+    pub auth_params: BTreeMap<String, String>,
     pub token_auth_method: TokenAuthMethod,
-    /// Always call the userinfo endpoint (otherwise only when the id_token lacks `email`).
+    /// Always call the userinfo endpoint (otherwise only when the id_token lacks
+    /// `email`). Default: true for GitLab, false otherwise.
     pub fetch_userinfo: bool,
+    pub protocol: Protocol,
+}
+
+/// How a provider signs users in: OpenID Connect, or plain OAuth 2.0 plus a profile API.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Oidc(OidcSettings),
+    #[serde(rename = "oauth2")]
+    OAuth2(OAuth2Settings),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OidcSettings {
+    pub issuer: Url,
+    /// Replace what discovery says, endpoint by endpoint.
+    pub auth_url: Option<Url>,
+    pub token_url: Option<Url>,
+    pub userinfo_url: Option<Url>,
+    pub checks: IdTokenChecks,
+}
+
+/// What a preset checks in a verified id_token beyond OpenID Connect Core.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdTokenChecks {
+    Standard,
+    /// Google: `hd` must equal this Workspace domain (lower-cased).
+    HostedDomain(String),
+    /// Microsoft: `iss` may be the `{tenantid}` template filled with `tid`; when
+    /// the list is non-empty, `tid` must be in it.
+    Tenants {
+        allowed: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OAuth2Settings {
+    pub auth_url: Url,
+    pub token_url: Url,
+    pub userinfo_url: Url,
+    /// A GitHub-style list of `{email, primary, verified}`.
+    pub emails_url: Option<Url>,
+    pub profile: Profile,
+}
+
+/// How the userinfo answer becomes claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// GitHub's /user (+ /user/emails, /user/orgs, /user/teams next to it).
+    Github {
+        organizations: Vec<String>,
+        /// `org/team-slug`.
+        teams: Vec<String>,
+    },
+    /// Graph's /me.
+    Facebook,
+    /// Any server: each identity field read from a dotted JSON path.
+    Mapped(ClaimPaths),
+}
+
+/// Dotted JSON paths into the userinfo answer, one per identity field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimPaths {
+    pub sub: String,
+    pub email: String,
+    pub email_verified: String,
+    pub name: String,
+    pub preferred_username: String,
+    pub picture: String,
+    pub groups: String,
+}
+
+impl Default for ClaimPaths {
+    fn default() -> Self {
+        Self {
+            sub: "sub".into(),
+            email: "email".into(),
+            email_verified: "email_verified".into(),
+            name: "name".into(),
+            preferred_username: "preferred_username".into(),
+            picture: "picture".into(),
+            groups: "groups".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
+    /// Any OpenID Connect provider, by its issuer.
     Oidc,
     Google,
     Microsoft,
@@ -152,6 +250,26 @@ pub enum ProviderKind {
     Linkedin,
     Facebook,
     Oauth2,
+}
+
+impl ProviderKind {
+    /// The provider's own name, shown on the sign-in page unless display_name is set.
+    pub fn preset_name(self) -> Option<&'static str> {
+        match self {
+            Self::Google => Some("Google"),
+            Self::Microsoft => Some("Microsoft"),
+            Self::Github => Some("GitHub"),
+            Self::Gitlab => Some("GitLab"),
+            Self::Linkedin => Some("LinkedIn"),
+            Self::Facebook => Some("Facebook"),
+            Self::Oidc | Self::Oauth2 => None,
+        }
+    }
+
+    /// Speaks OpenID Connect (discovery, id_token); the others are plain OAuth 2.0.
+    pub fn is_oidc(self) -> bool {
+        !matches!(self, Self::Github | Self::Facebook | Self::Oauth2)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

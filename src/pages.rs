@@ -13,9 +13,10 @@ const SIGN_IN: &str = include_str!("pages/sign_in.html");
 const ERROR: &str = include_str!("pages/error.html");
 const SIGNED_OUT: &str = include_str!("pages/signed_out.html");
 
-/// No scripts, no images, no framing; the only styles are the inline ones in the
-/// layout. Sign-in buttons are plain links, so `form-action 'self'` costs nothing.
-const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// No scripts, no framing; the only styles are the inline ones in the layout and
+/// the only images are provider icons (same site, https or data:). Sign-in
+/// buttons are plain links, so `form-action 'self'` costs nothing.
+const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Everything but RFC 3986 unreserved characters, for a query value or a path segment.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -54,25 +55,40 @@ pub fn security_headers(h: &mut HeaderMap) {
     h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
 }
 
-/// The sign-in page: one button per provider, `(id, display name)`, each a link
-/// to `/oauth2/start/{id}?rd={rd}`.
-pub fn sign_in(providers: &[(&str, &str)], rd: &str) -> String {
-    let rd = utf8_percent_encode(rd, COMPONENT).to_string();
+/// One provider on the sign-in page.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInButton<'a> {
+    pub id: &'a str,
+    pub display_name: &'a str,
+    /// An image URL (https, data: or a same-site path) shown beside the name.
+    pub icon: Option<&'a str>,
+}
+
+/// The sign-in page: one button per provider, each a link to
+/// `/oauth2/start/{id}?rd={rd}`. `template` (the operator's `sign_in.template`)
+/// replaces the page body; its placeholders are `{{providers}}` (the list items)
+/// and `{{rd}}` (the escaped return path).
+pub fn sign_in(providers: &[SignInButton<'_>], rd: &str, template: Option<&str>) -> String {
+    let rd_query = utf8_percent_encode(rd, COMPONENT).to_string();
     let buttons: String = providers
         .iter()
-        .map(|(id, name)| {
-            let href = format!(
-                "/oauth2/start/{}?rd={rd}",
-                utf8_percent_encode(id, COMPONENT)
-            );
+        .map(|p| {
+            let href = format!("/oauth2/start/{}?rd={rd_query}", utf8_percent_encode(p.id, COMPONENT));
+            let icon = p
+                .icon
+                .map(|src| format!("<img src=\"{}\" alt=\"\" width=\"20\" height=\"20\"> ", escape(src)))
+                .unwrap_or_default();
             format!(
-                "<li><a class=\"button\" href=\"{}\">Sign in with {}</a></li>\n",
+                "<li><a class=\"button\" href=\"{}\">{icon}Sign in with {}</a></li>\n",
                 escape(&href),
-                escape(name)
+                escape(p.display_name)
             )
         })
         .collect();
-    let main = render(SIGN_IN, &[("providers", buttons.trim_end())]);
+    let main = render(
+        template.unwrap_or(SIGN_IN),
+        &[("providers", buttons.trim_end()), ("rd", &escape(rd))],
+    );
     page("Sign in", &main)
 }
 

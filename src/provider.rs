@@ -1,20 +1,35 @@
-//! Identity providers: the registry the app holds, and the OpenID Connect flow
-//! (`oidc`) over the one HTTP client for providers (`http`).
+//! Identity providers: the registry the app holds, and one [`Provider`] type over
+//! two protocols — OpenID Connect (`oidc`, with the Google and Microsoft checks in
+//! `google` and `microsoft`) and plain OAuth 2.0 (`oauth2`, with the profile APIs
+//! of `github`, `facebook` and any server through `mapped`) — all over the one
+//! HTTP client for providers (`http`).
 //!
-//! [`Providers::start`] discovers every provider in the background, so the proxy
-//! listens at once and `/oauth2/readyz` tells when sign-in can work.
+//! [`Providers::start`] discovers every OpenID Connect provider in the background,
+//! so the proxy listens at once and `/oauth2/readyz` tells when sign-in can work.
+//! OAuth 2.0 providers have nothing to discover and are ready at once.
 
+mod facebook;
+mod github;
+mod google;
 pub mod http;
+mod mapped;
+mod microsoft;
+mod oauth2;
 mod oidc;
+mod token;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tokio::sync::Notify;
+use url::Url;
 
-pub use oidc::{Callback, FlowSecrets, Provider, SignedIn};
-
-use crate::config::Config;
+use self::oauth2::OAuth2Provider;
+use self::oidc::OidcProvider;
+use crate::config::{Config, Protocol, ProviderConfig};
+use crate::session::Tokens;
 use http::{HttpError, ProviderHttp};
 
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -50,6 +65,134 @@ pub enum ProviderError {
     UserinfoSubMismatch,
     #[error("the authorization response's iss does not name this provider (RFC 9207)")]
     IssuerMismatch,
+    /// The provider signed the user in, but the provider's own restriction
+    /// (Workspace domain, tenant, organization) does not admit them.
+    #[error("{0}")]
+    NotPermitted(String),
+    /// A profile API answered with an error object; `message` is the provider's own words.
+    #[error("{provider} answered with an error: {message}")]
+    ApiError { provider: String, message: String },
+    #[error("the provider's user profile is unusable: {0}")]
+    InvalidProfile(String),
+}
+
+/// The secrets of one sign-in, kept by the caller (in the flow cookie) between
+/// [`Provider::begin`] and [`Provider::finish`]. `nonce` is empty for OAuth 2.0
+/// providers: there is no id_token to bind it to.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowSecrets {
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+}
+
+impl std::fmt::Debug for FlowSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlowSecrets([redacted])")
+    }
+}
+
+/// The parameters of the authorization response the caller has read from the callback.
+#[derive(Debug, Clone, Copy)]
+pub struct Callback<'a> {
+    pub code: &'a str,
+    /// RFC 9207 `iss`, when the provider sent one.
+    pub iss: Option<&'a str>,
+}
+
+/// A finished sign-in.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// Claims under their standard names (sub, email, email_verified, name,
+    /// preferred_username, picture, groups, and whatever else the provider said).
+    /// For OpenID Connect: the verified id_token claims, overlaid by userinfo
+    /// (which never overrides `sub`, `iss`, `aud` or the other id_token-only claims).
+    pub claims: Map<String, Value>,
+    pub tokens: Tokens,
+}
+
+/// One configured provider, whatever its protocol.
+#[derive(Debug)]
+pub struct Provider {
+    protocol: ProtocolImpl,
+}
+
+#[derive(Debug)]
+enum ProtocolImpl {
+    Oidc(OidcProvider),
+    OAuth2(OAuth2Provider),
+}
+
+impl Provider {
+    fn new(config: ProviderConfig, http: ProviderHttp) -> Self {
+        let protocol = match config.protocol.clone() {
+            Protocol::Oidc(settings) => {
+                ProtocolImpl::Oidc(OidcProvider::new(config, settings, http))
+            }
+            Protocol::OAuth2(settings) => {
+                ProtocolImpl::OAuth2(OAuth2Provider::new(config, settings, http))
+            }
+        };
+        Self { protocol }
+    }
+
+    fn config(&self) -> &ProviderConfig {
+        match &self.protocol {
+            ProtocolImpl::Oidc(p) => p.config(),
+            ProtocolImpl::OAuth2(p) => p.config(),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config().id
+    }
+
+    pub fn display_name(&self) -> &str {
+        &self.config().display_name
+    }
+
+    /// The sign-in button's icon: an http(s) URL, a `data:image/` URL or a path.
+    pub fn icon(&self) -> Option<&str> {
+        self.config().icon.as_deref()
+    }
+
+    /// Sign-in can start: OpenID Connect metadata and JWKS are loaded (OAuth 2.0: always).
+    pub fn is_ready(&self) -> bool {
+        match &self.protocol {
+            ProtocolImpl::Oidc(p) => p.is_ready(),
+            ProtocolImpl::OAuth2(_) => true,
+        }
+    }
+
+    /// The authorization URL (state, PKCE S256, scopes, redirect_uri, extra
+    /// parameters; a nonce for OpenID Connect) and the secrets the callback will need.
+    pub fn begin(&self, redirect_uri: &Url) -> Result<(Url, FlowSecrets), ProviderError> {
+        match &self.protocol {
+            ProtocolImpl::Oidc(p) => p.begin(redirect_uri),
+            ProtocolImpl::OAuth2(p) => Ok(p.begin(redirect_uri)),
+        }
+    }
+
+    /// Exchanges the code and establishes who signed in. The caller has already
+    /// matched the callback's `state` against `secrets.state`.
+    pub async fn finish(
+        &self,
+        callback: Callback<'_>,
+        secrets: &FlowSecrets,
+        redirect_uri: &Url,
+    ) -> Result<SignedIn, ProviderError> {
+        match &self.protocol {
+            ProtocolImpl::Oidc(p) => p.finish(callback, secrets, redirect_uri).await,
+            ProtocolImpl::OAuth2(p) => p.finish(callback, secrets, redirect_uri).await,
+        }
+    }
+
+    fn oidc(&self) -> Option<&OidcProvider> {
+        match &self.protocol {
+            ProtocolImpl::Oidc(p) => Some(p),
+            ProtocolImpl::OAuth2(_) => None,
+        }
+    }
 }
 
 /// Every configured provider. Cheap to clone.
@@ -79,7 +222,7 @@ impl Providers {
             .map(|p| Arc::new(Provider::new(p.clone(), http.clone())))
             .collect();
         let ready = Arc::new(Notify::new());
-        for provider in providers.iter() {
+        for provider in providers.iter().filter(|p| p.oidc().is_some()) {
             tokio::spawn(discover_until_ready(
                 Arc::downgrade(provider),
                 ready.clone(),
@@ -120,7 +263,10 @@ impl Providers {
 async fn discover_until_ready(provider: Weak<Provider>, ready: Arc<Notify>) {
     let mut delay = RETRY_FIRST;
     loop {
-        let Some(p) = provider.upgrade() else { return };
+        let Some(provider) = provider.upgrade() else {
+            return;
+        };
+        let Some(p) = provider.oidc() else { return };
         match p.discover().await {
             Ok(()) => {
                 tracing::info!(provider = %p.id(), "provider metadata and keys loaded");
@@ -136,7 +282,7 @@ async fn discover_until_ready(provider: Weak<Provider>, ready: Arc<Notify>) {
                 delay.as_secs(),
             ),
         }
-        drop(p);
+        drop(provider);
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(RETRY_MAX);
     }

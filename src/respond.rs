@@ -191,13 +191,18 @@ impl From<ProviderError> for Problem {
             | ProviderError::InvalidTokenResponse(_) => Self::provider(
                 "The identity provider could not be reached or gave an unusable answer.",
             ),
-            ProviderError::TokenRejected { error, .. } => Self::new(
+            ProviderError::TokenRejected { error, description } => Self::new(
                 StatusCode::BAD_REQUEST,
                 "sign_in_failed",
                 "Sign-in failed",
-                format!(
-                    "The identity provider refused the sign-in code ({error}). Please sign in again."
-                ),
+                match description {
+                    Some(said) => format!(
+                        "The identity provider refused the sign-in code ({error}: {said}). Please sign in again."
+                    ),
+                    None => format!(
+                        "The identity provider refused the sign-in code ({error}). Please sign in again."
+                    ),
+                },
                 Source::Client,
             ),
             ProviderError::InvalidIdToken(_)
@@ -209,6 +214,13 @@ impl From<ProviderError> for Problem {
                 "The identity provider's answer could not be verified.",
                 Source::Provider,
             ),
+            ProviderError::NotPermitted(reason) => Self::forbidden(reason),
+            ProviderError::ApiError { provider, message } => Self::provider(format!(
+                "{provider} refused to describe the signed-in user: {message}"
+            )),
+            ProviderError::InvalidProfile(_) => {
+                Self::provider("The identity provider's description of the user is unusable.")
+            }
         }
     }
 }

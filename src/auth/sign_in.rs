@@ -8,6 +8,7 @@ use crate::proxy::with_cookies;
 use crate::redirect::safe_rd;
 use crate::respond::{self, Problem, Source};
 use crate::session::Flow;
+use crate::pages::SignInButton;
 use crate::{App, Body, now_unix, pages};
 
 pub fn page<B>(app: &App, req: &Request<B>) -> Response<Body> {
@@ -18,14 +19,12 @@ pub fn page<B>(app: &App, req: &Request<B>) -> Response<Body> {
     if app.config.sign_in.auto_redirect && providers.len() == 1 {
         return with_cookies(start(app, req, providers[0].id()), stale);
     }
-    let list: Vec<(&str, &str)> = providers
+    let buttons: Vec<SignInButton> = providers
         .iter()
-        .map(|p| (p.id(), p.display_name()))
+        .map(|p| SignInButton { id: p.id(), display_name: p.display_name(), icon: p.icon() })
         .collect();
-    with_cookies(
-        respond::html(StatusCode::OK, pages::sign_in(&list, &rd)),
-        stale,
-    )
+    let page = pages::sign_in(&buttons, &rd, app.config.sign_in.template.as_deref());
+    with_cookies(respond::html(StatusCode::OK, page), stale)
 }
 
 pub fn start<B>(app: &App, req: &Request<B>, provider_id: &str) -> Response<Body> {

@@ -14,6 +14,9 @@ use serde::Deserialize;
 use url::Url;
 
 use super::*;
+use providers::{RawProvider, validate_providers};
+
+mod providers;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,7 +30,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     access: RawAccess,
     #[serde(default)]
-    sign_in: Option<SignInConfig>,
+    sign_in: RawSignIn,
     #[serde(default)]
     rules: Vec<RuleConfig>,
     #[serde(default)]
@@ -116,19 +119,12 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawProvider {
-    kind: Option<ProviderKind>,
-    display_name: Option<String>,
-    issuer: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    client_secret_file: Option<PathBuf>,
-    scopes: Option<Vec<String>>,
-    token_auth_method: Option<TokenAuthMethod>,
+struct RawSignIn {
     #[serde(default)]
-    fetch_userinfo: bool,
+    auto_redirect: bool,
+    template: Option<PathBuf>,
 }
 
 /// The default `[headers]` map (DESIGN §2).
@@ -238,6 +234,7 @@ impl RawConfig {
         let access = self.access.validate(&mut p);
         validate_rules(&self.rules, &mut p);
         let headers = validate_headers(self.headers, &mut p);
+        let sign_in = self.sign_in.validate(&mut p);
         let providers = validate_providers(self.providers, &mut p);
         if !p.0.is_empty() {
             return Err(ConfigError { problems: p.0 });
@@ -247,9 +244,7 @@ impl RawConfig {
             upstream,
             session,
             access,
-            sign_in: self.sign_in.unwrap_or(SignInConfig {
-                auto_redirect: false,
-            }),
+            sign_in,
             rules: self.rules,
             headers,
             providers,
@@ -346,6 +341,7 @@ impl RawSession {
     /// `public_url` decides `secure = "auto"`.
     fn validate(self, p: &mut Problems, public_url: &Url) -> SessionConfig {
         let ss = self;
+        let has_secret_file = ss.secret_file.is_some();
         let secret = p.secret("session.secret", ss.secret, ss.secret_file.as_deref());
         let secret = match secret {
             Some(s) if s.0.len() >= MIN_SECRET_LEN => s,
@@ -353,6 +349,8 @@ impl RawSession {
                 p.add("session.secret", format_args!("too short; use at least {MIN_SECRET_LEN} random bytes (`portcullis secret` prints one)"));
                 Secret(String::new())
             }
+            // An unreadable secret_file is already reported.
+            None if has_secret_file => Secret(String::new()),
             None => {
                 p.add("session.secret", "missing; set it (or session.secret_file, or PORTCULLIS_SESSION__SECRET) to the output of `portcullis secret`");
                 Secret(String::new())
@@ -531,71 +529,4 @@ fn validate_headers(
             },
         )
         .collect()
-}
-
-fn validate_providers(raw: BTreeMap<String, RawProvider>, p: &mut Problems) -> Vec<ProviderConfig> {
-    let mut providers = Vec::new();
-    for (id, rp) in raw {
-        let key = |field: &str| format!("providers.{id}.{field}");
-        if id.is_empty()
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            p.add(
-                &format!("providers.{id}"),
-                "the provider id (table name) may use only letters, digits, '-' and '_'",
-            );
-        }
-        let kind = rp.kind.unwrap_or(ProviderKind::Oidc);
-        if kind != ProviderKind::Oidc {
-            p.add(&key("kind"), format_args!("{kind:?} presets are not available in this version; use kind = \"oidc\" with the provider's issuer"));
-        }
-        let issuer = match rp.issuer.as_deref() {
-            Some(i) => p.url(&key("issuer"), Some(i), "https://invalid.example"),
-            None => {
-                p.add(&key("issuer"), "missing; set the provider's issuer URL (discovery reads <issuer>/.well-known/openid-configuration)");
-                Url::parse("https://invalid.example").expect("valid")
-            }
-        };
-        let client_id = rp.client_id.unwrap_or_else(|| {
-            p.add(
-                &key("client_id"),
-                "missing; copy it from the provider's app registration",
-            );
-            String::new()
-        });
-        let client_secret = p.secret(
-            &key("client_secret"),
-            rp.client_secret,
-            rp.client_secret_file.as_deref(),
-        );
-        let scopes = rp
-            .scopes
-            .unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
-        if !scopes.iter().any(|s| s == "openid") {
-            p.add(&key("scopes"), "must include \"openid\"");
-        }
-        providers.push(ProviderConfig {
-            display_name: rp.display_name.unwrap_or_else(|| id.clone()),
-            id,
-            kind,
-            issuer,
-            client_id,
-            client_secret,
-            scopes,
-            token_auth_method: rp
-                .token_auth_method
-                .unwrap_or(TokenAuthMethod::ClientSecretBasic),
-            fetch_userinfo: rp.fetch_userinfo,
-        });
-    }
-    if providers.is_empty() {
-        p.add(
-            "providers",
-            "no provider configured; add a [providers.<id>] table (see config.toml)",
-        );
-    }
-
-    providers
 }

@@ -165,3 +165,390 @@ fn the_reference_config_toml_is_valid() {
     from_figment(Figment::from(Toml::string(reference)).merge(secret))
         .unwrap_or_else(|e| panic!("config.toml is out of sync with the code:\n{e}"));
 }
+
+// === providers ===
+
+/// A config whose only provider is `[providers.p]` with `keys`.
+fn provider(keys: &str) -> Result<ProviderConfig, ConfigError> {
+    parse(&format!(
+        "[session]\nsecret = \"0123456789abcdef0123456789abcdef\"\n[providers.p]\nclient_id = \"c\"\n{keys}\n"
+    ))
+    .map(|c| c.providers[0].clone())
+}
+
+fn provider_problems(keys: &str) -> String {
+    provider(keys)
+        .expect_err("provider should be refused")
+        .problems
+        .join("\n")
+}
+
+fn oidc(p: &ProviderConfig) -> &OidcSettings {
+    match &p.protocol {
+        Protocol::Oidc(o) => o,
+        Protocol::OAuth2(_) => panic!("{} is not OIDC", p.id),
+    }
+}
+
+fn oauth2(p: &ProviderConfig) -> &OAuth2Settings {
+    match &p.protocol {
+        Protocol::OAuth2(o) => o,
+        Protocol::Oidc(_) => panic!("{} is not OAuth 2.0", p.id),
+    }
+}
+
+#[test]
+fn presets_need_only_client_credentials_and_name_themselves() {
+    for (kind, name, issuer) in [
+        ("google", "Google", "https://accounts.google.com/"),
+        (
+            "microsoft",
+            "Microsoft",
+            "https://login.microsoftonline.com/common/v2.0",
+        ),
+        ("gitlab", "GitLab", "https://gitlab.com/"),
+        ("linkedin", "LinkedIn", "https://www.linkedin.com/oauth"),
+    ] {
+        let p = provider(&format!("kind = \"{kind}\"\nclient_secret = \"s\"")).unwrap();
+        assert_eq!(p.display_name, name);
+        assert_eq!(oidc(&p).issuer.as_str(), issuer, "{kind}");
+        assert_eq!(p.scopes, ["openid", "email", "profile"], "{kind}");
+    }
+    let p = provider("kind = \"linkedin\"").unwrap();
+    assert_eq!(p.token_auth_method, TokenAuthMethod::ClientSecretPost);
+    assert!(p.client_secret.is_none(), "a public client");
+    let p = provider("kind = \"github\"\nclient_secret = \"s\"\ndisplay_name = \"Code\"").unwrap();
+    assert_eq!(p.display_name, "Code");
+}
+
+#[test]
+fn github_urls_derive_from_the_base_url() {
+    let p = provider("kind = \"github\"\nclient_secret = \"s\"").unwrap();
+    let o = oauth2(&p);
+    assert_eq!(
+        o.auth_url.as_str(),
+        "https://github.com/login/oauth/authorize"
+    );
+    assert_eq!(
+        o.token_url.as_str(),
+        "https://github.com/login/oauth/access_token"
+    );
+    assert_eq!(o.userinfo_url.as_str(), "https://api.github.com/user");
+    assert_eq!(
+        o.emails_url.as_ref().unwrap().as_str(),
+        "https://api.github.com/user/emails"
+    );
+    assert_eq!(p.scopes, ["read:user", "user:email"]);
+
+    let p = provider(
+        "kind = \"github\"\nclient_secret = \"s\"\nbase_url = \"https://ghe.example.com/\"\nteams = [\"acme/platform\"]",
+    )
+    .unwrap();
+    let o = oauth2(&p);
+    assert_eq!(
+        o.auth_url.as_str(),
+        "https://ghe.example.com/login/oauth/authorize"
+    );
+    assert_eq!(
+        o.token_url.as_str(),
+        "https://ghe.example.com/login/oauth/access_token"
+    );
+    assert_eq!(
+        o.userinfo_url.as_str(),
+        "https://ghe.example.com/api/v3/user"
+    );
+    assert_eq!(p.scopes, ["read:user", "user:email", "read:org"]);
+    assert_eq!(
+        o.profile,
+        Profile::Github {
+            organizations: vec![],
+            teams: vec!["acme/platform".into()]
+        }
+    );
+}
+
+#[test]
+fn facebook_urls_derive_from_the_graph_version() {
+    let p =
+        provider("kind = \"facebook\"\nclient_secret = \"s\"\ngraph_version = \"v19.0\"").unwrap();
+    let o = oauth2(&p);
+    assert_eq!(
+        o.auth_url.as_str(),
+        "https://www.facebook.com/v19.0/dialog/oauth"
+    );
+    assert_eq!(
+        o.token_url.as_str(),
+        "https://graph.facebook.com/v19.0/oauth/access_token"
+    );
+    assert_eq!(
+        o.userinfo_url.as_str(),
+        "https://graph.facebook.com/v19.0/me?fields=id,name,email,picture"
+    );
+    assert_eq!(p.scopes, ["email", "public_profile"]);
+    let p = provider("kind = \"facebook\"\nclient_secret = \"s\"").unwrap();
+    assert!(oauth2(&p).token_url.as_str().contains("/v21.0/"));
+    assert!(
+        provider_problems("kind = \"facebook\"\nclient_secret = \"s\"\ngraph_version = \"21\"")
+            .contains("providers.p.graph_version:")
+    );
+}
+
+#[test]
+fn microsoft_tenant_shapes_the_issuer_and_is_checked() {
+    let p = provider(
+        "kind = \"microsoft\"\ntenant = \"contoso.onmicrosoft.com\"\nallowed_tenants = [\"ABC-1\"]",
+    )
+    .unwrap();
+    assert_eq!(
+        oidc(&p).issuer.as_str(),
+        "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0"
+    );
+    assert_eq!(
+        oidc(&p).checks,
+        IdTokenChecks::Tenants {
+            allowed: vec!["abc-1".into()]
+        }
+    );
+    for bad in ["common/../x", "a b", "", "x?y"] {
+        assert!(
+            provider_problems(&format!("kind = \"microsoft\"\ntenant = {bad:?}"))
+                .contains("providers.p.tenant:"),
+            "{bad:?}"
+        );
+    }
+    assert!(
+        provider_problems("kind = \"microsoft\"\nallowed_tenants = [\"a/b\"]")
+            .contains("providers.p.allowed_tenants:")
+    );
+}
+
+#[test]
+fn google_hosted_domain_is_sent_as_hd_and_enforced() {
+    let p = provider("kind = \"google\"\nhosted_domain = \"Example.com\"").unwrap();
+    assert_eq!(p.auth_params["hd"], "Example.com".to_lowercase());
+    assert_eq!(
+        oidc(&p).checks,
+        IdTokenChecks::HostedDomain("example.com".into())
+    );
+    assert!(
+        provider_problems(
+            "kind = \"google\"\nhosted_domain = \"x.com\"\nauth_params = { hd = \"y.com\" }"
+        )
+        .contains("providers.p.auth_params.hd:")
+    );
+    assert!(
+        provider_problems("kind = \"google\"\nhosted_domain = \"not a domain\"")
+            .contains("providers.p.hosted_domain:")
+    );
+}
+
+#[test]
+fn gitlab_issuer_is_its_base_url() {
+    let p = provider("kind = \"gitlab\"\nbase_url = \"https://git.example.com/\"").unwrap();
+    assert_eq!(oidc(&p).issuer.as_str(), "https://git.example.com/");
+    assert!(p.fetch_userinfo, "GitLab's groups are in userinfo only");
+    let p = provider("kind = \"gitlab\"\nbase_url = \"https://x.example.com/gitlab\"\nissuer = \"https://sso.example.com\"").unwrap();
+    assert_eq!(
+        oidc(&p).issuer.as_str(),
+        "https://sso.example.com/",
+        "issuer overrides"
+    );
+}
+
+#[test]
+fn every_preset_url_can_be_overridden() {
+    let p = provider(
+        "kind = \"github\"\nclient_secret = \"s\"\nauth_url = \"http://127.0.0.1:9/a\"\ntoken_url = \"http://127.0.0.1:9/t\"\nuserinfo_url = \"http://127.0.0.1:9/user\"\nemails_url = \"http://127.0.0.1:9/e\"",
+    )
+    .unwrap();
+    let o = oauth2(&p);
+    assert_eq!(
+        [
+            o.auth_url.as_str(),
+            o.token_url.as_str(),
+            o.userinfo_url.as_str(),
+            o.emails_url.as_ref().unwrap().as_str()
+        ],
+        [
+            "http://127.0.0.1:9/a",
+            "http://127.0.0.1:9/t",
+            "http://127.0.0.1:9/user",
+            "http://127.0.0.1:9/e"
+        ]
+    );
+    let p = provider("kind = \"google\"\nissuer = \"http://127.0.0.1:9\"\ntoken_url = \"http://127.0.0.1:9/tok\"").unwrap();
+    assert_eq!(oidc(&p).issuer.as_str(), "http://127.0.0.1:9/");
+    assert_eq!(
+        oidc(&p).token_url.as_ref().unwrap().as_str(),
+        "http://127.0.0.1:9/tok"
+    );
+    assert!(
+        provider_problems("kind = \"github\"\nclient_secret = \"s\"\ntoken_url = \"ftp://x\"")
+            .contains("providers.p.token_url:")
+    );
+}
+
+#[test]
+fn oidc_needs_an_issuer_and_openid() {
+    assert!(provider_problems("kind = \"oidc\"").contains("providers.p.issuer: missing"));
+    assert!(
+        provider_problems("issuer = \"https://x.example\"\nscopes = [\"email\"]")
+            .contains("providers.p.scopes: must include \"openid\"")
+    );
+}
+
+#[test]
+fn github_and_facebook_cannot_be_public_clients() {
+    for kind in ["github", "facebook"] {
+        let got = provider_problems(&format!("kind = \"{kind}\""));
+        assert!(got.contains("providers.p.client_secret: missing"), "{got}");
+        assert!(got.contains("no public clients"), "{got}");
+    }
+}
+
+#[test]
+fn oauth2_needs_its_endpoints_and_maps_claims() {
+    let got = provider_problems("kind = \"oauth2\"");
+    for key in [
+        "auth_url: missing",
+        "token_url: missing",
+        "userinfo_url: missing",
+    ] {
+        assert!(got.contains(&format!("providers.p.{key}")), "{got}");
+    }
+    let p = provider(
+        r#"kind = "oauth2"
+auth_url = "https://id.example.com/authorize"
+token_url = "https://id.example.com/token"
+userinfo_url = "https://api.example.com/me"
+[providers.p.claims]
+sub = "data.id"
+email = "data.attributes.email""#,
+    )
+    .unwrap();
+    assert!(p.scopes.is_empty());
+    let Profile::Mapped(paths) = &oauth2(&p).profile else {
+        panic!("mapped profile expected")
+    };
+    assert_eq!(
+        (
+            paths.sub.as_str(),
+            paths.email.as_str(),
+            paths.name.as_str()
+        ),
+        ("data.id", "data.attributes.email", "name")
+    );
+    let bad = "kind = \"oauth2\"\nauth_url = \"https://a.example\"\ntoken_url = \"https://a.example\"\nuserinfo_url = \"https://a.example\"\nclaims = { sub = \"data..id\" }";
+    assert!(provider_problems(bad).contains("providers.p.claims.sub:"));
+    let unknown = "kind = \"oauth2\"\nauth_url = \"https://a.example\"\ntoken_url = \"https://a.example\"\nuserinfo_url = \"https://a.example\"\nclaims = { uid = \"id\" }";
+    assert!(problems(&format!("[session]\nsecret = \"0123456789abcdef0123456789abcdef\"\n[providers.p]\nclient_id = \"c\"\n{unknown}")).join("\n").contains("uid"));
+}
+
+#[test]
+fn keys_of_another_kind_are_refused_not_ignored() {
+    let got = provider_problems(
+        "kind = \"github\"\nclient_secret = \"s\"\ntenant = \"common\"\nhosted_domain = \"x.com\"\nissuer = \"https://x.example\"\ngraph_version = \"v1.0\"",
+    );
+    for key in ["tenant", "hosted_domain", "issuer", "graph_version"] {
+        assert!(
+            got.contains(&format!("providers.p.{key}: applies only to kind")),
+            "{got}"
+        );
+    }
+    assert!(
+        provider_problems("issuer = \"https://x.example\"\norganizations = [\"acme\"]")
+            .contains("kind = github")
+    );
+}
+
+#[test]
+fn extra_scopes_append_and_auth_params_pass_except_owned_ones() {
+    let p = provider(
+        "issuer = \"https://x.example\"\nextra_scopes = [\"groups\", \"email\"]\nauth_params = { prompt = \"select_account\", domain_hint = \"example.com\" }",
+    )
+    .unwrap();
+    assert_eq!(p.scopes, ["openid", "email", "profile", "groups"]);
+    assert_eq!(p.auth_params["prompt"], "select_account");
+    assert_eq!(p.auth_params["domain_hint"], "example.com");
+    for owned in [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+    ] {
+        let got = provider_problems(&format!(
+            "issuer = \"https://x.example\"\nauth_params = {{ {owned} = \"x\" }}"
+        ));
+        assert!(
+            got.contains(&format!("providers.p.auth_params.{owned}: portcullis sets")),
+            "{got}"
+        );
+    }
+    assert!(
+        provider_problems("issuer = \"https://x.example\"\nextra_scopes = [\"a b\"]")
+            .contains("providers.p.scopes:")
+    );
+}
+
+#[test]
+fn icons_are_urls_data_images_or_paths() {
+    for good in [
+        "https://cdn.example.com/g.svg",
+        "http://x.example/i.png",
+        "data:image/svg+xml;base64,PHN2Zz4=",
+        "/static/icon.png",
+    ] {
+        let p = provider(&format!("issuer = \"https://x.example\"\nicon = {good:?}")).unwrap();
+        assert_eq!(p.icon.as_deref(), Some(good));
+    }
+    for bad in [
+        "javascript:alert(1)",
+        "//evil.example/x.png",
+        "icon.png",
+        "data:text/html,<b>",
+        "/a\nb",
+    ] {
+        assert!(
+            provider_problems(&format!("issuer = \"https://x.example\"\nicon = {bad:?}"))
+                .contains("providers.p.icon:"),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn sign_in_template_is_read_at_start_and_must_list_the_providers() {
+    let dir = std::env::temp_dir().join(format!("portcullis-tpl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.html");
+    std::fs::write(&good, "<h1>Hello</h1>{{providers}}").unwrap();
+    let with = |path: &std::path::Path| {
+        format!(
+            "{MINIMAL}\n[sign_in]\ntemplate = {:?}\n",
+            path.display().to_string()
+        )
+    };
+    let c = parse(&with(&good)).unwrap();
+    assert_eq!(
+        c.sign_in.template.as_deref(),
+        Some("<h1>Hello</h1>{{providers}}")
+    );
+    assert_eq!(c.sign_in.template_path.as_deref(), Some(good.as_path()));
+    assert!(
+        problems(&with(&dir.join("missing.html")))
+            .join("\n")
+            .contains("sign_in.template: cannot read")
+    );
+    let no_list = dir.join("bare.html");
+    std::fs::write(&no_list, "<h1>Hello</h1>").unwrap();
+    assert!(
+        problems(&with(&no_list))
+            .join("\n")
+            .contains("{{providers}}")
+    );
+    assert!(parse(MINIMAL).unwrap().sign_in.template.is_none());
+}

@@ -5,8 +5,14 @@
 //!
 //! Tests sign in without a browser with `login_hint=<sub>` on `/authorize`,
 //! which approves at once; without it a page lists the demo users.
+//!
+//! Options make it look like a given provider: the issuer under a path
+//! (LinkedIn's `/oauth`), Microsoft's per-tenant layout, per-user extra claims
+//! (Google's `hd`, Microsoft's `tid`, GitLab's userinfo-only `groups`), which
+//! client authentication methods it accepts, and whether it sends `iss` back.
 
 mod authorize;
+mod discovery;
 mod id_token;
 mod keys;
 mod responses;
@@ -27,7 +33,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
@@ -39,13 +45,24 @@ use crate::Body;
 /// A code must be redeemed within this many seconds.
 const CODE_LIFETIME: u64 = 60;
 
-/// Who may sign in, and the one client the provider knows.
+/// The tenant of a user without a `tid` extra claim, in [`Layout::MicrosoftTenants`].
+pub const DEFAULT_TENANT_ID: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+/// The tenant Microsoft's `consumers` issuer names (personal accounts).
+pub const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+/// Who may sign in, the one client the provider knows, and how the provider looks.
 #[derive(Debug, Clone)]
 pub struct IdpOptions {
     pub client_id: String,
     /// `None`: a public client, which authenticates with PKCE alone.
     pub client_secret: Option<String>,
     pub users: Vec<DemoUser>,
+    pub layout: Layout,
+    pub extra_claims: Vec<ExtraClaim>,
+    /// Published in discovery and enforced at `/token`: `client_secret_basic`,
+    /// `client_secret_post`, `none`.
+    pub token_auth_methods: Vec<String>,
+    pub response_iss: ResponseIss,
 }
 
 impl Default for IdpOptions {
@@ -54,8 +71,78 @@ impl Default for IdpOptions {
             client_id: "portcullis-demo".into(),
             client_secret: Some("demo-secret".into()),
             users: demo_users(),
+            layout: Layout::default(),
+            extra_claims: Vec::new(),
+            token_auth_methods: ["client_secret_basic", "client_secret_post", "none"]
+                .map(String::from)
+                .to_vec(),
+            response_iss: ResponseIss::default(),
         }
     }
+}
+
+/// Where the issuer and the endpoints live.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// The issuer is `http://127.0.0.1:PORT`, endpoints right under it.
+    #[default]
+    Root,
+    /// The issuer is `http://127.0.0.1:PORT<path>` (e.g. `/oauth`, as LinkedIn's
+    /// `https://www.linkedin.com/oauth`), endpoints under it.
+    UnderPath(String),
+    /// Microsoft Entra ID v2: discovery at `/<tenant>/v2.0/.well-known/openid-configuration`,
+    /// endpoints under `/<tenant>/oauth2/v2.0/`, keys at `/<tenant>/discovery/v2.0/keys`,
+    /// userinfo at `/oidc/userinfo`. Tenants `common` and `organizations` publish the
+    /// literal template issuer `http://127.0.0.1:PORT/{tenantid}/v2.0`; id_tokens carry
+    /// `tid` (an extra claim, else [`DEFAULT_TENANT_ID`]) and `iss = <base>/<tid>/v2.0`.
+    /// Discovery lists no `code_challenge_methods_supported`, yet PKCE is required.
+    MicrosoftTenants,
+}
+
+/// A claim added to one user's id_token, userinfo or both, after the standard
+/// ones; JSON `null` removes a standard claim instead (GitLab's id_token has no
+/// `groups`, its userinfo has).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtraClaim {
+    pub sub: String,
+    pub name: String,
+    pub value: Value,
+    pub place: ClaimPlace,
+}
+
+impl ExtraClaim {
+    /// In both the id_token and userinfo.
+    pub fn new(sub: &str, name: &str, value: Value) -> Self {
+        Self {
+            sub: sub.into(),
+            name: name.into(),
+            value,
+            place: ClaimPlace::Both,
+        }
+    }
+
+    pub fn only_in(self, place: ClaimPlace) -> Self {
+        Self { place, ..self }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimPlace {
+    Both,
+    IdToken,
+    Userinfo,
+}
+
+/// The `iss` parameter of the authorization response (RFC 9207).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponseIss {
+    /// Sent, and promised in discovery (`authorization_response_iss_parameter_supported`).
+    #[default]
+    Advertised,
+    /// Sent without the promise, as GitHub and Google have started to do.
+    Unadvertised,
+    /// Never sent (Microsoft, LinkedIn).
+    Omitted,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +204,10 @@ pub enum Misbehaviour {
     WrongNonce,
     UserinfoSubMismatch,
     TokenEndpointError,
+    /// Microsoft layout: `iss` names another tenant than the token's `tid`.
+    TenantMismatch,
+    /// Microsoft layout: no `tid` claim.
+    MissingTenant,
 }
 
 /// What one call to `/token` looked like, for tests of client authentication and PKCE.
@@ -154,9 +245,14 @@ impl DemoIdp {
         for index in 0..3 {
             pool_key(index).await.map_err(std::io::Error::other)?;
         }
-        let issuer = format!("http://{addr}");
+        let base = format!("http://{addr}");
+        let issuer = match &opts.layout {
+            Layout::UnderPath(path) => format!("{base}/{}", path.trim_matches('/')),
+            Layout::Root | Layout::MicrosoftTenants => base.clone(),
+        };
         let issuer_url = Url::parse(&issuer).map_err(std::io::Error::other)?;
         let state = Arc::new(State {
+            base,
             issuer,
             issuer_url,
             opts,
@@ -171,7 +267,9 @@ impl DemoIdp {
         })
     }
 
-    /// `http://127.0.0.1:PORT`; discovery publishes it without a trailing slash.
+    /// `http://127.0.0.1:PORT` (plus the path of [`Layout::UnderPath`]); discovery
+    /// publishes it without a trailing slash. In [`Layout::MicrosoftTenants`], the base
+    /// under which each tenant's issuer lives.
     pub fn issuer(&self) -> Url {
         self.state.issuer_url.clone()
     }
@@ -202,7 +300,9 @@ impl DemoIdp {
 
 #[derive(Debug)]
 struct State {
-    /// Exactly as published, without a trailing slash.
+    /// `http://127.0.0.1:PORT`.
+    base: String,
+    /// Exactly as published, without a trailing slash (the base in the Microsoft layout).
     issuer: String,
     issuer_url: Url,
     opts: IdpOptions,
@@ -253,8 +353,45 @@ impl State {
         self.opts.users.iter().find(|u| u.sub == sub)
     }
 
-    fn endpoint(&self, path: &str) -> String {
-        format!("{}{path}", self.issuer)
+    /// The user's Microsoft tenant: the `tid` extra claim, else [`DEFAULT_TENANT_ID`].
+    fn tenant_of(&self, sub: &str) -> String {
+        self.extra_claims(sub, ClaimPlace::IdToken)
+            .find(|c| c.name == "tid")
+            .and_then(|c| c.value.as_str())
+            .unwrap_or(DEFAULT_TENANT_ID)
+            .to_owned()
+    }
+
+    /// The `iss` of the user's tokens and authorization responses.
+    fn issuer_for(&self, sub: &str) -> String {
+        match self.opts.layout {
+            Layout::MicrosoftTenants => format!("{}/{}/v2.0", self.base, self.tenant_of(sub)),
+            Layout::Root | Layout::UnderPath(_) => self.issuer.clone(),
+        }
+    }
+
+    fn extra_claims<'s>(
+        &'s self,
+        sub: &'s str,
+        place: ClaimPlace,
+    ) -> impl Iterator<Item = &'s ExtraClaim> {
+        self.opts
+            .extra_claims
+            .iter()
+            .filter(move |c| c.sub == sub && (c.place == place || c.place == ClaimPlace::Both))
+    }
+
+    /// Adds (or, for `null`, removes) the user's extra claims for `place`.
+    fn apply_extra_claims(&self, sub: &str, place: ClaimPlace, claims: &mut Value) {
+        let Some(claims) = claims.as_object_mut() else {
+            return;
+        };
+        for extra in self.extra_claims(sub, place) {
+            match &extra.value {
+                Value::Null => claims.remove(&extra.name),
+                value => claims.insert(extra.name.clone(), value.clone()),
+            };
+        }
     }
 }
 
@@ -287,45 +424,80 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
     }
 }
 
-async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
-    match (req.method().clone(), req.uri().path()) {
-        (Method::GET, "/.well-known/openid-configuration") => {
-            json_response(StatusCode::OK, discovery(state))
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Discovery,
+    Jwks,
+    Authorize,
+    Login,
+    Token,
+    Userinfo,
+}
+
+/// The endpoint a path names in the provider's layout, with the Microsoft tenant if any.
+fn endpoint<'p>(layout: &Layout, path: &'p str) -> Option<(Endpoint, Option<&'p str>)> {
+    use Endpoint as E;
+    // The login page's form posts here whatever the layout.
+    if path == "/login" {
+        return Some((E::Login, None));
+    }
+    match layout {
+        Layout::Root | Layout::UnderPath(_) => {
+            let prefix = match layout {
+                Layout::UnderPath(p) => p.trim_end_matches('/'),
+                _ => "",
+            };
+            let endpoint = match path.strip_prefix(prefix)? {
+                "/.well-known/openid-configuration" => E::Discovery,
+                "/jwks" => E::Jwks,
+                "/authorize" => E::Authorize,
+                "/token" => E::Token,
+                "/userinfo" => E::Userinfo,
+                _ => return None,
+            };
+            Some((endpoint, None))
         }
-        (Method::GET, "/jwks") => keys::jwks(state).await,
-        (Method::GET, "/authorize") => authorize::authorize(state, req.uri().query().unwrap_or("")),
-        (Method::POST, "/login") => match read_form(req).await {
+        Layout::MicrosoftTenants => {
+            if path == "/oidc/userinfo" {
+                return Some((E::Userinfo, None));
+            }
+            let (tenant, rest) = path.strip_prefix('/')?.split_once('/')?;
+            let endpoint = match rest {
+                "v2.0/.well-known/openid-configuration" => E::Discovery,
+                "discovery/v2.0/keys" => E::Jwks,
+                "oauth2/v2.0/authorize" => E::Authorize,
+                "oauth2/v2.0/token" => E::Token,
+                _ => return None,
+            };
+            Some((endpoint, Some(tenant)))
+        }
+    }
+}
+
+async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
+    use Endpoint as E;
+    let Some((endpoint, tenant)) = endpoint(&state.opts.layout, req.uri().path()) else {
+        return text(StatusCode::NOT_FOUND, "not found");
+    };
+    match (req.method().clone(), endpoint) {
+        (Method::GET, E::Discovery) => json_response(
+            StatusCode::OK,
+            discovery::metadata(state, tenant.unwrap_or_default()),
+        ),
+        (Method::GET, E::Jwks) => keys::jwks(state).await,
+        (Method::GET, E::Authorize) => authorize::authorize(state, req.uri().query().unwrap_or("")),
+        (Method::POST, E::Login) => match read_form(req).await {
             Some(form) => authorize::login(state, &form),
             None => text(StatusCode::PAYLOAD_TOO_LARGE, "form too large"),
         },
-        (Method::POST, "/token") => {
+        (Method::POST, E::Token) => {
             let headers = req.headers().clone();
             match read_form(req).await {
                 Some(form) => token_endpoint::token(state, &headers, &form).await,
                 None => invalid_request("form too large or unreadable").into_response(),
             }
         }
-        (Method::GET | Method::POST, "/userinfo") => userinfo::userinfo(state, req.headers()),
-        _ => text(StatusCode::NOT_FOUND, "not found"),
+        (Method::GET | Method::POST, E::Userinfo) => userinfo::userinfo(state, req.headers()),
+        _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     }
-}
-
-fn discovery(state: &State) -> Value {
-    json!({
-        "issuer": state.issuer,
-        "authorization_endpoint": state.endpoint("/authorize"),
-        "token_endpoint": state.endpoint("/token"),
-        "userinfo_endpoint": state.endpoint("/userinfo"),
-        "jwks_uri": state.endpoint("/jwks"),
-        "response_types_supported": ["code"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "scopes_supported": ["openid", "email", "profile", "groups"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "code_challenge_methods_supported": ["S256"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "azp", "email",
-            "email_verified", "name", "preferred_username", "groups"],
-        "authorization_response_iss_parameter_supported": true,
-    })
 }

@@ -34,8 +34,9 @@ fn security_headers_are_strict() {
 #[test]
 fn sign_in_links_every_provider_with_the_encoded_rd() {
     let page = sign_in(
-        &[("google", "Google"), ("corp", "Corp SSO")],
+        &[button("google", "Google", None), button("corp", "Corp SSO", None)],
         "/app?x=1&y=a b#frag",
+        None,
     );
     assert!(
         page.contains(r#"href="/oauth2/start/google?rd=%2Fapp%3Fx%3D1%26y%3Da%20b%23frag""#),
@@ -53,12 +54,32 @@ fn sign_in_links_every_provider_with_the_encoded_rd() {
 
 #[test]
 fn sign_in_escapes_names_ids_and_rd() {
-    let page = sign_in(&[("a\"b", INJECTION)], INJECTION);
+    let page = sign_in(&[button("a\"b", INJECTION, None)], INJECTION, None);
     assert!(!page.contains("<script>"), "{page}");
     assert!(
         page.contains("Sign in with &lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&quot;&amp;")
     );
     assert!(page.contains("/oauth2/start/a%22b?rd=%3Cscript%3E"));
+}
+
+fn button<'a>(id: &'a str, display_name: &'a str, icon: Option<&'a str>) -> SignInButton<'a> {
+    SignInButton { id, display_name, icon }
+}
+
+#[test]
+fn sign_in_shows_escaped_icons() {
+    let page = sign_in(&[button("g", "Google", Some("https://x.example/g.svg?a=1&b=\"2"))], "/", None);
+    assert!(page.contains(r#"<img src="https://x.example/g.svg?a=1&amp;b=&quot;2" alt="""#), "{page}");
+}
+
+#[test]
+fn operator_template_replaces_the_body_and_keeps_the_layout() {
+    let template = "<h1>ACME staff</h1><p>back to {{rd}}</p><ul>{{providers}}</ul>";
+    let page = sign_in(&[button("corp", "Corp", None)], "/x?<y>", Some(template));
+    assert!(page.starts_with("<!doctype html>"), "the layout (and its CSS) stays");
+    assert!(page.contains("<h1>ACME staff</h1><p>back to /x?&lt;y&gt;</p>"), "{page}");
+    assert!(page.contains(r#"href="/oauth2/start/corp?rd=%2Fx%3F%3Cy%3E""#), "{page}");
+    assert!(!page.contains("Choose how to sign in"));
 }
 
 #[test]

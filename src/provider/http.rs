@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
@@ -78,7 +78,12 @@ impl ProviderHttp {
             url: url.clone(),
             reason,
         };
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        // GitHub's API refuses requests without one.
+        parts
+            .headers
+            .entry(USER_AGENT)
+            .or_insert(HeaderValue::from_static("portcullis"));
         let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
         let call = async {
             let response = self
@@ -108,6 +113,21 @@ impl ProviderHttp {
         url: &Url,
         bearer: Option<&str>,
     ) -> Result<serde_json::Map<String, serde_json::Value>, HttpError> {
+        let response = self.get(url, bearer).await?;
+        let fail = |reason| HttpError {
+            url: redacted_url(url.as_str()),
+            reason,
+        };
+        if !response.status().is_success() {
+            return Err(fail(HttpFailure::Status(response.status())));
+        }
+        serde_json::from_slice(response.body())
+            .map_err(|e| fail(HttpFailure::NotJson(e.to_string())))
+    }
+
+    /// GETs `url` asking for JSON, with `bearer` as the access token when given.
+    /// Any status comes back: the caller reads error bodies its provider's way.
+    pub async fn get(&self, url: &Url, bearer: Option<&str>) -> Result<HttpResponse, HttpError> {
         let fail = |reason| HttpError {
             url: redacted_url(url.as_str()),
             reason,
@@ -124,12 +144,48 @@ impl ProviderHttp {
         let request = request
             .body(Vec::new())
             .map_err(|e| fail(HttpFailure::InvalidRequest(e.to_string())))?;
-        let response = self.send(request).await?;
-        if !response.status().is_success() {
-            return Err(fail(HttpFailure::Status(response.status())));
+        self.send(request).await
+    }
+
+    /// POSTs `form` as `application/x-www-form-urlencoded`, asking for JSON, with
+    /// HTTP Basic client authentication when `basic` is given (RFC 6749 §2.3.1:
+    /// both parts form-urlencoded first). Any status comes back.
+    pub async fn post_form(
+        &self,
+        url: &Url,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> Result<HttpResponse, HttpError> {
+        use base64::Engine;
+        let fail = |reason| HttpError {
+            url: redacted_url(url.as_str()),
+            reason,
+        };
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut request = http::Request::post(url.as_str())
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some((id, secret)) = basic {
+            let encode =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                encode(id),
+                encode(secret)
+            ));
+            let value = HeaderValue::try_from(format!("Basic {credentials}")).map_err(|_| {
+                fail(HttpFailure::InvalidRequest(
+                    "the client credentials are not a valid header value".into(),
+                ))
+            })?;
+            request = request.header(AUTHORIZATION, value);
         }
-        serde_json::from_slice(response.body())
-            .map_err(|e| fail(HttpFailure::NotJson(e.to_string())))
+        let request = request
+            .body(body.into_bytes())
+            .map_err(|e| fail(HttpFailure::InvalidRequest(e.to_string())))?;
+        self.send(request).await
     }
 }
 
@@ -142,7 +198,7 @@ impl<'c> AsyncHttpClient<'c> for ProviderHttp {
     }
 }
 
-fn redacted_url(url: &str) -> String {
+pub(super) fn redacted_url(url: &str) -> String {
     match Url::parse(url) {
         Ok(mut u) => {
             u.set_query(None);

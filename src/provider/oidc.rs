@@ -1,5 +1,6 @@
 //! One OpenID Connect provider: discovery, the authorization code flow with PKCE,
-//! the code exchange, id_token verification and userinfo (OpenID Connect Core 1.0 §3.1).
+//! the code exchange, id_token verification and userinfo (OpenID Connect Core 1.0 §3.1),
+//! plus what its preset checks on top (Google's `hd`, Microsoft's tenant issuers).
 //!
 //! Metadata and the JWKS are `ArcSwap` snapshots: the request path never takes a
 //! lock. Only an id_token signed by an unknown key takes the re-fetch mutex.
@@ -18,20 +19,20 @@ use openidconnect::core::{
     CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
-    AccessTokenHash, AdditionalProviderMetadata, AuthType, AuthorizationCode,
+    AccessTokenHash, AdditionalProviderMetadata, AuthType, AuthUrl, AuthorizationCode,
     ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DiscoveryError, EndpointMaybeSet,
     EndpointNotSet, EndpointSet, IdTokenVerifier, IssuerUrl, JsonWebKeySet, JsonWebKeySetUrl,
     JwsSigningAlgorithm, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
     ProviderMetadata, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
-    TokenResponse,
+    TokenResponse, TokenUrl, UserInfoUrl,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::ProviderError;
 use super::http::{HttpError, ProviderHttp};
-use crate::config::{ProviderConfig, TokenAuthMethod};
+use super::{Callback, FlowSecrets, ProviderError, SignedIn, google, microsoft};
+use crate::config::{IdTokenChecks, OidcSettings, ProviderConfig, TokenAuthMethod};
 use crate::session::Tokens;
 
 /// An unknown `kid` re-fetches the JWKS at most this often (key rotation, not a DoS lever).
@@ -96,40 +97,9 @@ struct Discovered {
     iss_parameter_required: bool,
 }
 
-/// The secrets of one sign-in, kept by the caller (in the flow cookie) between
-/// [`Provider::begin`] and [`Provider::finish`].
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowSecrets {
-    pub state: String,
-    pub nonce: String,
-    pub pkce_verifier: String,
-}
-
-impl std::fmt::Debug for FlowSecrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FlowSecrets([redacted])")
-    }
-}
-
-/// The parameters of the authorization response the caller has read from the callback.
-#[derive(Debug, Clone, Copy)]
-pub struct Callback<'a> {
-    pub code: &'a str,
-    /// RFC 9207 `iss`, when the provider sent one.
-    pub iss: Option<&'a str>,
-}
-
-/// A finished sign-in.
-#[derive(Debug, Clone)]
-pub struct SignedIn {
-    /// The verified id_token claims, overlaid by userinfo (which never overrides
-    /// `sub`, `iss`, `aud` or the other id_token-only claims).
-    pub claims: Map<String, Value>,
-    pub tokens: Tokens,
-}
-
-pub struct Provider {
+pub(super) struct OidcProvider {
     config: ProviderConfig,
+    settings: OidcSettings,
     http: ProviderHttp,
     discovered: ArcSwapOption<Discovered>,
     jwks: ArcSwapOption<CoreJsonWebKeySet>,
@@ -137,20 +107,21 @@ pub struct Provider {
     jwks_refetched_at: tokio::sync::Mutex<Option<Instant>>,
 }
 
-impl std::fmt::Debug for Provider {
+impl std::fmt::Debug for OidcProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provider")
+        f.debug_struct("OidcProvider")
             .field("id", &self.config.id)
-            .field("issuer", &self.config.issuer.as_str())
+            .field("issuer", &self.settings.issuer.as_str())
             .field("ready", &self.is_ready())
             .finish()
     }
 }
 
-impl Provider {
-    pub(super) fn new(config: ProviderConfig, http: ProviderHttp) -> Self {
+impl OidcProvider {
+    pub(super) fn new(config: ProviderConfig, settings: OidcSettings, http: ProviderHttp) -> Self {
         Self {
             config,
+            settings,
             http,
             discovered: ArcSwapOption::empty(),
             jwks: ArcSwapOption::empty(),
@@ -158,34 +129,38 @@ impl Provider {
         }
     }
 
-    pub fn id(&self) -> &str {
+    pub(super) fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    pub(super) fn id(&self) -> &str {
         &self.config.id
     }
 
-    pub fn display_name(&self) -> &str {
-        &self.config.display_name
-    }
-
     /// Metadata and JWKS are loaded.
-    pub fn is_ready(&self) -> bool {
+    pub(super) fn is_ready(&self) -> bool {
         self.discovered.load().is_some() && self.jwks.load().is_some()
     }
 
-    /// The authorization URL (state, nonce, PKCE S256, scopes, redirect_uri) and the
-    /// secrets the callback will need.
-    pub fn begin(&self, redirect_uri: &Url) -> Result<(Url, FlowSecrets), ProviderError> {
+    /// The authorization URL (state, nonce, PKCE S256, scopes, redirect_uri, extra
+    /// parameters) and the secrets the callback will need.
+    pub(super) fn begin(&self, redirect_uri: &Url) -> Result<(Url, FlowSecrets), ProviderError> {
         let discovered = self.ready()?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         // openidconnect adds `openid` itself.
         let scopes = self.config.scopes.iter().filter(|s| *s != "openid");
-        let (url, state, nonce) = discovered
+        let mut request = discovered
             .client
             .authorize_url(
                 CoreAuthenticationFlow::AuthorizationCode,
                 CsrfToken::new_random,
                 Nonce::new_random,
             )
-            .add_scopes(scopes.map(|s| Scope::new(s.clone())))
+            .add_scopes(scopes.map(|s| Scope::new(s.clone())));
+        for (name, value) in &self.config.auth_params {
+            request = request.add_extra_param(name.as_str(), value.as_str());
+        }
+        let (url, state, nonce) = request
             .set_pkce_challenge(challenge)
             .set_redirect_uri(Cow::Owned(RedirectUrl::from_url(redirect_uri.clone())))
             .url();
@@ -199,7 +174,7 @@ impl Provider {
 
     /// Exchanges the code, verifies the id_token and reads userinfo. The caller has
     /// already matched the callback's `state` against `secrets.state`.
-    pub async fn finish(
+    pub(super) async fn finish(
         &self,
         callback: Callback<'_>,
         secrets: &FlowSecrets,
@@ -227,6 +202,7 @@ impl Provider {
         let raw_id_token = id_token.to_string();
         let mut claims = verified_payload(&raw_id_token)?;
         check_authorized_party(&claims, &self.config.client_id)?;
+        self.check_preset_claims(&discovered, &claims, callback.iss)?;
 
         let access_token = response.access_token().secret();
         let wants_userinfo = self.config.fetch_userinfo || !claims.contains_key("email");
@@ -250,7 +226,34 @@ impl Provider {
                 .expires_in()
                 .map(|d| crate::now_unix() + d.as_secs()),
         };
+        if matches!(self.settings.checks, IdTokenChecks::Tenants { .. }) {
+            microsoft::email_verified_from_edov(&mut claims);
+        }
         Ok(SignedIn { claims, tokens })
+    }
+
+    /// What the preset adds to OpenID Connect Core's checks, on verified claims.
+    fn check_preset_claims(
+        &self,
+        discovered: &Discovered,
+        claims: &Map<String, Value>,
+        response_iss: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        let issuer = discovered.issuer.as_str();
+        match &self.settings.checks {
+            IdTokenChecks::Standard => {}
+            IdTokenChecks::HostedDomain(domain) => google::check_hosted_domain(claims, domain)?,
+            IdTokenChecks::Tenants { allowed } => {
+                microsoft::check_tenant(issuer, claims, allowed)?;
+            }
+        }
+        if microsoft::is_template(issuer)
+            && let Some(iss) = response_iss
+            && claims.get("iss").and_then(Value::as_str) != Some(iss)
+        {
+            return Err(ProviderError::IssuerMismatch);
+        }
+        Ok(())
     }
 
     fn ready(&self) -> Result<Arc<Discovered>, ProviderError> {
@@ -332,6 +335,8 @@ impl Provider {
             None => IdTokenVerifier::new_public_client(client_id, issuer, jwks.clone()),
         };
         verifier
+            // A tenant template is no issuer: `check_preset_claims` checks `iss` against it.
+            .require_issuer_match(!microsoft::is_template(discovered.issuer.as_str()))
             .set_allowed_algs(discovered.allowed_algs.iter().cloned())
             // Other audiences are judged by azp in `check_authorized_party`.
             .set_other_audience_verifier_fn(|_| true)
@@ -395,23 +400,42 @@ impl Provider {
 
 // === discovery ===
 
-impl Provider {
+impl OidcProvider {
     /// Loads metadata and JWKS (OpenID Connect Discovery 1.0 §4).
     pub(super) async fn discover(&self) -> Result<(), String> {
-        let mut last_error = String::new();
-        for issuer in issuer_spellings(&self.config.issuer) {
-            let issuer = IssuerUrl::new(issuer).map_err(|e| e.to_string())?;
-            match Metadata::discover_async(issuer, &self.http).await {
-                Ok(metadata) => return self.install(metadata),
-                // The issuer published differs from ours only by the root path's slash, maybe.
-                Err(DiscoveryError::Validation(e)) => last_error = e,
-                Err(e) => return Err(describe_discovery_error(&e)),
-            }
+        let url = Url::parse(&self.discovery_url()).map_err(|e| format!("invalid URL: {e}"))?;
+        let document = self
+            .http
+            .get_json(&url, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let metadata: Metadata = serde_json::from_value(Value::Object(document))
+            .map_err(|e| format!("invalid metadata document: {e}"))?;
+        let published = metadata.issuer().as_str();
+        if !self.is_our_issuer(published) {
+            return Err(format!(
+                "unexpected issuer URI `{published}` (expected `{}`)",
+                self.settings.issuer
+            ));
         }
-        Err(last_error)
+        let jwks = JsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| describe_discovery_error(&e))?;
+        self.install(metadata, jwks)
     }
 
-    fn install(&self, metadata: Metadata) -> Result<(), String> {
+    /// Discovery §4.3: the published issuer must be the one configured. `url::Url`
+    /// writes an empty path as `/`, which most providers publish without; Microsoft
+    /// publishes its tenant-independent endpoints with a tenant template instead.
+    fn is_our_issuer(&self, published: &str) -> bool {
+        let ours = self.settings.issuer.as_str();
+        published == ours
+            || (self.settings.issuer.path() == "/" && published == ours.trim_end_matches('/'))
+            || (matches!(self.settings.checks, IdTokenChecks::Tenants { .. })
+                && microsoft::is_published_issuer_for(ours, published))
+    }
+
+    fn install(&self, mut metadata: Metadata, jwks: CoreJsonWebKeySet) -> Result<(), String> {
         let allowed_algs: Vec<_> = metadata
             .id_token_signing_alg_values_supported()
             .iter()
@@ -421,7 +445,15 @@ impl Provider {
         if allowed_algs.is_empty() {
             return Err("the provider advertises no asymmetric id_token signing algorithm".into());
         }
-        let jwks = metadata.jwks().clone();
+        if let Some(url) = &self.settings.auth_url {
+            metadata = metadata.set_authorization_endpoint(AuthUrl::from_url(url.clone()));
+        }
+        if let Some(url) = &self.settings.token_url {
+            metadata = metadata.set_token_endpoint(Some(TokenUrl::from_url(url.clone())));
+        }
+        if let Some(url) = &self.settings.userinfo_url {
+            metadata = metadata.set_userinfo_endpoint(Some(UserInfoUrl::from_url(url.clone())));
+        }
         let auth_type = match self.config.token_auth_method {
             TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
             TokenAuthMethod::ClientSecretPost => AuthType::RequestBody,
@@ -453,19 +485,8 @@ impl Provider {
     pub(super) fn discovery_url(&self) -> String {
         format!(
             "{}/.well-known/openid-configuration",
-            self.config.issuer.as_str().trim_end_matches('/')
+            self.settings.issuer.as_str().trim_end_matches('/')
         )
-    }
-}
-
-/// `url::Url` writes an empty path as `/`, but most providers publish their issuer
-/// without it: try that spelling first, then the one with the slash.
-fn issuer_spellings(issuer: &Url) -> Vec<String> {
-    let with_slash = issuer.as_str().to_owned();
-    if issuer.path() == "/" && issuer.query().is_none() {
-        vec![with_slash.trim_end_matches('/').to_owned(), with_slash]
-    } else {
-        vec![with_slash]
     }
 }
 
@@ -484,9 +505,14 @@ fn describe_discovery_error(e: &DiscoveryError<HttpError>) -> String {
 
 /// RFC 9207 §2.4: a present `iss` must name this provider; an absent one is refused
 /// only when the provider promised to send it (DESIGN §9: some send it unadvertised).
+/// Under a tenant template any tenant fits here; the token's own `iss` must then equal it.
 fn check_response_issuer(discovered: &Discovered, iss: Option<&str>) -> Result<(), ProviderError> {
+    let issuer = discovered.issuer.as_str();
     match iss {
-        Some(iss) if iss != discovered.issuer.as_str() => Err(ProviderError::IssuerMismatch),
+        Some(iss) if microsoft::is_template(issuer) => microsoft::matches_template(issuer, iss)
+            .then_some(())
+            .ok_or(ProviderError::IssuerMismatch),
+        Some(iss) if iss != issuer => Err(ProviderError::IssuerMismatch),
         None if discovered.iss_parameter_required => Err(ProviderError::IssuerMismatch),
         _ => Ok(()),
     }

@@ -427,3 +427,62 @@ async fn http_client_refuses_responses_over_one_mebibyte() {
         .unwrap_err();
     assert!(matches!(err.reason, HttpFailure::TooLarge), "{err}");
 }
+
+#[tokio::test]
+async fn auth_params_and_extra_scopes_reach_the_authorization_url() {
+    let s = setup(
+        IdpOptions::default(),
+        "extra_scopes = [\"groups\"]\nauth_params = { prompt = \"select_account\", acr_values = \"mfa\" }",
+    )
+    .await;
+    let (url, _) = s.provider().begin(&s.redirect_uri).unwrap();
+    let query: HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["prompt"], "select_account");
+    assert_eq!(query["acr_values"], "mfa");
+    assert!(
+        query["scope"].split(' ').any(|s| s == "groups"),
+        "{}",
+        query["scope"]
+    );
+}
+
+#[tokio::test]
+async fn oauth2_providers_are_ready_at_once_and_begin_with_state_and_pkce() {
+    let toml = r#"
+        [session]
+        secret = "0123456789abcdef0123456789abcdef"
+        [providers.gh]
+        kind = "github"
+        client_id = "Iv1.abc"
+        client_secret = "s"
+        organizations = ["acme"]
+        auth_params = { allow_signup = "false" }
+        icon = "/static/github.svg"
+        "#;
+    let config = crate::config::from_figment(Figment::from(Toml::string(toml))).unwrap();
+    let providers = Providers::start(&config);
+    assert!(providers.all_ready());
+    let gh = providers.get("gh").unwrap();
+    assert_eq!(
+        (gh.display_name(), gh.icon()),
+        ("GitHub", Some("/static/github.svg"))
+    );
+    let redirect = config.redirect_uri("gh");
+    let (url, secrets) = gh.begin(&redirect).unwrap();
+    assert!(
+        url.as_str()
+            .starts_with("https://github.com/login/oauth/authorize?")
+    );
+    let query: HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["response_type"], "code");
+    assert_eq!(query["client_id"], "Iv1.abc");
+    assert_eq!(query["redirect_uri"], redirect.as_str());
+    assert_eq!(query["scope"], "read:user user:email read:org");
+    assert_eq!(query["state"], secrets.state);
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["allow_signup"], "false");
+    assert!(!query.contains_key("nonce") && secrets.nonce.is_empty());
+    assert!(secrets.pkce_verifier.len() >= 43);
+    let (_, again) = gh.begin(&redirect).unwrap();
+    assert_ne!(again.state, secrets.state);
+}

@@ -120,10 +120,7 @@ impl SessionCookies {
         // A stale duplicate (another path or domain) must not hide the real one.
         let flow = values
             .find_map(|value| {
-                let plaintext = self
-                    .keys
-                    .open(name, std::str::from_utf8(value).ok()?)
-                    .ok()?;
+                let plaintext = self.keys.open(name, value).ok()?;
                 serde_json::from_slice::<Flow>(&plaintext).ok()
             })
             .ok_or(FlowError::Invalid)?;

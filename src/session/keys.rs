@@ -79,7 +79,9 @@ impl SessionKeys {
     }
 
     /// Decrypts a value sealed for the cookie `name` under the current or a previous secret.
-    pub fn open(&self, name: &str, value: &str) -> Result<Vec<u8>, CodecError> {
+    /// `value` is the cookie's bytes as sent; anything but base64url is refused.
+    pub fn open(&self, name: &str, value: impl AsRef<[u8]>) -> Result<Vec<u8>, CodecError> {
+        let value = value.as_ref();
         if value.len() > MAX_VALUE_LEN {
             return Err(CodecError::Malformed);
         }
@@ -147,7 +149,7 @@ mod tests {
     #[test]
     fn empty_plaintext_roundtrips() {
         let k = keys();
-        assert_eq!(k.open("c", &k.seal("c", b"")).unwrap(), b"");
+        assert_eq!(k.open("c", k.seal("c", b"")).unwrap(), b"");
     }
 
     #[test]
@@ -164,7 +166,7 @@ mod tests {
                 CodecError::Undecryptable
             };
             assert_eq!(
-                k.open("c", &URL_SAFE_NO_PAD.encode(&t)),
+                k.open("c", URL_SAFE_NO_PAD.encode(&t)),
                 Err(expected),
                 "byte {i}"
             );
@@ -181,7 +183,7 @@ mod tests {
         let raw = decode(&sealed);
         for len in 0..raw.len() {
             assert!(
-                k.open("c", &URL_SAFE_NO_PAD.encode(&raw[..len])).is_err(),
+                k.open("c", URL_SAFE_NO_PAD.encode(&raw[..len])).is_err(),
                 "raw length {len}"
             );
         }
@@ -193,14 +195,18 @@ mod tests {
         for bad in ["", "!!!!", "a", "abc=", "ab+/", "é", "AQ"] {
             assert_eq!(k.open("c", bad), Err(CodecError::Malformed), "{bad:?}");
         }
+        // Cookie bytes arrive unchecked: not even UTF-8.
+        let mut not_utf8 = k.seal("c", b"x").into_bytes();
+        not_utf8[5] = 0xff;
+        assert_eq!(k.open("c", &not_utf8), Err(CodecError::Malformed));
         assert_eq!(
-            k.open("c", &"A".repeat(MAX_VALUE_LEN + 4)),
+            k.open("c", "A".repeat(MAX_VALUE_LEN + 4)),
             Err(CodecError::Malformed)
         );
         let mut v2 = decode(&k.seal("c", b"x"));
         v2[0] = 2;
         assert_eq!(
-            k.open("c", &URL_SAFE_NO_PAD.encode(v2)),
+            k.open("c", URL_SAFE_NO_PAD.encode(v2)),
             Err(CodecError::UnknownVersion)
         );
     }

@@ -2,8 +2,10 @@
 
 mod browser;
 mod cli;
+mod fakes;
 mod id_token;
 mod login_flow;
+mod providers;
 mod proxying;
 mod redirects;
 mod sessions;

@@ -35,6 +35,10 @@ pub struct Setup {
     pub extra_toml: String,
     /// Extra keys for the `[providers.demo]` table.
     pub provider_toml: String,
+    /// Replaces the whole `[providers.demo]` table (and `provider_toml`) with these
+    /// `[providers.*]` tables; `{demo_idp}` in them becomes the demo identity
+    /// provider's issuer (its base URL in the Microsoft layout), without a trailing slash.
+    pub providers_toml: Option<String>,
     /// Upstream address override (e.g. a closed port).
     pub upstream: Option<SocketAddr>,
     /// Extra keys for `[upstream]`.
@@ -70,6 +74,15 @@ impl Harness {
             Some(s) => format!("client_secret = {s:?}"),
             None => String::new(),
         };
+        let issuer = idp.issuer().as_str().trim_end_matches('/').to_owned();
+        let providers = match &setup.providers_toml {
+            Some(tables) => tables.replace("{demo_idp}", &issuer),
+            None => format!(
+                "[providers.demo]\nissuer = \"{issuer}\"\nclient_id = {client_id:?}\n{secret_line}\n{provider}",
+                client_id = setup.idp.client_id,
+                provider = setup.provider_toml,
+            ),
+        };
         let toml = format!(
             r#"
 [server]
@@ -83,11 +96,7 @@ timeout = "2s"
 [session]
 {secret}
 {session}
-[providers.demo]
-issuer = "{issuer}"
-client_id = {client_id:?}
-{secret_line}
-{provider}
+{providers}
 {extra}
 "#,
             server = setup.server_toml,
@@ -98,9 +107,6 @@ client_id = {client_id:?}
             } else {
                 format!("secret = \"{SECRET}\"")
             },
-            issuer = idp.issuer().as_str().trim_end_matches('/'),
-            client_id = setup.idp.client_id,
-            provider = setup.provider_toml,
             extra = setup.extra_toml,
         );
         let config = portcullis::config::from_figment(figment::Figment::from(
@@ -299,9 +305,14 @@ impl Browser {
 
     /// Starts a sign-in; returns the provider's authorization URL.
     pub async fn start(&mut self, h: &Harness, rd: &str) -> String {
+        self.start_with(h, "demo", rd).await
+    }
+
+    /// Starts a sign-in with the provider `provider`; returns its authorization URL.
+    pub async fn start_with(&mut self, h: &Harness, provider: &str, rd: &str) -> String {
         let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
         let resp = self
-            .get(&h.url(&format!("/oauth2/start/demo?rd={rd}")))
+            .get(&h.url(&format!("/oauth2/start/{provider}?rd={rd}")))
             .await;
         assert_eq!(resp.status, StatusCode::FOUND, "start: {}", resp.text());
         resp.location().to_owned()

@@ -9,7 +9,7 @@ use http::{HeaderValue, Response, StatusCode};
 use url::Url;
 
 use super::responses::{random_token, text};
-use super::{AuthRequest, CODE_LIFETIME, CodeGrant, State};
+use super::{AuthRequest, CODE_LIFETIME, CodeGrant, ResponseIss, State};
 use crate::demo::upstream::layout_page;
 use crate::pages::{self, escape};
 use crate::{Body, now_unix};
@@ -90,7 +90,7 @@ pub(super) fn login(state: &State, form: &HashMap<String, String>) -> Response<B
     }
 }
 
-/// Issues a code and sends the browser back (RFC 9207: with `iss`).
+/// Issues a code and sends the browser back, with `iss` unless the provider omits it (RFC 9207).
 fn approve(state: &State, request: AuthRequest, sub: &str) -> Response<Body> {
     let Ok(mut target) = Url::parse(&request.redirect_uri) else {
         return text(
@@ -102,8 +102,12 @@ fn approve(state: &State, request: AuthRequest, sub: &str) -> Response<Body> {
     target
         .query_pairs_mut()
         .append_pair("code", &code)
-        .append_pair("state", &request.state)
-        .append_pair("iss", &state.issuer);
+        .append_pair("state", &request.state);
+    if state.opts.response_iss != ResponseIss::Omitted {
+        target
+            .query_pairs_mut()
+            .append_pair("iss", &state.issuer_for(sub));
+    }
     let now = now_unix();
     let mut inner = state.inner();
     inner.codes.retain(|_, g| g.issued_at + CODE_LIFETIME > now);

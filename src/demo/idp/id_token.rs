@@ -1,5 +1,6 @@
-//! id_tokens: the claims for a demo user, signed RS256 with the current key,
-//! or bent in the way the current [`Misbehaviour`] asks for.
+//! id_tokens: the claims for a demo user (plus Microsoft's `tid` and `ver`, plus
+//! the user's extra claims), signed RS256 with the current key, or bent in the
+//! way the current [`Misbehaviour`] asks for.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -7,10 +8,12 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 use super::keys::pool_key;
-use super::{DemoUser, Misbehaviour, State};
+use super::{ClaimPlace, DemoUser, Layout, Misbehaviour, State};
 use crate::now_unix;
 
 const ID_TOKEN_LIFETIME: u64 = 3600;
+/// The tenant a [`Misbehaviour::TenantMismatch`] token's `iss` names.
+const OTHER_TENANT_ID: &str = "00000000-0000-0000-0000-00000000dead";
 
 pub(super) async fn sign_id_token(
     state: &State,
@@ -28,7 +31,7 @@ pub(super) async fn sign_id_token(
         _ => (now, now + ID_TOKEN_LIFETIME),
     };
     let mut claims = json!({
-        "iss": if misbehaviour == M::WrongIssuer { "https://evil.example" } else { state.issuer.as_str() },
+        "iss": if misbehaviour == M::WrongIssuer { "https://evil.example".to_owned() } else { state.issuer_for(&user.sub) },
         "sub": user.sub,
         "aud": client_id,
         "azp": client_id,
@@ -41,7 +44,18 @@ pub(super) async fn sign_id_token(
         "preferred_username": user.preferred_username,
         "groups": user.groups,
     });
+    if state.opts.layout == Layout::MicrosoftTenants {
+        claims["tid"] = json!(state.tenant_of(&user.sub));
+        claims["ver"] = json!("2.0");
+    }
+    state.apply_extra_claims(&user.sub, ClaimPlace::IdToken, &mut claims);
     match misbehaviour {
+        M::TenantMismatch => {
+            claims["iss"] = json!(format!("{}/{OTHER_TENANT_ID}/v2.0", state.base));
+        }
+        M::MissingTenant => {
+            claims.as_object_mut().map(|c| c.remove("tid"));
+        }
         M::WrongAudience => {
             claims["aud"] = json!("someone-else");
             claims["azp"] = json!("someone-else");

@@ -10,7 +10,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::{DemoIdp, IdpOptions};
+use super::{
+    ClaimPlace, DEFAULT_TENANT_ID, DemoIdp, ExtraClaim, IdpOptions, Layout, Misbehaviour,
+    ResponseIss,
+};
 use crate::provider::http::ProviderHttp;
 
 async fn call(request: http::Request<Vec<u8>>) -> (StatusCode, HeaderMap, String) {
@@ -46,8 +49,12 @@ async fn post_form(
 }
 
 fn authorize_url(idp: &DemoIdp, verifier: &str, extra: &[(&str, &str)]) -> String {
+    authorize_at(&idp.issuer().join("/authorize").unwrap(), verifier, extra)
+}
+
+fn authorize_at(endpoint: &Url, verifier: &str, extra: &[(&str, &str)]) -> String {
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let mut url = idp.issuer().join("/authorize").unwrap();
+    let mut url = endpoint.clone();
     url.query_pairs_mut()
         .append_pair("client_id", "portcullis-demo")
         .append_pair("response_type", "code")
@@ -199,4 +206,221 @@ async fn discovery_publishes_the_exact_issuer_and_jwks_only_the_current_key() {
         1
     );
     assert_eq!(idp.jwks_fetches(), 2);
+}
+
+/// Signs `sub` in through `authorize` and redeems the code at `token` with Basic auth;
+/// returns the callback's query and the token response.
+async fn code_flow(
+    authorize: &Url,
+    token: &Url,
+    sub: &str,
+) -> (HashMap<String, String>, StatusCode, Value) {
+    let (status, headers, body) =
+        get(&authorize_at(authorize, "verifier", &[("login_hint", sub)])).await;
+    assert_eq!(status, StatusCode::FOUND, "{body}");
+    let location = Url::parse(headers[LOCATION].to_str().unwrap()).unwrap();
+    let query: HashMap<String, String> = location.query_pairs().into_owned().collect();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", query["code"].as_str()),
+        ("redirect_uri", "http://app.test/cb"),
+        ("code_verifier", "verifier"),
+    ];
+    let (status, _, body) =
+        post_form(token.as_str(), &form, Some("portcullis-demo:demo-secret")).await;
+    (query, status, serde_json::from_str(&body).unwrap())
+}
+
+fn id_token_claims(tokens: &Value) -> Value {
+    let jwt = tokens["id_token"].as_str().unwrap();
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+async fn userinfo_of(url: &str, tokens: &Value) -> Value {
+    let request = Request::get(url)
+        .header(
+            AUTHORIZATION,
+            format!("Bearer {}", tokens["access_token"].as_str().unwrap()),
+        )
+        .body(Vec::new())
+        .unwrap();
+    serde_json::from_str(&call(request).await.2).unwrap()
+}
+
+fn microsoft() -> IdpOptions {
+    IdpOptions {
+        layout: Layout::MicrosoftTenants,
+        response_iss: ResponseIss::Omitted,
+        extra_claims: vec![ExtraClaim::new("grace", "tid", "tenant-b".into())],
+        ..IdpOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn microsoft_common_publishes_the_tenantid_template_and_tokens_name_the_users_tenant() {
+    let idp = DemoIdp::start(microsoft()).await.unwrap();
+    let base = format!("http://{}", idp.addr());
+    let (status, _, body) = get(&format!(
+        "{base}/common/v2.0/.well-known/openid-configuration"
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let metadata: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(metadata["issuer"], format!("{base}/{{tenantid}}/v2.0"));
+    assert_eq!(
+        metadata["authorization_endpoint"],
+        format!("{base}/common/oauth2/v2.0/authorize")
+    );
+    assert!(metadata.get("code_challenge_methods_supported").is_none());
+    assert!(
+        metadata
+            .get("authorization_response_iss_parameter_supported")
+            .is_none()
+    );
+    let (_, _, body) = get(&format!(
+        "{base}/tenant-b/v2.0/.well-known/openid-configuration"
+    ))
+    .await;
+    let specific: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(specific["issuer"], format!("{base}/tenant-b/v2.0"));
+
+    let authorize = Url::parse(metadata["authorization_endpoint"].as_str().unwrap()).unwrap();
+    let token = Url::parse(metadata["token_endpoint"].as_str().unwrap()).unwrap();
+    let (query, status, tokens) = code_flow(&authorize, &token, "grace").await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert!(!query.contains_key("iss"), "Microsoft sends no iss");
+    let claims = id_token_claims(&tokens);
+    assert_eq!(claims["iss"], format!("{base}/tenant-b/v2.0"));
+    assert_eq!(claims["tid"], "tenant-b");
+    let (_, _, tokens) = code_flow(&authorize, &token, "ada").await;
+    let claims = id_token_claims(&tokens);
+    assert_eq!(claims["iss"], format!("{base}/{DEFAULT_TENANT_ID}/v2.0"));
+    assert_eq!(claims["tid"], DEFAULT_TENANT_ID);
+    let keys = get(metadata["jwks_uri"].as_str().unwrap()).await;
+    assert_eq!(keys.0, StatusCode::OK);
+    let info = userinfo_of(metadata["userinfo_endpoint"].as_str().unwrap(), &tokens).await;
+    assert_eq!(info["sub"], "ada");
+}
+
+#[tokio::test]
+async fn microsoft_pkce_is_still_required_and_misbehaviours_bend_the_tenant() {
+    let idp = DemoIdp::start(microsoft()).await.unwrap();
+    let base = format!("http://{}", idp.addr());
+    let authorize = Url::parse(&format!("{base}/common/oauth2/v2.0/authorize")).unwrap();
+    let token = Url::parse(&format!("{base}/common/oauth2/v2.0/token")).unwrap();
+    let without_pkce =
+        authorize_at(&authorize, "v", &[("login_hint", "ada")]).replace("code_challenge=", "x=");
+    assert_eq!(get(&without_pkce).await.0, StatusCode::BAD_REQUEST);
+
+    idp.misbehave(Misbehaviour::TenantMismatch);
+    let (_, _, tokens) = code_flow(&authorize, &token, "grace").await;
+    let claims = id_token_claims(&tokens);
+    assert_eq!(claims["tid"], "tenant-b");
+    assert_ne!(claims["iss"], format!("{base}/tenant-b/v2.0"));
+    idp.misbehave(Misbehaviour::MissingTenant);
+    let (_, _, tokens) = code_flow(&authorize, &token, "grace").await;
+    assert!(id_token_claims(&tokens).get("tid").is_none());
+}
+
+#[tokio::test]
+async fn extra_claims_go_where_they_are_placed_and_null_removes_a_standard_claim() {
+    let idp = DemoIdp::start(IdpOptions {
+        extra_claims: vec![
+            ExtraClaim::new("ada", "hd", "example.com".into()),
+            ExtraClaim::new("ada", "groups", Value::Null).only_in(ClaimPlace::IdToken),
+            ExtraClaim::new("ada", "groups_direct", serde_json::json!(["acme"]))
+                .only_in(ClaimPlace::IdToken),
+            ExtraClaim::new("ada", "nickname", "ada-l".into()).only_in(ClaimPlace::Userinfo),
+            ExtraClaim::new("grace", "hd", "other.example".into()),
+        ],
+        response_iss: ResponseIss::Unadvertised,
+        ..IdpOptions::default()
+    })
+    .await
+    .unwrap();
+    let authorize = idp.issuer().join("/authorize").unwrap();
+    let token = idp.issuer().join("/token").unwrap();
+    let (query, _, tokens) = code_flow(&authorize, &token, "ada").await;
+    assert_eq!(query["iss"], idp.issuer().as_str().trim_end_matches('/'));
+    let claims = id_token_claims(&tokens);
+    assert_eq!(claims["hd"], "example.com");
+    assert!(claims.get("groups").is_none());
+    assert_eq!(claims["groups_direct"], serde_json::json!(["acme"]));
+    assert!(claims.get("nickname").is_none());
+    let info = userinfo_of(idp.issuer().join("/userinfo").unwrap().as_str(), &tokens).await;
+    assert_eq!(info["hd"], "example.com");
+    assert_eq!(info["groups"], serde_json::json!(["admins", "engineering"]));
+    assert_eq!(info["nickname"], "ada-l");
+    assert!(info.get("groups_direct").is_none());
+
+    let (_, _, body) = get(idp
+        .issuer()
+        .join("/.well-known/openid-configuration")
+        .unwrap()
+        .as_str())
+    .await;
+    let metadata: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        metadata
+            .get("authorization_response_iss_parameter_supported")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn an_issuer_under_a_path_and_only_client_secret_post_like_linkedin() {
+    let idp = DemoIdp::start(IdpOptions {
+        layout: Layout::UnderPath("/oauth".into()),
+        token_auth_methods: vec!["client_secret_post".into()],
+        ..IdpOptions::default()
+    })
+    .await
+    .unwrap();
+    let issuer = format!("http://{}/oauth", idp.addr());
+    assert_eq!(idp.issuer().as_str(), issuer);
+    let (status, _, body) = get(&format!("{issuer}/.well-known/openid-configuration")).await;
+    assert_eq!(status, StatusCode::OK);
+    let metadata: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(metadata["issuer"], issuer);
+    assert_eq!(metadata["token_endpoint"], format!("{issuer}/token"));
+    assert_eq!(
+        metadata["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_post"])
+    );
+    let authorize = Url::parse(&format!("{issuer}/authorize")).unwrap();
+    let token = Url::parse(&format!("{issuer}/token")).unwrap();
+    let (query, status, body) = code_flow(&authorize, &token, "ada").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "Basic is refused: {body}");
+    assert_eq!(query["iss"], issuer);
+
+    let (status, headers, _) = get(&authorize_at(
+        &authorize,
+        "verifier",
+        &[("login_hint", "ada")],
+    ))
+    .await;
+    assert_eq!(status, StatusCode::FOUND);
+    let location = Url::parse(headers[LOCATION].to_str().unwrap()).unwrap();
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", "http://app.test/cb"),
+        ("code_verifier", "verifier"),
+        ("client_id", "portcullis-demo"),
+        ("client_secret", "demo-secret"),
+    ];
+    let (status, _, body) = post_form(token.as_str(), &form, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(idp.token_requests().last().unwrap().client_auth, "post");
+    assert_eq!(
+        get(&format!("http://{}/token", idp.addr())).await.0,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -98,7 +98,8 @@ async fn token_grant(
 }
 
 /// RFC 6749 §2.3.1: HTTP Basic (form-encoded id and secret) or the request body, never both;
-/// no secret at all only for a public client. Returns the method and whether it succeeded.
+/// no secret at all only for a public client; only the methods the provider accepts.
+/// Returns the method and whether it succeeded.
 fn authenticate_client(
     state: &State,
     headers: &HeaderMap,
@@ -126,6 +127,23 @@ fn authenticate_client(
         (None, Some(secret)) => ("post", form.get("client_id").cloned(), Some(secret.clone())),
         (None, None) => ("none", form.get("client_id").cloned(), None),
     };
+    let method_name = match method {
+        "basic" => "client_secret_basic",
+        "post" => "client_secret_post",
+        _ => "none",
+    };
+    if !state
+        .opts
+        .token_auth_methods
+        .iter()
+        .any(|m| m == method_name)
+    {
+        return Err(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            &format!("this provider does not accept {method_name}"),
+        ));
+    }
     let id_ok = client_id.as_deref() == Some(state.opts.client_id.as_str());
     let secret_ok = match (&state.opts.client_secret, &secret) {
         (Some(expected), Some(given)) => bool::from(expected.as_bytes().ct_eq(given.as_bytes())),

@@ -1,12 +1,13 @@
 //! The userinfo endpoint: the user behind a bearer access token, with the `sub`
-//! the token endpoint decided on (which differs under `UserinfoSubMismatch`).
+//! the token endpoint decided on (which differs under `UserinfoSubMismatch`),
+//! and the user's extra claims.
 
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use serde_json::json;
 
-use super::State;
 use super::responses::{json_response, oauth_error};
+use super::{ClaimPlace, State};
 use crate::{Body, now_unix};
 
 pub(super) fn userinfo(state: &State, headers: &HeaderMap) -> Response<Body> {
@@ -38,15 +39,14 @@ pub(super) fn userinfo(state: &State, headers: &HeaderMap) -> Response<Body> {
         return response;
     };
     let userinfo_sub = grant.map(|(_, s)| s).unwrap_or_default();
-    json_response(
-        StatusCode::OK,
-        json!({
-            "sub": userinfo_sub,
-            "email": user.email,
-            "email_verified": user.email_verified,
-            "name": user.name,
-            "preferred_username": user.preferred_username,
-            "groups": user.groups,
-        }),
-    )
+    let mut claims = json!({
+        "sub": userinfo_sub,
+        "email": user.email,
+        "email_verified": user.email_verified,
+        "name": user.name,
+        "preferred_username": user.preferred_username,
+        "groups": user.groups,
+    });
+    state.apply_extra_claims(&user.sub, ClaimPlace::Userinfo, &mut claims);
+    json_response(StatusCode::OK, claims)
 }

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Turns bench/load.sh's measurements into the results table and the verdicts on
+issue #4's targets; prints them, and with --write puts them into BENCHMARKS.md
+between the load-results markers."""
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+
+BEGIN = "<!-- load-results:begin -->"
+END = "<!-- load-results:end -->"
+LABELS = {
+    "direct": "direct upstream (nginx `return 200`)",
+    "nginx": "nginx `proxy_pass`, keep-alive pool",
+    "portcullis": "portcullis, signed in",
+    "portcullis-anonymous": "portcullis, anonymous (302 to sign-in)",
+}
+RSS_LIMIT_KB = 20 * 1024
+# RSS counts as flat when the last sample is within this much of the first warm one.
+FLAT_TOLERANCE_KB = 1024
+
+
+def read_runs(path):
+    runs = {}
+    with open(path) as f:
+        for line in f:
+            target, _round, requests, duration_us, p50, p99, ticks, rss, refreshed = line.split("\t")
+            runs.setdefault(target, []).append(
+                {
+                    "requests": int(requests),
+                    "rps": int(requests) / (int(duration_us) / 1e6),
+                    "p50": int(p50),
+                    "p99": int(p99),
+                    "ticks": int(ticks),
+                    "rss": int(rss),
+                    "refreshed": int(refreshed),
+                }
+            )
+    return runs
+
+
+def summarise(runs, clk_tck):
+    out = {}
+    for target, rs in runs.items():
+        rps = [r["rps"] for r in rs]
+        requests = sum(r["requests"] for r in rs)
+        out[target] = {
+            "rps": statistics.median(rps),
+            "rps_min": min(rps),
+            "rps_max": max(rps),
+            "p50": statistics.median(r["p50"] for r in rs),
+            "p99": statistics.median(r["p99"] for r in rs),
+            # Summed over the rounds: clock ticks are coarse (10 ms).
+            "cpu_us": sum(r["ticks"] for r in rs) * 1e6 / clk_tck / requests,
+            "rss": rs[-1]["rss"],
+            "refreshed": sum(r["refreshed"] for r in rs),
+        }
+    return out
+
+
+def read_memory(path):
+    rss256, conns, series = None, None, []
+    with open(path) as f:
+        for line in f:
+            kind, a, b = line.rstrip("\n").split("\t")
+            if kind == "rss256":
+                rss256, conns = int(a), b
+            else:
+                series.append((int(a), int(b)))
+    return rss256, conns, series
+
+
+def read_sign_ins(path, clk_tck):
+    with open(path) as f:
+        fields = dict(item.split("=", 1) for item in f.read().split())
+    done = int(fields["sign_ins"])
+    cpu_us = int(fields["cpu_ticks"]) * 1e6 / clk_tck / done if done else float("inf")
+    return float(fields["per_second"]), cpu_us, done
+
+
+def us(v):
+    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} µs"
+
+
+def mb(kb):
+    return f"{kb / 1024:.1f} MB"
+
+
+def verdict(ok):
+    return "**met**" if ok else "**not met**"
+
+
+def render(args, s, memory, sign_ins):
+    direct, nginx = s["direct"], s["nginx"]
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"Measured {now} on {os.cpu_count()} × {model}, Linux {platform.release()}; "
+        f"nginx {args.nginx_version}, wrk {args.wrk_version}.",
+        "",
+        f"Command: `{args.command}` (wrk -t1 -c{args.connections} -d{args.duration}s per run, "
+        f"{args.rounds} interleaved round{'s' if args.rounds != 1 else ''}; servers pinned to "
+        "core 0, wrk to core 1; every response checked for status and body size).",
+        "",
+        "| target | req/s median (min–max) | p50 | p99 | server CPU per request | RSS after | "
+        "req/s vs direct | req/s vs nginx | CPU vs nginx |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for target in ["direct", "nginx", "portcullis", "portcullis-anonymous"]:
+        t = s[target]
+        lines.append(
+            f"| {LABELS[target]} | {t['rps']:,.0f} ({t['rps_min']:,.0f}–{t['rps_max']:,.0f}) "
+            f"| {us(t['p50'])} | {us(t['p99'])} | {t['cpu_us']:.1f} µs | {mb(t['rss'])} "
+            f"| {t['rps'] / direct['rps']:.2f}× | {t['rps'] / nginx['rps']:.2f}× "
+            f"| {t['cpu_us'] / nginx['cpu_us']:.2f}× |"
+        )
+    signed, anon = s["portcullis"], s["portcullis-anonymous"]
+    rss256, conns, series = memory
+    warm = series[1][1] if len(series) > 1 else series[0][1]
+    last_requests, last = series[-1]
+    flat = abs(last - warm) <= FLAT_TOLERANCE_KB
+    peak = max(r for _, r in series)
+    sign_in_rate, sign_in_cpu, sign_in_count = sign_ins
+    cpu_bound_rate = 1e6 / sign_in_cpu
+    lines += [
+        "",
+        f"Session cookie refreshed by portcullis during the signed-in runs: {signed['refreshed']} times.",
+        "",
+        "| target (issue #4) | measured | verdict |",
+        "|---|---|---|",
+        f"| signed-in GET throughput ≥ 1.0× nginx proxy_pass | {signed['rps'] / nginx['rps']:.2f}× "
+        f"| {verdict(signed['rps'] >= nginx['rps'])} |",
+        f"| server CPU per request ≤ 1.0× nginx | {signed['cpu_us']:.1f} µs vs {nginx['cpu_us']:.1f} µs "
+        f"= {signed['cpu_us'] / nginx['cpu_us']:.2f}× | {verdict(signed['cpu_us'] <= nginx['cpu_us'])} |",
+        f"| p99 at {args.connections} connections no worse than nginx | {us(signed['p99'])} vs "
+        f"{us(nginx['p99'])} | {verdict(signed['p99'] <= nginx['p99'])} |",
+        f"| anonymous 302 at least as fast as signed-in | {anon['rps']:,.0f} vs {signed['rps']:,.0f} req/s "
+        f"| {verdict(anon['rps'] >= signed['rps'])} |",
+        f"| RSS ≤ 20 MB with 256 keep-alive connections | {mb(rss256)} ({conns} connections open) "
+        f"| {verdict(rss256 <= RSS_LIMIT_KB)} |",
+        f"| RSS flat across 1M requests | {mb(warm)} after the first run, {mb(last)} after "
+        f"{last_requests:,} requests (peak {mb(peak)}) | {verdict(flat and last_requests >= 1_000_000)} |",
+        f"| ≥ 1,000 sign-ins/s (callback: code exchange, id_token verification, JWKS cached) "
+        f"| {sign_in_rate:,.0f}/s end to end ({sign_in_count:,} sign-ins, the demo provider and the "
+        f"client sharing one core); portcullis spent {sign_in_cpu:.0f} µs of CPU per sign-in "
+        f"(start + callback) = {cpu_bound_rate:,.0f}/s per core | {verdict(sign_in_rate >= 1000)} |",
+        "",
+        "RSS across the requests (requests so far: RSS): "
+        + ", ".join(f"{n:,}: {mb(r)}" for n, r in series)
+        + ".",
+    ]
+    return "\n".join(lines)
+
+
+def write(path, block):
+    text = open(path).read() if os.path.exists(path) else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        text = f"{head}{BEGIN}\n{block}\n{END}{tail}"
+    else:
+        text = f"{text.rstrip()}\n\n{BEGIN}\n{block}\n{END}\n"
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    for name in ["runs", "memory", "sign-ins", "command", "nginx-version", "wrk-version"]:
+        p.add_argument(f"--{name}", required=True)
+    for name in ["clk-tck", "connections", "duration", "rounds"]:
+        p.add_argument(f"--{name}", type=int, required=True)
+    p.add_argument("--write")
+    args = p.parse_args()
+    summary = summarise(read_runs(args.runs), args.clk_tck)
+    block = render(
+        args,
+        summary,
+        read_memory(args.memory),
+        read_sign_ins(args.sign_ins, args.clk_tck),
+    )
+    print(block)
+    if args.write:
+        write(args.write, block)
+        print(f"\nwritten to {args.write}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+//! Per-request header and policy work: stripping spoofed identity and hop-by-hop
+//! headers from a 50-header request, matching 50 rules, validating `rd`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use portcullis::config::Config;
+use portcullis::headers::{SpoofGuard, strip_hop_by_hop};
+use portcullis::policy::{Policy, Requirement, normalize_path};
+use portcullis::redirect::safe_rd;
+
+fn quick<'c>(c: &'c mut Criterion, name: &str) -> BenchmarkGroup<'c, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    group
+}
+
+/// A browser-like request of 50 headers, one spoofed identity header in an
+/// underscore spelling and one header named in `Connection`.
+fn fifty_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let fixed = [
+        ("host", "app.example.com"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        ),
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
+        ("accept-language", "en-GB,en;q=0.5"),
+        ("accept-encoding", "gzip, deflate, br, zstd"),
+        ("referer", "https://app.example.com/projects/42"),
+        ("cookie", "_portcullis=abc; theme=dark; _ga=GA1.2.3"),
+        ("connection", "keep-alive, x-trace-hop"),
+        ("x-trace-hop", "1"),
+        ("keep-alive", "timeout=5"),
+        ("upgrade-insecure-requests", "1"),
+        ("sec-fetch-dest", "document"),
+        ("sec-fetch-mode", "navigate"),
+        ("sec-fetch-site", "same-origin"),
+        ("sec-fetch-user", "?1"),
+        ("priority", "u=0, i"),
+        ("x_forwarded_user", "admin"),
+    ];
+    for (name, value) in fixed {
+        headers.append(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    let mut i = 0;
+    while headers.len() < 50 {
+        let name = HeaderName::try_from(format!("x-app-header-{i}")).expect("a valid name");
+        headers.append(name, HeaderValue::from_static("some-value-0123456789"));
+        i += 1;
+    }
+    headers
+}
+
+fn bench_headers(c: &mut Criterion) {
+    let guard = SpoofGuard::new([
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-groups",
+        "x-forwarded-preferred-username",
+        "x-forwarded-provider",
+        "x-forwarded-access-token",
+    ]);
+    let request = fifty_headers();
+    let mut group = quick(c, "headers_50");
+    group.bench_function("spoof_guard", |b| {
+        b.iter_batched_ref(
+            || request.clone(),
+            |h| guard.strip(black_box(h)),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("hop_by_hop", |b| {
+        b.iter_batched_ref(
+            || request.clone(),
+            |h| strip_hop_by_hop(black_box(h)),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+/// 50 rules of every kind, none matching the benchmarked path, so every one is tried.
+fn fifty_rules() -> Config {
+    let mut toml = String::from(
+        r#"
+[server]
+public_url = "https://app.example.com"
+[upstream]
+url = "http://127.0.0.1:8080"
+[session]
+secret = "bench-secret-0123456789abcdef-0123456789abcdef"
+[providers.demo]
+issuer = "https://idp.example.com"
+client_id = "portcullis"
+client_secret = "client-secret"
+"#,
+    );
+    for i in 0..50 {
+        let rule = match i % 5 {
+            0 => format!("path = \"/public/{i}/\"\npublic = true"),
+            1 => format!("path = \"/api/v{i}/**\"\napi = true"),
+            2 => format!("path = \"/static/{i}/*.css\"\nmethods = [\"GET\"]\npublic = true"),
+            3 => format!("path = \"/admin/{i}\"\ngroups = [\"admins\"]"),
+            _ => format!("path = \"/reports/*/{i}/**/summary\"\ngroups = [\"finance\"]"),
+        };
+        toml.push_str(&format!("[[rules]]\n{rule}\n"));
+    }
+    portcullis::config::from_figment(figment::Figment::from(
+        <figment::providers::Toml as figment::providers::Format>::string(&toml),
+    ))
+    .unwrap_or_else(|e| panic!("bench config refused: {e}"))
+}
+
+fn bench_policy(c: &mut Criterion) {
+    let policy = Policy::new(&fifty_rules()).expect("no emails file to read");
+    let raw = "/projects/42/./boards/%7Eteam//issues/../issues/1234";
+    let path = normalize_path(raw);
+    assert_eq!(
+        policy.requirement(&Method::GET, &path),
+        Requirement::SignedIn {
+            groups: &[],
+            api: false
+        },
+        "the bench path must match no rule"
+    );
+    let mut group = quick(c, "policy_50_rules");
+    group.bench_function("normalize_path", |b| {
+        b.iter(|| normalize_path(black_box(raw)))
+    });
+    group.bench_function("requirement", |b| {
+        b.iter(|| policy.requirement(black_box(&Method::GET), black_box(&path)))
+    });
+    group.bench_function("normalize_and_match", |b| {
+        b.iter(|| {
+            let path = normalize_path(black_box(raw));
+            matches!(policy.requirement(&Method::GET, &path), Requirement::Public)
+        })
+    });
+    group.finish();
+}
+
+fn bench_rd(c: &mut Criterion) {
+    let mut group = quick(c, "safe_rd");
+    for (label, rd) in [
+        ("plain", "/projects/42/issues?sort=updated&page=3"),
+        ("encoded", "/search?q=%E2%9C%93%20caf%C3%A9%252F"),
+        ("hostile", "/%2F%2Fevil.example.com/%2e%2e"),
+    ] {
+        group.bench_function(label, |b| b.iter(|| safe_rd(black_box(Some(rd)))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_headers, bench_policy, bench_rd);
+criterion_main!(benches);

@@ -1,0 +1,170 @@
+//! The load benchmark's helper (`bench/load.sh`): the demo identity provider on a
+//! fixed port, and a client that signs in through portcullis the way a browser
+//! would (start → authorize with `login_hint` → callback).
+//!
+//! ```text
+//! bench_idp serve PORT                       run the provider until killed
+//! bench_idp cookie BASE_URL                  sign in once as ada; print the Cookie header
+//! bench_idp sign-ins BASE_URL CONNS SECONDS  sign in repeatedly; print the rate
+//! ```
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{COOKIE, LOCATION, SET_COOKIE};
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use portcullis::demo::idp::{DemoIdp, IdpOptions};
+use portcullis::{Body, BoxError};
+
+const PROVIDER: &str = "demo";
+const USER: &str = "ada";
+const SESSION_COOKIE: &str = "_portcullis";
+
+type HttpClient = Client<HttpConnector, Body>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["serve", port] => serve(port).await,
+        ["cookie", base] => cookie(base).await,
+        ["sign-ins", base, conns, seconds] => sign_ins(base, conns, seconds).await,
+        _ => Err(
+            "usage: bench_idp serve PORT | cookie BASE_URL | sign-ins BASE_URL CONNS SECONDS"
+                .into(),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench_idp: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(port: &str) -> Result<(), BoxError> {
+    let port: u16 = port.parse()?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let idp = DemoIdp::start_on(listener, IdpOptions::default()).await?;
+    println!("{}", idp.issuer());
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+async fn cookie(base: &str) -> Result<(), BoxError> {
+    let client = client();
+    println!("{}", sign_in(&client, base).await?);
+    Ok(())
+}
+
+/// `CONNS` sign-in loops for `SECONDS`; every one must end with a session cookie.
+async fn sign_ins(base: &str, conns: &str, seconds: &str) -> Result<(), BoxError> {
+    let conns: usize = conns.parse()?;
+    let run_for = Duration::from_secs_f64(seconds.parse()?);
+    let client = client();
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut loops = tokio::task::JoinSet::new();
+    for _ in 0..conns {
+        let (client, base) = (client.clone(), base.to_owned());
+        let (done, failed) = (done.clone(), failed.clone());
+        loops.spawn(async move {
+            while started.elapsed() < run_for {
+                match sign_in(&client, &base).await {
+                    Ok(_) => done.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        eprintln!("bench_idp: sign-in failed: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        });
+    }
+    loops.join_all().await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let (done, failed) = (done.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    println!(
+        "sign_ins={done} failed={failed} seconds={elapsed:.3} per_second={:.1}",
+        done as f64 / elapsed
+    );
+    if failed > 0 {
+        return Err(format!("{failed} sign-ins failed").into());
+    }
+    Ok(())
+}
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// One sign-in as `USER`; the `Cookie` header value that carries the session.
+async fn sign_in(client: &HttpClient, base: &str) -> Result<String, BoxError> {
+    let start = get(client, &format!("{base}/oauth2/start/{PROVIDER}?rd=/"), "").await?;
+    let flow_cookie = cookie_pairs(&start).join("; ");
+    let authorize = format!("{}&login_hint={USER}", location(&start)?);
+    let approved = get(client, &authorize, "").await?;
+    let callback = get(client, location(&approved)?, &flow_cookie).await?;
+    let session: Vec<String> = cookie_pairs(&callback)
+        .into_iter()
+        .filter(|pair| pair.starts_with(SESSION_COOKIE) && !pair.contains("_flow_"))
+        .collect();
+    if session.is_empty() {
+        return Err("the callback set no session cookie".into());
+    }
+    Ok(session.join("; "))
+}
+
+/// GETs `url` and expects a redirect; returns its headers.
+async fn get(client: &HttpClient, url: &str, cookie: &str) -> Result<HeaderMap, BoxError> {
+    let mut req = Request::get(url);
+    if !cookie.is_empty() {
+        req = req.header(COOKIE, cookie);
+    }
+    let req = req.body(
+        Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed(),
+    )?;
+    let resp = client.request(req).await?;
+    let status = resp.status();
+    let (parts, body) = resp.into_parts();
+    body.collect().await?;
+    if status != StatusCode::FOUND {
+        return Err(format!("GET {} answered {status}, not 302", strip_query(url)).into());
+    }
+    Ok(parts.headers)
+}
+
+fn location(headers: &HeaderMap) -> Result<&str, BoxError> {
+    Ok(headers
+        .get(LOCATION)
+        .ok_or("redirect without Location")?
+        .to_str()?)
+}
+
+/// `name=value` of every Set-Cookie that sets (rather than deletes) a cookie.
+fn cookie_pairs(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| !v.contains("Max-Age=0"))
+        .filter_map(|v| v.split(';').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// URLs are printed without their query: it holds codes and state.
+fn strip_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}

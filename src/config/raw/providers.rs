@@ -1,0 +1,622 @@
+//! `[providers.<id>]` as written and its validation: each kind's preset defaults,
+//! the URLs derived from base_url / tenant / graph_version, and which keys a kind takes.
+
+use super::*;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProvider {
+    kind: Option<ProviderKind>,
+    display_name: Option<String>,
+    icon: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    extra_scopes: Vec<String>,
+    #[serde(default)]
+    auth_params: BTreeMap<String, String>,
+    token_auth_method: Option<TokenAuthMethod>,
+    fetch_userinfo: Option<bool>,
+    issuer: Option<String>,
+    auth_url: Option<String>,
+    token_url: Option<String>,
+    userinfo_url: Option<String>,
+    emails_url: Option<String>,
+    hosted_domain: Option<String>,
+    tenant: Option<String>,
+    allowed_tenants: Option<Vec<String>>,
+    base_url: Option<String>,
+    organizations: Option<Vec<String>>,
+    teams: Option<Vec<String>>,
+    graph_version: Option<String>,
+    graph_base_url: Option<String>,
+    www_base_url: Option<String>,
+    claims: Option<ClaimPaths>,
+}
+
+/// Authorization request parameters portcullis sets itself (RFC 6749 §4.1.1,
+/// RFC 7636 §4.3, OpenID Connect Core §3.1.2.1); an operator's value would break the flow.
+const OWNED_AUTH_PARAMS: [&str; 8] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+];
+
+const GITHUB_COM: &str = "https://github.com";
+const GITHUB_API: &str = "https://api.github.com";
+const GITLAB_COM: &str = "https://gitlab.com";
+const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+const LINKEDIN_ISSUER: &str = "https://www.linkedin.com/oauth";
+const MICROSOFT_LOGIN: &str = "https://login.microsoftonline.com";
+const FACEBOOK_GRAPH: &str = "https://graph.facebook.com";
+const FACEBOOK_WWW: &str = "https://www.facebook.com";
+const FACEBOOK_GRAPH_VERSION: &str = "v21.0";
+
+pub(super) fn validate_providers(
+    raw: BTreeMap<String, RawProvider>,
+    p: &mut Problems,
+) -> Vec<ProviderConfig> {
+    let mut providers = Vec::new();
+    for (id, rp) in raw {
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            p.add(
+                &format!("providers.{id}"),
+                "the provider id (table name) may use only letters, digits, '-' and '_'",
+            );
+        }
+        providers.push(rp.validate(id, p));
+    }
+    if providers.is_empty() {
+        p.add(
+            "providers",
+            "no provider configured; add a [providers.<id>] table (see config.toml)",
+        );
+    }
+    providers
+}
+
+impl RawProvider {
+    fn validate(self, id: String, p: &mut Problems) -> ProviderConfig {
+        let key = |field: &str| format!("providers.{id}.{field}");
+        let kind = self.kind.unwrap_or(ProviderKind::Oidc);
+        self.refuse_keys_of_other_kinds(kind, &key, p);
+
+        let client_id = self.client_id.clone().unwrap_or_else(|| {
+            p.add(
+                &key("client_id"),
+                "missing; copy it from the provider's app registration",
+            );
+            String::new()
+        });
+        let client_secret = p.secret(
+            &key("client_secret"),
+            self.client_secret.clone(),
+            self.client_secret_file.as_deref(),
+        );
+        // An unreadable client_secret_file is already reported.
+        if client_secret.is_none()
+            && self.client_secret_file.is_none()
+            && matches!(kind, ProviderKind::Github | ProviderKind::Facebook)
+        {
+            p.add(
+                &key("client_secret"),
+                format_args!(
+                    "missing; {} has no public clients, so set the app's client secret (or client_secret_file)",
+                    kind.preset_name().unwrap_or("this provider")
+                ),
+            );
+        }
+
+        let protocol = match kind {
+            ProviderKind::Github => Protocol::OAuth2(self.github(&key, p)),
+            ProviderKind::Facebook => Protocol::OAuth2(self.facebook(&key, p)),
+            ProviderKind::Oauth2 => Protocol::OAuth2(self.oauth2(&key, p)),
+            _ => Protocol::Oidc(self.oidc(kind, &key, p)),
+        };
+        let scopes = self.scopes(kind, &protocol, &key, p);
+        let auth_params = self.auth_params(&protocol, &key, p);
+        if let Some(icon) = &self.icon
+            && !valid_icon(icon)
+        {
+            p.add(
+                &key("icon"),
+                "must be an http(s) URL, a data:image/ URL or a path starting with '/'",
+            );
+        }
+        let default_method = match kind {
+            // LinkedIn accepts only client_secret_post; GitHub and Facebook document the body form.
+            ProviderKind::Linkedin | ProviderKind::Github | ProviderKind::Facebook => {
+                TokenAuthMethod::ClientSecretPost
+            }
+            _ => TokenAuthMethod::ClientSecretBasic,
+        };
+        ProviderConfig {
+            display_name: self
+                .display_name
+                .or_else(|| kind.preset_name().map(str::to_owned))
+                .unwrap_or_else(|| id.clone()),
+            id,
+            kind,
+            icon: self.icon,
+            client_id,
+            client_secret,
+            scopes,
+            auth_params,
+            token_auth_method: self.token_auth_method.unwrap_or(default_method),
+            // GitLab keeps `groups`, `name` and the username out of its id_token.
+            fetch_userinfo: self.fetch_userinfo.unwrap_or(kind == ProviderKind::Gitlab),
+            protocol,
+        }
+    }
+
+    /// A key meant for another kind is a typo or a copy-paste: say so, not ignore it.
+    fn refuse_keys_of_other_kinds(
+        &self,
+        kind: ProviderKind,
+        key: &dyn Fn(&str) -> String,
+        p: &mut Problems,
+    ) {
+        use ProviderKind as K;
+        let oidc_kinds: &[K] = &[K::Oidc, K::Google, K::Microsoft, K::Gitlab, K::Linkedin];
+        let checks: [(&str, bool, &[K]); 11] = [
+            ("issuer", self.issuer.is_some(), oidc_kinds),
+            (
+                "emails_url",
+                self.emails_url.is_some(),
+                &[K::Github, K::Oauth2],
+            ),
+            ("hosted_domain", self.hosted_domain.is_some(), &[K::Google]),
+            ("tenant", self.tenant.is_some(), &[K::Microsoft]),
+            (
+                "allowed_tenants",
+                self.allowed_tenants.is_some(),
+                &[K::Microsoft],
+            ),
+            ("base_url", self.base_url.is_some(), &[K::Github, K::Gitlab]),
+            ("organizations", self.organizations.is_some(), &[K::Github]),
+            ("teams", self.teams.is_some(), &[K::Github]),
+            (
+                "graph_version",
+                self.graph_version.is_some(),
+                &[K::Facebook],
+            ),
+            (
+                "graph_base_url",
+                self.graph_base_url.is_some() || self.www_base_url.is_some(),
+                &[K::Facebook],
+            ),
+            ("claims", self.claims.is_some(), &[K::Oauth2]),
+        ];
+        for (name, present, kinds) in checks {
+            if present && !kinds.contains(&kind) {
+                let names: Vec<String> = kinds
+                    .iter()
+                    .map(|k| format!("{:?}", k).to_lowercase())
+                    .collect();
+                p.add(
+                    &key(name),
+                    format_args!(
+                        "applies only to kind = {}; remove it or change kind",
+                        names.join(" | ")
+                    ),
+                );
+            }
+        }
+    }
+
+    fn oidc(
+        &self,
+        kind: ProviderKind,
+        key: &dyn Fn(&str) -> String,
+        p: &mut Problems,
+    ) -> OidcSettings {
+        let mut checks = IdTokenChecks::Standard;
+        let default_issuer = match kind {
+            ProviderKind::Google => {
+                if let Some(domain) = &self.hosted_domain {
+                    if !is_domain_name(domain) {
+                        p.add(
+                            &key("hosted_domain"),
+                            format_args!("{domain:?} is not a domain name, e.g. \"example.com\""),
+                        );
+                    }
+                    checks = IdTokenChecks::HostedDomain(domain.to_ascii_lowercase());
+                }
+                Some(GOOGLE_ISSUER.to_owned())
+            }
+            ProviderKind::Microsoft => {
+                let tenant = self.tenant.as_deref().unwrap_or("common");
+                if !is_tenant(tenant) {
+                    p.add(
+                        &key("tenant"),
+                        format_args!(
+                            "{tenant:?} is not a tenant; use common, organizations, consumers, a tenant id or a domain"
+                        ),
+                    );
+                }
+                let allowed = self.allowed_tenants.clone().unwrap_or_default();
+                for t in &allowed {
+                    if !is_tenant(t) {
+                        p.add(
+                            &key("allowed_tenants"),
+                            format_args!("{t:?} is not a tenant id, e.g. \"9188040d-6c67-4c5b-b112-36a304b66dad\""),
+                        );
+                    }
+                }
+                checks = IdTokenChecks::Tenants {
+                    allowed: allowed.iter().map(|t| t.to_ascii_lowercase()).collect(),
+                };
+                Some(microsoft_issuer(tenant))
+            }
+            ProviderKind::Gitlab => Some(
+                p.base_url(&key("base_url"), self.base_url.as_deref(), GITLAB_COM)
+                    .as_str()
+                    .trim_end_matches('/')
+                    .to_owned(),
+            ),
+            ProviderKind::Linkedin => Some(LINKEDIN_ISSUER.to_owned()),
+            _ => None,
+        };
+        let issuer = match (self.issuer.as_deref(), default_issuer) {
+            (Some(i), _) => p.url(&key("issuer"), Some(i), "https://invalid.example"),
+            (None, Some(default)) => {
+                p.url(&key("issuer"), Some(&default), "https://invalid.example")
+            }
+            (None, None) => {
+                p.add(&key("issuer"), "missing; set the provider's issuer URL (discovery reads <issuer>/.well-known/openid-configuration)");
+                Url::parse("https://invalid.example").expect("valid")
+            }
+        };
+        OidcSettings {
+            issuer,
+            auth_url: p.opt_url(&key("auth_url"), self.auth_url.as_deref()),
+            token_url: p.opt_url(&key("token_url"), self.token_url.as_deref()),
+            userinfo_url: p.opt_url(&key("userinfo_url"), self.userinfo_url.as_deref()),
+            checks,
+        }
+    }
+
+    fn github(&self, key: &dyn Fn(&str) -> String, p: &mut Problems) -> OAuth2Settings {
+        let base = p.base_url(&key("base_url"), self.base_url.as_deref(), GITHUB_COM);
+        let (auth, token, api) = github_urls(&base);
+        let organizations = self.organizations.clone().unwrap_or_default();
+        let teams = self.teams.clone().unwrap_or_default();
+        if organizations
+            .iter()
+            .any(|o| o.is_empty() || o.contains('/'))
+        {
+            p.add(
+                &key("organizations"),
+                "list organization logins, e.g. [\"acme\"]",
+            );
+        }
+        if teams.iter().any(|t| {
+            t.split_once('/')
+                .is_none_or(|(org, team)| org.is_empty() || team.is_empty() || team.contains('/'))
+        }) {
+            p.add(
+                &key("teams"),
+                "write each team as \"org/team-slug\", e.g. \"acme/platform\"",
+            );
+        }
+        let userinfo_url = p.url_or(&key("userinfo_url"), self.userinfo_url.as_deref(), || {
+            join_path(&api, "/user")
+        });
+        OAuth2Settings {
+            auth_url: p.url_or(&key("auth_url"), self.auth_url.as_deref(), || auth),
+            token_url: p.url_or(&key("token_url"), self.token_url.as_deref(), || token),
+            emails_url: Some(
+                p.url_or(&key("emails_url"), self.emails_url.as_deref(), || {
+                    join_path(&api, "/user/emails")
+                }),
+            ),
+            userinfo_url,
+            profile: Profile::Github {
+                organizations,
+                teams,
+            },
+        }
+    }
+
+    fn facebook(&self, key: &dyn Fn(&str) -> String, p: &mut Problems) -> OAuth2Settings {
+        let version = self
+            .graph_version
+            .as_deref()
+            .unwrap_or(FACEBOOK_GRAPH_VERSION);
+        if !is_graph_version(version) {
+            p.add(
+                &key("graph_version"),
+                format_args!(
+                    "{version:?} is not a Graph API version, e.g. \"{FACEBOOK_GRAPH_VERSION}\""
+                ),
+            );
+        }
+        let graph = p.base_url(
+            &key("graph_base_url"),
+            self.graph_base_url.as_deref(),
+            FACEBOOK_GRAPH,
+        );
+        let www = p.base_url(
+            &key("www_base_url"),
+            self.www_base_url.as_deref(),
+            FACEBOOK_WWW,
+        );
+        let (auth, token, me) = facebook_urls(&www, &graph, version);
+        OAuth2Settings {
+            auth_url: p.url_or(&key("auth_url"), self.auth_url.as_deref(), || auth),
+            token_url: p.url_or(&key("token_url"), self.token_url.as_deref(), || token),
+            userinfo_url: p.url_or(&key("userinfo_url"), self.userinfo_url.as_deref(), || me),
+            emails_url: None,
+            profile: Profile::Facebook,
+        }
+    }
+
+    fn oauth2(&self, key: &dyn Fn(&str) -> String, p: &mut Problems) -> OAuth2Settings {
+        let mut required = |name: &str, value: Option<&str>, what: &str| {
+            if value.is_none() {
+                p.add(
+                    &key(name),
+                    format_args!("missing; kind = \"oauth2\" needs the server's {what}"),
+                );
+            }
+            p.url(&key(name), value, "https://invalid.example")
+        };
+        let auth_url = required(
+            "auth_url",
+            self.auth_url.as_deref(),
+            "authorization endpoint",
+        );
+        let token_url = required("token_url", self.token_url.as_deref(), "token endpoint");
+        let userinfo_url = required(
+            "userinfo_url",
+            self.userinfo_url.as_deref(),
+            "user profile (userinfo) endpoint",
+        );
+        let claims = self.claims.clone().unwrap_or_default();
+        for (field, path) in [
+            ("sub", &claims.sub),
+            ("email", &claims.email),
+            ("email_verified", &claims.email_verified),
+            ("name", &claims.name),
+            ("preferred_username", &claims.preferred_username),
+            ("picture", &claims.picture),
+            ("groups", &claims.groups),
+        ] {
+            if path.split('.').any(str::is_empty) {
+                p.add(
+                    &key(&format!("claims.{field}")),
+                    format_args!("{path:?} is not a path; write field names joined by '.', e.g. \"data.attributes.email\""),
+                );
+            }
+        }
+        OAuth2Settings {
+            auth_url,
+            token_url,
+            userinfo_url,
+            emails_url: p.opt_url(&key("emails_url"), self.emails_url.as_deref()),
+            profile: Profile::Mapped(claims),
+        }
+    }
+
+    fn scopes(
+        &self,
+        kind: ProviderKind,
+        protocol: &Protocol,
+        key: &dyn Fn(&str) -> String,
+        p: &mut Problems,
+    ) -> Vec<String> {
+        let defaults: Vec<&str> = match (kind, protocol) {
+            (
+                ProviderKind::Github,
+                Protocol::OAuth2(OAuth2Settings {
+                    profile:
+                        Profile::Github {
+                            organizations,
+                            teams,
+                        },
+                    ..
+                }),
+            ) if !organizations.is_empty() || !teams.is_empty() => {
+                vec!["read:user", "user:email", "read:org"]
+            }
+            (ProviderKind::Github, _) => vec!["read:user", "user:email"],
+            (ProviderKind::Facebook, _) => vec!["email", "public_profile"],
+            (ProviderKind::Oauth2, _) => vec![],
+            _ => vec!["openid", "email", "profile"],
+        };
+        let mut scopes: Vec<String> = match &self.scopes {
+            Some(s) => s.clone(),
+            None => defaults.into_iter().map(str::to_owned).collect(),
+        };
+        for extra in &self.extra_scopes {
+            if !scopes.contains(extra) {
+                scopes.push(extra.clone());
+            }
+        }
+        if scopes
+            .iter()
+            .any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            p.add(&key("scopes"), "a scope is one word; list each separately");
+        }
+        if kind.is_oidc() && !scopes.iter().any(|s| s == "openid") {
+            p.add(&key("scopes"), "must include \"openid\"");
+        }
+        scopes
+    }
+
+    fn auth_params(
+        &self,
+        protocol: &Protocol,
+        key: &dyn Fn(&str) -> String,
+        p: &mut Problems,
+    ) -> BTreeMap<String, String> {
+        let mut params = self.auth_params.clone();
+        for name in params.keys() {
+            if OWNED_AUTH_PARAMS.contains(&name.as_str()) {
+                p.add(
+                    &key(&format!("auth_params.{name}")),
+                    "portcullis sets this parameter itself; remove it (scopes go in scopes / extra_scopes)",
+                );
+            } else if name.is_empty() {
+                p.add(&key("auth_params"), "a parameter name cannot be empty");
+            }
+        }
+        if let Protocol::Oidc(OidcSettings {
+            checks: IdTokenChecks::HostedDomain(domain),
+            ..
+        }) = protocol
+        {
+            if params.contains_key("hd") {
+                p.add(
+                    &key("auth_params.hd"),
+                    "hosted_domain already sends hd; remove one of them",
+                );
+            }
+            params.insert("hd".to_owned(), domain.clone());
+        }
+        params
+    }
+}
+
+impl RawSignIn {
+    pub(super) fn validate(self, p: &mut Problems) -> SignInConfig {
+        let template = self.template.as_deref().and_then(|path| {
+            match std::fs::read_to_string(path) {
+                Ok(text) if text.contains("{{providers}}") => Some(text),
+                Ok(_) => {
+                    p.add(
+                        "sign_in.template",
+                        format_args!(
+                            "{} has no {{{{providers}}}} placeholder, so the page would offer no way to sign in",
+                            path.display()
+                        ),
+                    );
+                    None
+                }
+                Err(e) => {
+                    p.add(
+                        "sign_in.template",
+                        format_args!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        });
+        SignInConfig {
+            auto_redirect: self.auto_redirect,
+            template_path: self.template,
+            template,
+        }
+    }
+}
+
+impl Problems {
+    /// An optional absolute http(s) URL.
+    fn opt_url(&mut self, key: &str, value: Option<&str>) -> Option<Url> {
+        value.map(|v| self.url(key, Some(v), "https://invalid.example"))
+    }
+
+    /// `value` when given, else the derived default.
+    fn url_or(&mut self, key: &str, value: Option<&str>, default: impl FnOnce() -> Url) -> Url {
+        match value {
+            Some(v) => self.url(key, Some(v), "https://invalid.example"),
+            None => default(),
+        }
+    }
+
+    /// A base URL other URLs are derived from: no query or fragment, no trailing slash.
+    fn base_url(&mut self, key: &str, value: Option<&str>, default: &str) -> Url {
+        let mut url = self.url(key, value, default);
+        if url.query().is_some() || url.fragment().is_some() {
+            self.add(key, "must not have a query or fragment");
+        }
+        let trimmed = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&trimmed);
+        url
+    }
+}
+
+/// `<base>` + `path`, keeping any path the base already has (GitHub Enterprise, self-hosted GitLab).
+fn join_path(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let prefix = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&format!("{prefix}{path}"));
+    url
+}
+
+/// GitHub's authorize, token and REST API base URLs for github.com or an Enterprise server.
+fn github_urls(base: &Url) -> (Url, Url, Url) {
+    let api = if base.host_str() == Some("github.com") && base.path().trim_matches('/').is_empty() {
+        Url::parse(GITHUB_API).expect("valid")
+    } else {
+        join_path(base, "/api/v3")
+    };
+    (
+        join_path(base, "/login/oauth/authorize"),
+        join_path(base, "/login/oauth/access_token"),
+        api,
+    )
+}
+
+/// Facebook's login dialog, token endpoint and Graph `/me`, all of one Graph version.
+fn facebook_urls(www: &Url, graph: &Url, version: &str) -> (Url, Url, Url) {
+    let mut me = join_path(graph, &format!("/{version}/me"));
+    me.set_query(Some("fields=id,name,email,picture"));
+    (
+        join_path(www, &format!("/{version}/dialog/oauth")),
+        join_path(graph, &format!("/{version}/oauth/access_token")),
+        me,
+    )
+}
+
+fn microsoft_issuer(tenant: &str) -> String {
+    format!("{MICROSOFT_LOGIN}/{tenant}/v2.0")
+}
+
+/// common | organizations | consumers, a tenant id (GUID) or a verified domain.
+fn is_tenant(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 253
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+fn is_domain_name(d: &str) -> bool {
+    d.contains('.') && is_tenant(d) && !d.starts_with('.') && !d.ends_with('.')
+}
+
+/// `v<major>.<minor>`, e.g. v21.0.
+fn is_graph_version(v: &str) -> bool {
+    v.strip_prefix('v')
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(major, minor)| {
+            !major.is_empty()
+                && !minor.is_empty()
+                && major.bytes().all(|b| b.is_ascii_digit())
+                && minor.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+fn valid_icon(icon: &str) -> bool {
+    if icon.chars().any(char::is_control) {
+        false
+    } else if let Some(rest) = icon.strip_prefix("data:image/") {
+        !rest.is_empty()
+    } else if icon.starts_with('/') {
+        !icon.starts_with("//")
+    } else {
+        Url::parse(icon).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+    }
+}
