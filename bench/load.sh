@@ -313,12 +313,12 @@ log "signed in; the session cookie is ${#SESSION_COOKIE} bytes"
 profile() {
   command -v perf >/dev/null || die "PROFILE=1 needs perf (apt-get install linux-perf)"
   wrk_run portcullis 1 "$CONNECTIONS" >/dev/null
-  perf record -q -e cpu-clock -F 4999 -g -o "$WORK/perf.data" -p "$PORTCULLIS_PID" \
+  perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -o "$WORK/perf.data" -p "$PORTCULLIS_PID" \
     -- sleep "$DURATION" 2>/dev/null &
   local perf_pid=$!
   wrk_run portcullis "$DURATION" "$CONNECTIONS" >&2
   wait "$perf_pid" || true
-  perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
+  perf report -i "$WORK/perf.data" --children --sort symbol --stdio -g none 2>/dev/null |
     grep -E '^ +[0-9]' | head -n 60
 }
 if [[ $PROFILE == 1 ]]; then

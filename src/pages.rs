@@ -73,10 +73,18 @@ pub fn sign_in(providers: &[SignInButton<'_>], rd: &str, template: Option<&str>)
     let buttons: String = providers
         .iter()
         .map(|p| {
-            let href = format!("/oauth2/start/{}?rd={rd_query}", utf8_percent_encode(p.id, COMPONENT));
+            let href = format!(
+                "/oauth2/start/{}?rd={rd_query}",
+                utf8_percent_encode(p.id, COMPONENT)
+            );
             let icon = p
                 .icon
-                .map(|src| format!("<img src=\"{}\" alt=\"\" width=\"20\" height=\"20\"> ", escape(src)))
+                .map(|src| {
+                    format!(
+                        "<img src=\"{}\" alt=\"\" width=\"20\" height=\"20\"> ",
+                        escape(src)
+                    )
+                })
                 .unwrap_or_default();
             format!(
                 "<li><a class=\"button\" href=\"{}\">{icon}Sign in with {}</a></li>\n",

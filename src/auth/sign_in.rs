@@ -4,11 +4,11 @@ use http::header::SET_COOKIE;
 use http::{Request, Response, StatusCode};
 
 use super::query_param;
+use crate::pages::SignInButton;
 use crate::proxy::with_cookies;
 use crate::redirect::safe_rd;
 use crate::respond::{self, Problem, Source};
 use crate::session::Flow;
-use crate::pages::SignInButton;
 use crate::{App, Body, now_unix, pages};
 
 pub fn page<B>(app: &App, req: &Request<B>) -> Response<Body> {
@@ -21,7 +21,11 @@ pub fn page<B>(app: &App, req: &Request<B>) -> Response<Body> {
     }
     let buttons: Vec<SignInButton> = providers
         .iter()
-        .map(|p| SignInButton { id: p.id(), display_name: p.display_name(), icon: p.icon() })
+        .map(|p| SignInButton {
+            id: p.id(),
+            display_name: p.display_name(),
+            icon: p.icon(),
+        })
         .collect();
     let page = pages::sign_in(&buttons, &rd, app.config.sign_in.template.as_deref());
     with_cookies(respond::html(StatusCode::OK, page), stale)

@@ -34,7 +34,10 @@ fn security_headers_are_strict() {
 #[test]
 fn sign_in_links_every_provider_with_the_encoded_rd() {
     let page = sign_in(
-        &[button("google", "Google", None), button("corp", "Corp SSO", None)],
+        &[
+            button("google", "Google", None),
+            button("corp", "Corp SSO", None),
+        ],
         "/app?x=1&y=a b#frag",
         None,
     );
@@ -63,22 +66,46 @@ fn sign_in_escapes_names_ids_and_rd() {
 }
 
 fn button<'a>(id: &'a str, display_name: &'a str, icon: Option<&'a str>) -> SignInButton<'a> {
-    SignInButton { id, display_name, icon }
+    SignInButton {
+        id,
+        display_name,
+        icon,
+    }
 }
 
 #[test]
 fn sign_in_shows_escaped_icons() {
-    let page = sign_in(&[button("g", "Google", Some("https://x.example/g.svg?a=1&b=\"2"))], "/", None);
-    assert!(page.contains(r#"<img src="https://x.example/g.svg?a=1&amp;b=&quot;2" alt="""#), "{page}");
+    let page = sign_in(
+        &[button(
+            "g",
+            "Google",
+            Some("https://x.example/g.svg?a=1&b=\"2"),
+        )],
+        "/",
+        None,
+    );
+    assert!(
+        page.contains(r#"<img src="https://x.example/g.svg?a=1&amp;b=&quot;2" alt="""#),
+        "{page}"
+    );
 }
 
 #[test]
 fn operator_template_replaces_the_body_and_keeps_the_layout() {
     let template = "<h1>ACME staff</h1><p>back to {{rd}}</p><ul>{{providers}}</ul>";
     let page = sign_in(&[button("corp", "Corp", None)], "/x?<y>", Some(template));
-    assert!(page.starts_with("<!doctype html>"), "the layout (and its CSS) stays");
-    assert!(page.contains("<h1>ACME staff</h1><p>back to /x?&lt;y&gt;</p>"), "{page}");
-    assert!(page.contains(r#"href="/oauth2/start/corp?rd=%2Fx%3F%3Cy%3E""#), "{page}");
+    assert!(
+        page.starts_with("<!doctype html>"),
+        "the layout (and its CSS) stays"
+    );
+    assert!(
+        page.contains("<h1>ACME staff</h1><p>back to /x?&lt;y&gt;</p>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"href="/oauth2/start/corp?rd=%2Fx%3F%3Cy%3E""#),
+        "{page}"
+    );
     assert!(!page.contains("Choose how to sign in"));
 }
 
