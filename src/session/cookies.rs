@@ -183,9 +183,9 @@ impl SessionCookies {
         }
         // A piece without `=` is a nameless cookie (RFC 6265bis §5.6 step 3): not ours.
         let kept: Vec<&[u8]> = cookie_pieces(headers)
-            .filter(|piece| {
-                let name = piece.split(|&b| b == b'=').next().unwrap_or_default();
-                !(piece.contains(&b'=') && self.is_own_name(name.trim_ascii()))
+            .filter(|piece| match memchr::memchr(b'=', piece) {
+                Some(eq) => !self.is_own_name(piece[..eq].trim_ascii()),
+                None => true,
             })
             .collect();
         let joined = kept.join(&b"; "[..]);
@@ -358,15 +358,34 @@ fn cookie_pieces(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(COOKIE)
         .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b';'))
+        .flat_map(|value| split_at_semicolons(value.as_bytes()))
         .map(<[u8]>::trim_ascii)
         .filter(|piece| !piece.is_empty())
+}
+
+/// `bytes` split at each `;`, found with memchr: the Cookie header is the
+/// longest one on a signed-in request and is scanned on every request.
+fn split_at_semicolons(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(bytes);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(b';', r) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
 }
 
 /// The `name=value` pairs of the request's cookies; pieces without `=` are skipped.
 pub(super) fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = Pair<'_>> {
     cookie_pieces(headers).filter_map(|piece| {
-        let eq = piece.iter().position(|&b| b == b'=')?;
+        let eq = memchr::memchr(b'=', piece)?;
         Some(Pair {
             name: piece[..eq].trim_ascii(),
             value: piece[eq + 1..].trim_ascii(),
