@@ -111,3 +111,30 @@ fn every_example_config_is_valid_apart_from_its_secret_files() {
         );
     }
 }
+
+#[test]
+fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    use std::io::{BufRead, BufReader};
+    let path = write_config(
+        "logs.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[session]\nsecret = \"log-secret-0123456789abcdef0123456789\"\n[providers.corp]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"c\"\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["run", "--config", &path])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start portcullis");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let listening = lines
+        .by_ref()
+        .take(20)
+        .map_while(Result::ok)
+        .find(|l| l.contains("portcullis listening"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = listening.expect("a start-up log line");
+    assert!(!line.contains('\u{1b}'), "escape codes in {line:?}");
+    assert!(!line.contains("log-secret"), "{line}");
+}
