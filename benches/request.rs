@@ -7,6 +7,8 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
+mod support;
+
 use portcullis::config::Config;
 use portcullis::headers::{SpoofGuard, strip_hop_by_hop};
 use portcullis::policy::{Policy, Requirement, normalize_path};
@@ -94,20 +96,7 @@ fn bench_headers(c: &mut Criterion) {
 
 /// 50 rules of every kind, none matching the benchmarked path, so every one is tried.
 fn fifty_rules() -> Config {
-    let mut toml = String::from(
-        r#"
-[server]
-public_url = "https://app.example.com"
-[upstream]
-url = "http://127.0.0.1:8080"
-[session]
-secret = "bench-secret-0123456789abcdef-0123456789abcdef"
-[providers.demo]
-issuer = "https://idp.example.com"
-client_id = "portcullis"
-client_secret = "client-secret"
-"#,
-    );
+    let mut rules = String::new();
     for i in 0..50 {
         let rule = match i % 5 {
             0 => format!("path = \"/public/{i}/\"\npublic = true"),
@@ -116,12 +105,9 @@ client_secret = "client-secret"
             3 => format!("path = \"/admin/{i}\"\ngroups = [\"admins\"]"),
             _ => format!("path = \"/reports/*/{i}/**/summary\"\ngroups = [\"finance\"]"),
         };
-        toml.push_str(&format!("[[rules]]\n{rule}\n"));
+        rules.push_str(&format!("[[rules]]\n{rule}\n"));
     }
-    portcullis::config::from_figment(figment::Figment::from(
-        <figment::providers::Toml as figment::providers::Format>::string(&toml),
-    ))
-    .unwrap_or_else(|e| panic!("bench config refused: {e}"))
+    support::config(&rules)
 }
 
 fn bench_policy(c: &mut Criterion) {

@@ -9,30 +9,12 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
-use portcullis::config::Config;
+mod support;
+
 use portcullis::identity::Identity;
 use portcullis::session::{Session, SessionCookies, SessionKeys, Tokens};
 
 const COOKIE_NAME: &str = "_portcullis";
-
-fn config() -> Config {
-    let toml = r#"
-[server]
-public_url = "https://app.example.com"
-[upstream]
-url = "http://127.0.0.1:8080"
-[session]
-secret = "bench-secret-0123456789abcdef-0123456789abcdef"
-[providers.demo]
-issuer = "https://idp.example.com"
-client_id = "portcullis"
-client_secret = "client-secret"
-"#;
-    portcullis::config::from_figment(figment::Figment::from(
-        <figment::providers::Toml as figment::providers::Format>::string(toml),
-    ))
-    .unwrap_or_else(|e| panic!("bench config refused: {e}"))
-}
 
 /// A session whose JSON is about `target` bytes: a few groups, tokens of realistic
 /// length, and extra claims filling the rest.
@@ -90,7 +72,7 @@ fn cookie_header(set_cookies: &[HeaderValue]) -> HeaderMap {
 }
 
 fn bench_cookies(c: &mut Criterion) {
-    let config = config();
+    let config = support::config("");
     let cookies = SessionCookies::new(&config.session);
     let keys = SessionKeys::new(&config.session);
     let now = portcullis::now_unix();

@@ -5,56 +5,82 @@ mod forward_auth;
 mod sign_in;
 mod sign_out;
 
-use http::{Method, Request, Response, StatusCode};
+use http::header::ALLOW;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::respond::{self, Problem, Source};
 use crate::server::ConnInfo;
 use crate::{App, Body};
 
+/// The endpoints of DESIGN §3, by path below `/oauth2`.
+enum Endpoint<'a> {
+    Healthz,
+    Readyz,
+    SignIn,
+    SignOut,
+    Userinfo,
+    ForwardAuth,
+    Start(&'a str),
+    Callback(&'a str),
+}
+
+impl<'a> Endpoint<'a> {
+    fn route(path: &'a str) -> Option<Self> {
+        Some(match path.strip_prefix("/oauth2")? {
+            "/healthz" => Self::Healthz,
+            "/readyz" => Self::Readyz,
+            "/sign_in" => Self::SignIn,
+            "/sign_out" => Self::SignOut,
+            "/userinfo" => Self::Userinfo,
+            "/auth" => Self::ForwardAuth,
+            p => match (p.strip_prefix("/start/"), p.strip_prefix("/callback/")) {
+                (Some(id), _) => Self::Start(id),
+                (_, Some(id)) => Self::Callback(id),
+                _ => return None,
+            },
+        })
+    }
+
+    /// Every endpoint answers GET and HEAD; sign-out also POST (a form).
+    fn allow(&self) -> &'static str {
+        match self {
+            Self::SignOut => "GET, HEAD, POST",
+            _ => "GET, HEAD",
+        }
+    }
+}
+
 pub async fn handle(app: &App, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
     let html = respond::wants_html(req.method(), req.headers());
-    let path = req
-        .uri()
-        .path()
-        .strip_prefix("/oauth2")
-        .unwrap_or_default()
-        .to_owned();
-    let method = req.method().clone();
-    let get = method == Method::GET || method == Method::HEAD;
-    match path.as_str() {
-        "/healthz" if get => respond::text(StatusCode::OK, "OK"),
-        "/readyz" if get => match app.providers.all_ready() {
+    let Some(endpoint) = Endpoint::route(req.uri().path()) else {
+        return respond::problem(Problem::not_found(), html);
+    };
+    let method = req.method();
+    let allowed = method == Method::GET
+        || method == Method::HEAD
+        || (method == Method::POST && matches!(endpoint, Endpoint::SignOut));
+    if !allowed {
+        let mut resp = respond::problem(method_not_allowed(), html);
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(endpoint.allow()));
+        return resp;
+    }
+    match endpoint {
+        Endpoint::Healthz => respond::text(StatusCode::OK, "OK"),
+        Endpoint::Readyz => match app.providers.all_ready() {
             true => respond::text(StatusCode::OK, "ready"),
             false => respond::text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "provider metadata not loaded yet",
             ),
         },
-        "/sign_in" if get => sign_in::page(app, &req),
-        "/sign_out" if get || method == Method::POST => sign_out::sign_out(app, &req),
-        "/userinfo" if get => forward_auth::userinfo(app, &req),
-        "/auth" if get => forward_auth::check(app, &req, &conn),
-        p if p.starts_with("/start/") && get => sign_in::start(app, &req, &p["/start/".len()..]),
-        p if p.starts_with("/callback/") && get => {
-            callback::callback(app, &req, &p["/callback/".len()..]).await
-        }
-        "/healthz" | "/readyz" | "/sign_in" | "/sign_out" | "/userinfo" | "/auth" => {
-            respond::problem(method_not_allowed(), html)
-        }
-        p if p.starts_with("/start/") || p.starts_with("/callback/") => {
-            respond::problem(method_not_allowed(), html)
-        }
-        _ => respond::problem(
-            Problem {
-                status: StatusCode::NOT_FOUND,
-                code: "not_found",
-                title: "Not found",
-                detail: "There is no such portcullis endpoint.".into(),
-                source: Source::Client,
-            },
-            html,
-        ),
+        Endpoint::SignIn => sign_in::page(app, &req),
+        Endpoint::SignOut => sign_out::sign_out(app, &req),
+        Endpoint::Userinfo => forward_auth::userinfo(app, &req),
+        Endpoint::ForwardAuth => forward_auth::check(app, &req, &conn),
+        Endpoint::Start(id) => sign_in::start(app, &req, id),
+        Endpoint::Callback(id) => callback::callback(app, &req, id).await,
     }
 }
 

@@ -79,6 +79,8 @@ pub enum StartError {
     Tls(#[from] server::TlsError),
     #[error("{0}")]
     Access(std::io::Error),
+    #[error("cannot set up TLS for calls to identity providers: {0}")]
+    ProviderTls(rustls::Error),
     #[error("demo: {0}")]
     Demo(std::io::Error),
     #[error("server failed: {0}")]
@@ -110,7 +112,7 @@ impl App {
         let spoof_guard = SpoofGuard::new(protected);
         Ok(Arc::new(Self {
             sessions: SessionCookies::new(&config.session),
-            providers: Providers::start(&config),
+            providers: Providers::start(&config).map_err(StartError::ProviderTls)?,
             upstream: Upstream::new(&config.upstream),
             base_path: config
                 .server

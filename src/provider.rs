@@ -93,11 +93,20 @@ impl std::fmt::Debug for FlowSecrets {
 }
 
 /// The parameters of the authorization response the caller has read from the callback.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Callback<'a> {
     pub code: &'a str,
     /// RFC 9207 `iss`, when the provider sent one.
     pub iss: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Callback<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callback")
+            .field("code", &"[redacted]")
+            .field("iss", &self.iss)
+            .finish()
+    }
 }
 
 /// A finished sign-in.
@@ -109,6 +118,12 @@ pub struct SignedIn {
     /// (which never overrides `sub`, `iss`, `aud` or the other id_token-only claims).
     pub claims: Map<String, Value>,
     pub tokens: Tokens,
+}
+
+/// When an access token of `expires_in` seconds expires, in Unix seconds. Saturates:
+/// `expires_in` is the provider's number, and may be as large as `u64::MAX`.
+fn expires_at(expires_in: Option<u64>) -> Option<u64> {
+    expires_in.map(|secs| crate::now_unix().saturating_add(secs))
 }
 
 /// One configured provider, whatever its protocol.
@@ -205,17 +220,10 @@ pub struct Providers {
 impl Providers {
     /// Spawns background discovery (metadata + JWKS) per provider, retrying with
     /// backoff from 1 s to 30 s and logging what to fix. Needs a Tokio runtime.
-    pub fn start(config: &Config) -> Self {
-        let http = match ProviderHttp::new() {
-            Ok(http) => http,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot set up TLS for calls to providers");
-                return Self {
-                    providers: Arc::new([]),
-                    ready: Arc::new(Notify::new()),
-                };
-            }
-        };
+    /// Fails only when no TLS client can be built for calls to providers: then
+    /// nobody could sign in, so portcullis must not start (or report ready).
+    pub fn start(config: &Config) -> Result<Self, rustls::Error> {
+        let http = ProviderHttp::new()?;
         let providers: Arc<[Arc<Provider>]> = config
             .providers
             .iter()
@@ -228,7 +236,7 @@ impl Providers {
                 ready.clone(),
             ));
         }
-        Self { providers, ready }
+        Ok(Self { providers, ready })
     }
 
     pub fn get(&self, id: &str) -> Option<&Provider> {

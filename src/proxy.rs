@@ -2,7 +2,7 @@
 //! rule, authenticate, authorise, set identity headers, stream to the upstream.
 //! Spoofed identity headers were already stripped by the dispatcher.
 
-use http::header::{AUTHORIZATION, HOST, SET_COOKIE};
+use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 
@@ -31,32 +31,21 @@ pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Re
             // On a public path a refused user is simply anonymous.
             Err(_) if requirement == Requirement::Public => None,
             Err(denied) => {
-                return with_cookies(respond::problem(Problem::from(denied), html), set_cookies);
+                return respond::with_cookies(
+                    respond::problem(Problem::from(denied), html),
+                    set_cookies,
+                );
             }
         },
         (None, Requirement::Public) => None,
         (None, Requirement::SignedIn { api, .. }) => {
             let resp = respond::unauthenticated(html && !api, &sign_in_location(app, &req));
-            return with_cookies(resp, set_cookies);
+            return respond::with_cookies(resp, set_cookies);
         }
     };
 
-    // Hop-by-hop first: a client's `Connection: X-Forwarded-User` must not be
-    // able to remove a header set below.
-    if crate::headers::is_upgrade_request(&req) {
-        crate::headers::strip_hop_by_hop_keep_upgrade(req.headers_mut());
-    } else {
-        crate::headers::strip_hop_by_hop(req.headers_mut());
-    }
-    // HTTP/2 carries the host in `:authority`; X-Forwarded-Host reads `Host`.
-    if !req.headers().contains_key(HOST)
-        && let Some(host) = req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
-        req.headers_mut().insert(HOST, host);
-    }
+    // Before identity headers are added: see `prepare_request`.
+    crate::upstream::prepare_request(&mut req);
     let headers = req.headers_mut();
     if let Some(session) = admitted {
         set_identity_headers(app, headers, session);
@@ -74,7 +63,7 @@ pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Re
         Ok(resp) => resp,
         Err(e) => respond::problem(Problem::from(e), html),
     };
-    with_cookies(resp, set_cookies)
+    respond::with_cookies(resp, set_cookies)
 }
 
 /// The session of this request, if any, and the Set-Cookie values the response
@@ -143,11 +132,4 @@ pub fn sign_in_location<B>(app: &App, req: &Request<B>) -> String {
         .unwrap_or("/");
     let rd: String = url::form_urlencoded::byte_serialize(original.as_bytes()).collect();
     format!("{}/oauth2/sign_in?rd={rd}", app.base_path())
-}
-
-pub fn with_cookies(mut resp: Response<Body>, set_cookies: Vec<HeaderValue>) -> Response<Body> {
-    for c in set_cookies {
-        resp.headers_mut().append(SET_COOKIE, c);
-    }
-    resp
 }

@@ -2,7 +2,7 @@
 //! (DESIGN §7). Each concern keeps its own error enum; a `From<..> for Problem`
 //! here decides what the client sees, and [`problem`] renders it.
 
-use http::header::{CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
@@ -346,6 +346,14 @@ pub fn html(status: StatusCode, body: String) -> Response<Body> {
     );
     pages::security_headers(response.headers_mut());
     response
+}
+
+/// `resp` carrying `set_cookies` (a cleared or refreshed session, a flow cookie).
+pub fn with_cookies(mut resp: Response<Body>, set_cookies: Vec<HeaderValue>) -> Response<Body> {
+    for c in set_cookies {
+        resp.headers_mut().append(SET_COOKIE, c);
+    }
+    resp
 }
 
 /// A short plain-text answer (health endpoints).

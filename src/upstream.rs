@@ -94,19 +94,15 @@ impl Upstream {
         self.tunnels.clone()
     }
 
-    /// Sends an authorised request, its identity and `X-Forwarded-*` headers
-    /// already set, to the upstream and streams the answer back.
+    /// Sends an authorised request, already passed through [`prepare_request`]
+    /// and with its identity and `X-Forwarded-*` headers set, to the upstream
+    /// and streams the answer back.
     ///
-    /// Strip hop-by-hop headers (`headers::strip_hop_by_hop*`) before adding
-    /// identity headers too: otherwise a client's `Connection: X-Forwarded-User`
-    /// would make this function delete the header portcullis just set.
-    ///
-    /// The target is the upstream base plus the request's path and query. An
-    /// HTTP/2 request goes on as HTTP/1.1 with `Host` from `:authority`; an
-    /// HTTP/1 request keeps its `Host`. Hop-by-hop headers go in both
-    /// directions, except the `Connection: upgrade` + `Upgrade` pair of an
-    /// upgrade. Only the wait for the response head is timed: a body may
-    /// stream for as long as it takes (downloads, server-sent events).
+    /// The target is the upstream base plus the request's path and query, sent
+    /// as HTTP/1.1. Hop-by-hop headers are removed from the response, except the
+    /// `Connection: upgrade` + `Upgrade` pair of a 101. Only the wait for the
+    /// response head is timed: a body may stream for as long as it takes
+    /// (downloads, server-sent events).
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
@@ -117,19 +113,8 @@ impl Upstream {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
-        if parts.version == Version::HTTP_2
-            && let Some(authority) = parts.uri.authority()
-            && let Ok(host) = HeaderValue::from_str(authority.as_str())
-        {
-            parts.headers.insert(HOST, host);
-        }
         parts.uri = self.target(&parts.method, &parts.uri)?;
         parts.version = Version::HTTP_11;
-        if upgrade {
-            headers::strip_hop_by_hop_keep_upgrade(&mut parts.headers);
-        } else {
-            headers::strip_hop_by_hop(&mut parts.headers);
-        }
         let req = Request::from_parts(parts, body.map_err(BoxError::from).boxed());
 
         let mut response = match tokio::time::timeout(self.timeout, self.client.request(req)).await
@@ -185,6 +170,28 @@ impl Upstream {
             .path_and_query(format!("{}{path_and_query}", self.base_path))
             .build()
             .map_err(|_| UpstreamError::InvalidTarget("path does not form a valid URI"))
+    }
+}
+
+/// Makes a client's request fit to go upstream; call it before adding identity
+/// headers, or a client's `Connection: X-Forwarded-User` would remove the header
+/// portcullis sets. Removes hop-by-hop headers (RFC 9110 §7.6.1), keeping the
+/// `Connection: upgrade` + `Upgrade` pair of an HTTP/1.1 upgrade, and gives an
+/// HTTP/2 request (which carries its host in `:authority`) a `Host` header, so
+/// it can go on as HTTP/1.1 and X-Forwarded-Host can be derived from it.
+pub fn prepare_request<B>(req: &mut Request<B>) {
+    if headers::is_upgrade_request(req) {
+        headers::strip_hop_by_hop_keep_upgrade(req.headers_mut());
+    } else {
+        headers::strip_hop_by_hop(req.headers_mut());
+    }
+    if !req.headers().contains_key(HOST)
+        && let Some(host) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(HOST, host);
     }
 }
 

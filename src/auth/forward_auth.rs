@@ -5,7 +5,8 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::policy::{Requirement, normalize_path};
-use crate::proxy::{authenticate, set_identity_headers, with_cookies};
+use crate::proxy::{authenticate, set_identity_headers};
+use crate::respond::with_cookies;
 use crate::respond::{self, Problem};
 use crate::server::ConnInfo;
 use crate::{App, Body, empty};

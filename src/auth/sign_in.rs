@@ -5,8 +5,8 @@ use http::{Request, Response, StatusCode};
 
 use super::query_param;
 use crate::pages::SignInButton;
-use crate::proxy::with_cookies;
 use crate::redirect::safe_rd;
+use crate::respond::with_cookies;
 use crate::respond::{self, Problem, Source};
 use crate::session::Flow;
 use crate::{App, Body, now_unix, pages};

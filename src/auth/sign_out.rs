@@ -3,8 +3,8 @@
 use http::{Request, Response, StatusCode};
 
 use super::query_param;
-use crate::proxy::with_cookies;
 use crate::redirect::safe_rd;
+use crate::respond::with_cookies;
 use crate::{App, Body, pages, respond};
 
 pub fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {

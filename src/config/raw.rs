@@ -478,6 +478,38 @@ impl RawAccess {
     }
 }
 
+impl RawSignIn {
+    fn validate(self, p: &mut Problems) -> SignInConfig {
+        let template = self.template.as_deref().and_then(|path| {
+            match std::fs::read_to_string(path) {
+                Ok(text) if text.contains("{{providers}}") => Some(text),
+                Ok(_) => {
+                    p.add(
+                        "sign_in.template",
+                        format_args!(
+                            "{} has no {{{{providers}}}} placeholder, so the page would offer no way to sign in",
+                            path.display()
+                        ),
+                    );
+                    None
+                }
+                Err(e) => {
+                    p.add(
+                        "sign_in.template",
+                        format_args!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        });
+        SignInConfig {
+            auto_redirect: self.auto_redirect,
+            template_path: self.template,
+            template,
+        }
+    }
+}
+
 fn validate_rules(rules: &[RuleConfig], p: &mut Problems) {
     for (i, rule) in rules.iter().enumerate() {
         if !rule.path.starts_with('/') {

@@ -447,9 +447,15 @@ email = "data.attributes.email""#,
 #[test]
 fn keys_of_another_kind_are_refused_not_ignored() {
     let got = provider_problems(
-        "kind = \"github\"\nclient_secret = \"s\"\ntenant = \"common\"\nhosted_domain = \"x.com\"\nissuer = \"https://x.example\"\ngraph_version = \"v1.0\"",
+        "kind = \"github\"\nclient_secret = \"s\"\ntenant = \"common\"\nhosted_domain = \"x.com\"\nissuer = \"https://x.example\"\ngraph_version = \"v1.0\"\nwww_base_url = \"https://x.example\"",
     );
-    for key in ["tenant", "hosted_domain", "issuer", "graph_version"] {
+    for key in [
+        "tenant",
+        "hosted_domain",
+        "issuer",
+        "graph_version",
+        "www_base_url",
+    ] {
         assert!(
             got.contains(&format!("providers.p.{key}: applies only to kind")),
             "{got}"
@@ -470,6 +476,7 @@ fn extra_scopes_append_and_auth_params_pass_except_owned_ones() {
     assert_eq!(p.scopes, ["openid", "email", "profile", "groups"]);
     assert_eq!(p.auth_params["prompt"], "select_account");
     assert_eq!(p.auth_params["domain_hint"], "example.com");
+    // Spelled out, not read from OWNED_AUTH_PARAMS: a name dropped there must fail here.
     for owned in [
         "response_type",
         "client_id",

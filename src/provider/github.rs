@@ -86,12 +86,10 @@ fn choose_email(user_email: Option<&str>, emails: Option<&Value>) -> Option<(Str
 }
 
 /// Organization logins, then `org/team-slug` for each team.
-fn groups(orgs: &Value, teams: &Value) -> Vec<String> {
-    let items = |v: &Value| v.as_array().cloned().unwrap_or_default();
-    let org_logins = items(orgs)
-        .into_iter()
-        .filter_map(|o| o.get("login")?.as_str().map(str::to_owned));
-    let team_names = items(teams).into_iter().filter_map(|t| {
+fn groups<'a>(orgs: &'a Value, teams: &'a Value) -> Vec<String> {
+    let items = |v: &'a Value| v.as_array().into_iter().flatten();
+    let org_logins = items(orgs).filter_map(|o| o.get("login")?.as_str().map(str::to_owned));
+    let team_names = items(teams).filter_map(|t| {
         let org = t.get("organization")?.get("login")?.as_str()?;
         let slug = t.get("slug")?.as_str()?;
         Some(format!("{org}/{slug}"))

@@ -36,6 +36,16 @@ pub struct HttpError {
     pub reason: HttpFailure,
 }
 
+impl HttpError {
+    /// A failure of the call to `url`, which is kept redacted.
+    pub(super) fn at(url: &Url, reason: HttpFailure) -> Self {
+        Self {
+            url: redacted_url(url.as_str()),
+            reason,
+        }
+    }
+}
+
 #[derive(thiserror::Error, Debug)]
 pub enum HttpFailure {
     #[error("connection refused")]
@@ -114,24 +124,19 @@ impl ProviderHttp {
         bearer: Option<&str>,
     ) -> Result<serde_json::Map<String, serde_json::Value>, HttpError> {
         let response = self.get(url, bearer).await?;
-        let fail = |reason| HttpError {
-            url: redacted_url(url.as_str()),
-            reason,
-        };
+        let fail = |reason| HttpError::at(url, reason);
         if !response.status().is_success() {
             return Err(fail(HttpFailure::Status(response.status())));
         }
         serde_json::from_slice(response.body())
-            .map_err(|e| fail(HttpFailure::NotJson(e.to_string())))
+            // serde_json quotes a mistyped string value whole: bound it.
+            .map_err(|e| fail(HttpFailure::NotJson(super::token::clip(&e.to_string()))))
     }
 
     /// GETs `url` asking for JSON, with `bearer` as the access token when given.
     /// Any status comes back: the caller reads error bodies its provider's way.
     pub async fn get(&self, url: &Url, bearer: Option<&str>) -> Result<HttpResponse, HttpError> {
-        let fail = |reason| HttpError {
-            url: redacted_url(url.as_str()),
-            reason,
-        };
+        let fail = |reason| HttpError::at(url, reason);
         let mut request = http::Request::get(url.as_str()).header(ACCEPT, "application/json");
         if let Some(token) = bearer {
             let value = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
@@ -157,10 +162,7 @@ impl ProviderHttp {
         basic: Option<(&str, &str)>,
     ) -> Result<HttpResponse, HttpError> {
         use base64::Engine;
-        let fail = |reason| HttpError {
-            url: redacted_url(url.as_str()),
-            reason,
-        };
+        let fail = |reason| HttpError::at(url, reason);
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
@@ -198,7 +200,7 @@ impl<'c> AsyncHttpClient<'c> for ProviderHttp {
     }
 }
 
-pub(super) fn redacted_url(url: &str) -> String {
+fn redacted_url(url: &str) -> String {
     match Url::parse(url) {
         Ok(mut u) => {
             u.set_query(None);

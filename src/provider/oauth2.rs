@@ -7,7 +7,7 @@ use openidconnect::{CsrfToken, PkceCodeChallenge};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::http::{ProviderHttp, redacted_url};
+use super::http::{HttpError, HttpFailure, ProviderHttp};
 use super::token::{TokenAnswer, clip, parse_token_answer};
 use super::{Callback, FlowSecrets, ProviderError, SignedIn, facebook, github, mapped};
 use crate::config::{OAuth2Settings, Profile, ProviderConfig, TokenAuthMethod};
@@ -101,7 +101,7 @@ impl OAuth2Provider {
             Profile::Mapped(paths) => mapped::profile(&api, s, paths).await?,
         };
         let tokens = Tokens {
-            access_expires_at: token.expires_in.map(|d| crate::now_unix() + d),
+            access_expires_at: super::expires_at(token.expires_in),
             access_token: Some(token.access_token),
             refresh_token: token.refresh_token,
             id_token: None,
@@ -168,10 +168,7 @@ impl Api<'_> {
     pub(super) async fn get(&self, url: &Url) -> Result<Value, ProviderError> {
         let unusable = |reason| ProviderError::Userinfo {
             provider: self.provider.to_owned(),
-            source: super::http::HttpError {
-                url: redacted_url(url.as_str()),
-                reason,
-            },
+            source: HttpError::at(url, reason),
         };
         let response = self
             .http
@@ -188,14 +185,10 @@ impl Api<'_> {
                     provider: self.provider.to_owned(),
                     message: clip(&message),
                 },
-                None => unusable(super::http::HttpFailure::Status(response.status())),
+                None => unusable(HttpFailure::Status(response.status())),
             });
         }
-        body.ok_or_else(|| {
-            unusable(super::http::HttpFailure::NotJson(
-                "the body is not JSON".into(),
-            ))
-        })
+        body.ok_or_else(|| unusable(HttpFailure::NotJson("the body is not JSON".into())))
     }
 }
 

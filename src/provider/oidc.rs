@@ -31,6 +31,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::http::{HttpError, ProviderHttp};
+use super::token::clip;
 use super::{Callback, FlowSecrets, ProviderError, SignedIn, google, microsoft};
 use crate::config::{IdTokenChecks, OidcSettings, ProviderConfig, TokenAuthMethod};
 use crate::session::Tokens;
@@ -222,9 +223,7 @@ impl OidcProvider {
             access_token: Some(access_token.clone()),
             refresh_token: response.refresh_token().map(|t| t.secret().clone()),
             id_token: Some(raw_id_token),
-            access_expires_at: response
-                .expires_in()
-                .map(|d| crate::now_unix() + d.as_secs()),
+            access_expires_at: super::expires_at(response.expires_in().map(|d| d.as_secs())),
         };
         if matches!(self.settings.checks, IdTokenChecks::Tenants { .. }) {
             microsoft::email_verified_from_edov(&mut claims);
@@ -384,16 +383,19 @@ impl OidcProvider {
         >,
     ) -> ProviderError {
         match e {
+            // The provider's own text: bounded, as for OAuth 2.0 providers (`token::clip`).
             RequestTokenError::ServerResponse(r) => ProviderError::TokenRejected {
-                error: r.error().to_string(),
-                description: r.error_description().cloned(),
+                error: clip(r.error().as_ref()),
+                description: r.error_description().map(|d| clip(d)),
             },
             RequestTokenError::Request(source) => ProviderError::Unreachable {
                 provider: self.id().to_owned(),
                 source,
             },
-            RequestTokenError::Parse(e, _) => ProviderError::InvalidTokenResponse(e.to_string()),
-            RequestTokenError::Other(e) => ProviderError::InvalidTokenResponse(e),
+            RequestTokenError::Parse(e, _) => {
+                ProviderError::InvalidTokenResponse(clip(&e.to_string()))
+            }
+            RequestTokenError::Other(e) => ProviderError::InvalidTokenResponse(clip(&e)),
         }
     }
 }
@@ -575,4 +577,45 @@ fn invalid_id_token(e: &ClaimsVerificationError) -> ProviderError {
         other => other.to_string(),
     };
     ProviderError::InvalidIdToken(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn userinfo_fills_in_but_never_overrides_id_token_claims() {
+        let mut claims = map(json!({"iss": "https://idp", "sub": "ada", "aud": "c", "nonce": "n"}));
+        let userinfo = map(json!({"sub": "ada", "iss": "https://evil", "aud": "x",
+            "nonce": "m", "email": "ada@example.com"}));
+        merge_userinfo(&mut claims, userinfo).unwrap();
+        assert_eq!(
+            claims,
+            map(
+                json!({"iss": "https://idp", "sub": "ada", "aud": "c", "nonce": "n",
+                "email": "ada@example.com"})
+            )
+        );
+    }
+
+    #[test]
+    fn userinfo_must_name_the_same_string_sub() {
+        let claims = map(json!({"sub": "ada"}));
+        for userinfo in [json!({"sub": "eve"}), json!({}), json!({"email": "x"})] {
+            assert!(matches!(
+                merge_userinfo(&mut claims.clone(), map(userinfo)),
+                Err(ProviderError::UserinfoSubMismatch)
+            ));
+        }
+        let numeric = map(json!({"sub": 1}));
+        assert!(matches!(
+            merge_userinfo(&mut numeric.clone(), numeric),
+            Err(ProviderError::UserinfoSubMismatch)
+        ));
+    }
 }

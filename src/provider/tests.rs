@@ -36,7 +36,7 @@ async fn setup(opts: IdpOptions, provider_extra: &str) -> Setup {
         client_id = opts.client_id,
     );
     let config = crate::config::from_figment(Figment::from(Toml::string(&toml))).unwrap();
-    let providers = Providers::start(&config);
+    let providers = Providers::start(&config).expect("TLS client for providers");
     assert!(
         providers.wait_ready(Duration::from_secs(10)).await,
         "discovery failed"
@@ -363,7 +363,7 @@ async fn unreachable_provider_is_not_ready_and_begin_says_so() {
         "#
     );
     let config = crate::config::from_figment(Figment::from(Toml::string(&toml))).unwrap();
-    let providers = Providers::start(&config);
+    let providers = Providers::start(&config).expect("TLS client for providers");
     assert!(!providers.wait_ready(Duration::from_millis(300)).await);
     assert!(!providers.all_ready());
     let provider = providers.get("down").unwrap();
@@ -460,7 +460,7 @@ async fn oauth2_providers_are_ready_at_once_and_begin_with_state_and_pkce() {
         icon = "/static/github.svg"
         "#;
     let config = crate::config::from_figment(Figment::from(Toml::string(toml))).unwrap();
-    let providers = Providers::start(&config);
+    let providers = Providers::start(&config).expect("TLS client for providers");
     assert!(providers.all_ready());
     let gh = providers.get("gh").unwrap();
     assert_eq!(
@@ -485,4 +485,23 @@ async fn oauth2_providers_are_ready_at_once_and_begin_with_state_and_pkce() {
     assert!(secrets.pkce_verifier.len() >= 43);
     let (_, again) = gh.begin(&redirect).unwrap();
     assert_ne!(again.state, secrets.state);
+}
+
+#[test]
+fn a_huge_expires_in_saturates_instead_of_overflowing() {
+    assert_eq!(expires_at(Some(u64::MAX)), Some(u64::MAX));
+    assert_eq!(expires_at(None), None);
+    let at = expires_at(Some(60)).unwrap();
+    assert!((59..=60).contains(&(at - crate::now_unix())), "{at}");
+}
+
+#[test]
+fn a_callback_never_prints_its_code() {
+    let callback = Callback {
+        code: "c0de-never-logged",
+        iss: Some("https://idp.example"),
+    };
+    let shown = format!("{callback:?}");
+    assert!(!shown.contains("c0de-never-logged"), "{shown}");
+    assert!(shown.contains("https://idp.example"), "{shown}");
 }

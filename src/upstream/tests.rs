@@ -34,7 +34,8 @@ use crate::{Body, full};
 struct Forward(Upstream);
 
 impl Handler for Forward {
-    async fn handle(&self, req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
+    async fn handle(&self, mut req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
+        super::prepare_request(&mut req);
         match self.0.forward(req).await {
             Ok(response) => response,
             Err(error) => problem(Problem::from(error), false),

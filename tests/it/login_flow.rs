@@ -1,3 +1,4 @@
+use bytes::Bytes;
 use http::StatusCode;
 use portcullis::demo::idp::{IdpOptions, Misbehaviour};
 
@@ -334,4 +335,52 @@ async fn non_ascii_and_control_characters_in_claims_reach_the_upstream_encoded()
         resp.upstream_header("x-forwarded-email").as_deref(),
         Some("zoe@example.com")
     );
+}
+
+#[tokio::test]
+async fn unknown_endpoints_are_404_and_wrong_methods_405_with_allow() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    let none = Bytes::new();
+    let resp = b.get_json(&h.url("/oauth2/nothing")).await;
+    assert_eq!(resp.status, StatusCode::NOT_FOUND);
+    assert_eq!(resp.json()["error"], "not_found");
+    let resp = b
+        .request(
+            http::Method::DELETE,
+            &h.url("/oauth2/userinfo"),
+            &[],
+            none.clone(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.header("allow"), Some("GET, HEAD"));
+    let resp = b
+        .request(
+            http::Method::POST,
+            &h.url("/oauth2/start/demo"),
+            &[],
+            none.clone(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::METHOD_NOT_ALLOWED);
+    let resp = b
+        .request(
+            http::Method::PUT,
+            &h.url("/oauth2/sign_out"),
+            &[],
+            none.clone(),
+        )
+        .await;
+    assert_eq!(resp.header("allow"), Some("GET, HEAD, POST"));
+    let resp = b
+        .request(
+            http::Method::POST,
+            &h.url("/oauth2/sign_out?rd=/x"),
+            &[],
+            none,
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::FOUND);
+    assert_eq!(resp.location(), "/x");
 }

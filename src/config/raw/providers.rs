@@ -49,6 +49,9 @@ const OWNED_AUTH_PARAMS: [&str; 8] = [
     "code_challenge_method",
 ];
 
+/// Stands in for a refused or missing URL; validation has already reported the key.
+const PLACEHOLDER_URL: &str = "https://invalid.example";
+
 const GITHUB_COM: &str = "https://github.com";
 const GITHUB_API: &str = "https://api.github.com";
 const GITLAB_COM: &str = "https://gitlab.com";
@@ -124,7 +127,7 @@ impl RawProvider {
             ProviderKind::Oauth2 => Protocol::OAuth2(self.oauth2(&key, p)),
             _ => Protocol::Oidc(self.oidc(kind, &key, p)),
         };
-        let scopes = self.scopes(kind, &protocol, &key, p);
+        let scopes = self.scopes(kind, &key, p);
         let auth_params = self.auth_params(&protocol, &key, p);
         if let Some(icon) = &self.icon
             && !valid_icon(icon)
@@ -169,7 +172,7 @@ impl RawProvider {
     ) {
         use ProviderKind as K;
         let oidc_kinds: &[K] = &[K::Oidc, K::Google, K::Microsoft, K::Gitlab, K::Linkedin];
-        let checks: [(&str, bool, &[K]); 11] = [
+        let checks: [(&str, bool, &[K]); 12] = [
             ("issuer", self.issuer.is_some(), oidc_kinds),
             (
                 "emails_url",
@@ -193,9 +196,10 @@ impl RawProvider {
             ),
             (
                 "graph_base_url",
-                self.graph_base_url.is_some() || self.www_base_url.is_some(),
+                self.graph_base_url.is_some(),
                 &[K::Facebook],
             ),
+            ("www_base_url", self.www_base_url.is_some(), &[K::Facebook]),
             ("claims", self.claims.is_some(), &[K::Oauth2]),
         ];
         for (name, present, kinds) in checks {
@@ -268,14 +272,11 @@ impl RawProvider {
             ProviderKind::Linkedin => Some(LINKEDIN_ISSUER.to_owned()),
             _ => None,
         };
-        let issuer = match (self.issuer.as_deref(), default_issuer) {
-            (Some(i), _) => p.url(&key("issuer"), Some(i), "https://invalid.example"),
-            (None, Some(default)) => {
-                p.url(&key("issuer"), Some(&default), "https://invalid.example")
-            }
-            (None, None) => {
+        let issuer = match self.issuer.as_deref().or(default_issuer.as_deref()) {
+            Some(issuer) => p.url(&key("issuer"), Some(issuer), PLACEHOLDER_URL),
+            None => {
                 p.add(&key("issuer"), "missing; set the provider's issuer URL (discovery reads <issuer>/.well-known/openid-configuration)");
-                Url::parse("https://invalid.example").expect("valid")
+                Url::parse(PLACEHOLDER_URL).expect("valid")
             }
         };
         OidcSettings {
@@ -370,7 +371,7 @@ impl RawProvider {
                     format_args!("missing; kind = \"oauth2\" needs the server's {what}"),
                 );
             }
-            p.url(&key(name), value, "https://invalid.example")
+            p.url(&key(name), value, PLACEHOLDER_URL)
         };
         let auth_url = required(
             "auth_url",
@@ -412,27 +413,18 @@ impl RawProvider {
     fn scopes(
         &self,
         kind: ProviderKind,
-        protocol: &Protocol,
         key: &dyn Fn(&str) -> String,
         p: &mut Problems,
     ) -> Vec<String> {
-        let defaults: Vec<&str> = match (kind, protocol) {
-            (
-                ProviderKind::Github,
-                Protocol::OAuth2(OAuth2Settings {
-                    profile:
-                        Profile::Github {
-                            organizations,
-                            teams,
-                        },
-                    ..
-                }),
-            ) if !organizations.is_empty() || !teams.is_empty() => {
+        let listed = |list: &Option<Vec<String>>| list.as_ref().is_some_and(|l| !l.is_empty());
+        let defaults: Vec<&str> = match kind {
+            // Membership of organizations and teams needs read:org.
+            ProviderKind::Github if listed(&self.organizations) || listed(&self.teams) => {
                 vec!["read:user", "user:email", "read:org"]
             }
-            (ProviderKind::Github, _) => vec!["read:user", "user:email"],
-            (ProviderKind::Facebook, _) => vec!["email", "public_profile"],
-            (ProviderKind::Oauth2, _) => vec![],
+            ProviderKind::Github => vec!["read:user", "user:email"],
+            ProviderKind::Facebook => vec!["email", "public_profile"],
+            ProviderKind::Oauth2 => vec![],
             _ => vec!["openid", "email", "profile"],
         };
         let mut scopes: Vec<String> = match &self.scopes {
@@ -490,48 +482,16 @@ impl RawProvider {
     }
 }
 
-impl RawSignIn {
-    pub(super) fn validate(self, p: &mut Problems) -> SignInConfig {
-        let template = self.template.as_deref().and_then(|path| {
-            match std::fs::read_to_string(path) {
-                Ok(text) if text.contains("{{providers}}") => Some(text),
-                Ok(_) => {
-                    p.add(
-                        "sign_in.template",
-                        format_args!(
-                            "{} has no {{{{providers}}}} placeholder, so the page would offer no way to sign in",
-                            path.display()
-                        ),
-                    );
-                    None
-                }
-                Err(e) => {
-                    p.add(
-                        "sign_in.template",
-                        format_args!("cannot read {}: {e}", path.display()),
-                    );
-                    None
-                }
-            }
-        });
-        SignInConfig {
-            auto_redirect: self.auto_redirect,
-            template_path: self.template,
-            template,
-        }
-    }
-}
-
 impl Problems {
     /// An optional absolute http(s) URL.
     fn opt_url(&mut self, key: &str, value: Option<&str>) -> Option<Url> {
-        value.map(|v| self.url(key, Some(v), "https://invalid.example"))
+        value.map(|v| self.url(key, Some(v), PLACEHOLDER_URL))
     }
 
     /// `value` when given, else the derived default.
     fn url_or(&mut self, key: &str, value: Option<&str>, default: impl FnOnce() -> Url) -> Url {
         match value {
-            Some(v) => self.url(key, Some(v), "https://invalid.example"),
+            Some(v) => self.url(key, Some(v), PLACEHOLDER_URL),
             None => default(),
         }
     }
