@@ -2,6 +2,8 @@
 //! rule, authenticate, authorise, set identity headers, stream to the upstream.
 //! Spoofed identity headers were already stripped by the dispatcher.
 
+use std::sync::Arc;
+
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -69,7 +71,7 @@ pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Re
 /// The session of this request, if any, and the Set-Cookie values the response
 /// must carry (clearing a bad cookie, or refreshing `last_seen_at`).
 pub struct Authenticated {
-    pub session: Option<Session>,
+    pub session: Option<Arc<Session>>,
     pub set_cookies: Vec<HeaderValue>,
 }
 
@@ -82,8 +84,9 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Authenticated {
         .as_mut()
         .filter(|s| app.sessions.needs_touch(s, now))
     {
-        s.last_seen_at = now;
-        set_cookies.extend(app.sessions.store(s, headers));
+        let touched = Arc::make_mut(s);
+        touched.last_seen_at = now;
+        set_cookies.extend(app.sessions.store(touched, headers));
     }
     Authenticated {
         session,

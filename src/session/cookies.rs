@@ -1,6 +1,8 @@
 //! The cookie session store: the whole session, sealed, in the `<name>`,
 //! `<name>_1`, `<name>_2`, ... cookies (DESIGN §4, §8.10).
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::COOKIE;
@@ -16,13 +18,18 @@ const MAX_CHUNKS: usize = 10;
 /// attributes); staying under 4000 leaves room for browsers that count differently.
 const MAX_SET_COOKIE_LEN: usize = 4000;
 const MAX_JOINED_LEN: usize = MAX_CHUNKS * MAX_SET_COOKIE_LEN;
+/// Bytes of opened sessions kept (sealed value plus an estimate of the decoded
+/// session): a few thousand typical sessions.
+const OPENED_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+/// An opened session not used for this long is forgotten; it opens again if it returns.
+const OPENED_CACHE_IDLE: Duration = Duration::from_secs(600);
 /// Removes a cookie (RFC 6265 §5.3 step 11); `Expires` for clients that ignore `Max-Age`.
 pub(super) const DELETE: &str = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT";
 
 /// What the request's session cookies held.
 #[derive(Debug)]
 pub struct Loaded {
-    pub session: Option<Session>,
+    pub session: Option<Arc<Session>>,
     /// Set-Cookie values deleting the session cookies the request carried, when
     /// they held no usable session.
     pub clear: Vec<HeaderValue>,
@@ -38,6 +45,13 @@ pub struct SessionCookies {
     idle_timeout: Option<Duration>,
     /// Hashes of flow states already taken, so a callback works once (DESIGN §4).
     pub(super) consumed_flows: moka::sync::Cache<[u8; 32], ()>,
+    /// Sessions already opened, by their exact sealed value: a browser sends
+    /// the same cookie on every request, and decrypting and parsing it again
+    /// each time was most of a signed-in request's own CPU. The same bytes
+    /// always open to the same session under the same keys, so a hit is what
+    /// opening would give; expiry is still checked on every request. Only
+    /// values that opened are inserted, so strangers cannot fill it.
+    opened: moka::sync::Cache<Box<[u8]>, Arc<Session>, foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for SessionCookies {
@@ -82,6 +96,14 @@ impl SessionCookies {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(super::flow::FLOW_LIFETIME_SECS))
                 .build(),
+            opened: moka::sync::Cache::builder()
+                // The decoded session takes about as much again as its sealed form.
+                .weigher(|sealed: &Box<[u8]>, _| {
+                    u32::try_from(sealed.len() * 2).unwrap_or(u32::MAX)
+                })
+                .max_capacity(OPENED_CACHE_BYTES)
+                .time_to_idle(OPENED_CACHE_IDLE)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 
@@ -241,7 +263,7 @@ impl SessionCookies {
             .collect()
     }
 
-    fn decode(&self, carried: &[Chunk<'_>], now: u64) -> Result<Session, Refused> {
+    fn decode(&self, carried: &[Chunk<'_>], now: u64) -> Result<Arc<Session>, Refused> {
         if carried.len() > MAX_CHUNKS {
             return Err(Refused::Chunks);
         }
@@ -263,16 +285,29 @@ impl SessionCookies {
         if values.iter().flatten().map(|v| v.len()).sum::<usize>() > MAX_JOINED_LEN {
             return Err(Refused::TooLarge);
         }
-        // One cookie, the common case, opens in place; chunks are joined first.
-        let plaintext = match values {
-            [Some(only)] => self.keys.open(&self.name, only)?,
-            chunks => {
-                let chunks: Vec<&[u8]> = chunks.iter().flatten().copied().collect();
-                self.keys.open(&self.name, chunks.concat())?
+        // One cookie, the common case, is used in place; chunks are joined first.
+        let sealed: Cow<'_, [u8]> = match values {
+            [Some(only)] => Cow::Borrowed(only),
+            chunks => Cow::Owned(
+                chunks
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .concat(),
+            ),
+        };
+        let session = match self.opened.get(&*sealed) {
+            Some(session) => session,
+            None => {
+                let plaintext = self.keys.open(&self.name, &sealed)?;
+                let session: Arc<Session> =
+                    Arc::new(serde_json::from_slice(&plaintext).map_err(|_| Refused::NotASession)?);
+                let key = sealed.into_owned().into_boxed_slice();
+                self.opened.insert(key, Arc::clone(&session));
+                session
             }
         };
-        let session: Session =
-            serde_json::from_slice(&plaintext).map_err(|_| Refused::NotASession)?;
         if session.expires_at <= now {
             return Err(Refused::Expired);
         }

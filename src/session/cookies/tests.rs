@@ -97,7 +97,7 @@ fn small_session_roundtrips_in_one_cookie() {
     let set = s.store_at(&sess, &HeaderMap::new(), NOW);
     assert_eq!(set.len(), 1);
     let loaded = s.load(&browser_sends(&set), NOW);
-    assert_eq!(loaded.session, Some(sess));
+    assert_eq!(loaded.session.as_deref(), Some(&sess));
     assert!(loaded.clear.is_empty());
 }
 
@@ -144,8 +144,8 @@ fn large_session_is_chunked_under_the_cookie_limit() {
         assert!(v.to_str().unwrap().starts_with(&expected));
     }
     assert_eq!(
-        s.load(&browser_sends(&set), NOW).session,
-        Some(sess.clone())
+        s.load(&browser_sends(&set), NOW).session.as_deref(),
+        Some(&sess)
     );
 
     // Browsers may send cookies in any order, and over several headers.
@@ -155,7 +155,7 @@ fn large_session_is_chunked_under_the_cookie_limit() {
     for (n, v) in &p {
         split.append(COOKIE, HeaderValue::from_str(&format!("{n}={v}")).unwrap());
     }
-    assert_eq!(s.load(&split, NOW).session, Some(sess));
+    assert_eq!(s.load(&split, NOW).session.as_deref(), Some(&sess));
 }
 
 #[test]
@@ -242,6 +242,8 @@ fn foreign_secret_expired_and_idle_sessions_are_refused() {
     assert_eq!(loaded.session, None);
     assert_eq!(deleted(&loaded.clear), ["_portcullis"]);
 
+    // The second load is answered from the opened-session cache: expiry and
+    // idleness are checked all the same.
     let sent = browser_sends(&s.store_at(&sess, &HeaderMap::new(), NOW));
     assert!(s.load(&sent, sess.expires_at - 1).session.is_some());
     let expired = s.load(&sent, sess.expires_at);
@@ -257,13 +259,45 @@ fn foreign_secret_expired_and_idle_sessions_are_refused() {
 }
 
 #[test]
+fn an_opened_session_is_reused_only_for_the_exact_same_value() {
+    let s = store();
+    let sess = session(10);
+    let sent = browser_sends(&s.store_at(&sess, &HeaderMap::new(), NOW));
+    let first = s.load(&sent, NOW).session.unwrap();
+    let again = s.load(&sent, NOW).session.unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "the second load opens nothing");
+
+    // Any other value, even one byte away from a cached one, is opened (and
+    // refused) on its own.
+    let value = sent.get(COOKIE).unwrap().to_str().unwrap().to_owned();
+    for (i, flipped) in [
+        (value.len() - 1, 'A'),
+        (value.len() - 1, 'B'),
+        (20, 'x'),
+        (20, 'y'),
+    ] {
+        let mut forged = value.clone();
+        forged.replace_range(i..=i, &flipped.to_string());
+        if forged == value {
+            continue;
+        }
+        let loaded = s.load(&cookie_header(&forged), NOW);
+        assert_eq!(loaded.session, None, "{forged}");
+        assert_eq!(deleted(&loaded.clear), ["_portcullis"]);
+    }
+    let truncated = &value[..value.len() - 1];
+    assert_eq!(s.load(&cookie_header(truncated), NOW).session, None);
+    assert!(s.load(&sent, NOW).session.is_some());
+}
+
+#[test]
 fn previous_secret_still_loads() {
     let old_secret = "an older secret of at least 32 bytes!";
     let old = SessionCookies::new(&session_config(old_secret, &[]));
     let rotated = SessionCookies::new(&session_config(SECRET, &[old_secret]));
     let sess = session(10);
     let sent = browser_sends(&old.store_at(&sess, &HeaderMap::new(), NOW));
-    assert_eq!(rotated.load(&sent, NOW).session, Some(sess));
+    assert_eq!(rotated.load(&sent, NOW).session.as_deref(), Some(&sess));
 }
 
 #[test]
