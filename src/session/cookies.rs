@@ -98,9 +98,7 @@ impl SessionCookies {
                 .build(),
             opened: moka::sync::Cache::builder()
                 // The decoded session takes about as much again as its sealed form.
-                .weigher(|sealed: &Box<[u8]>, _| {
-                    u32::try_from(sealed.len() * 2).unwrap_or(u32::MAX)
-                })
+                .weigher(|sealed: &Box<[u8]>, _| opened_weight(sealed))
                 .max_capacity(OPENED_CACHE_BYTES)
                 .time_to_idle(OPENED_CACHE_IDLE)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
@@ -357,6 +355,12 @@ impl SessionCookies {
             })
             .collect()
     }
+}
+
+/// The opened-session cache's weight of an entry: its sealed value, and about
+/// as much again for the decoded session.
+fn opened_weight(sealed: &[u8]) -> u32 {
+    u32::try_from(sealed.len() * 2).unwrap_or(u32::MAX)
 }
 
 /// One session cookie in a request; `index` is `None` for names like `<name>_01`.
