@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
 
@@ -51,7 +52,7 @@ pub struct SessionCookies {
     /// always open to the same session under the same keys, so a hit is what
     /// opening would give; expiry is still checked on every request. Only
     /// values that opened are inserted, so strangers cannot fill it.
-    opened: moka::sync::Cache<Box<[u8]>, Arc<Session>, foldhash::fast::RandomState>,
+    opened: moka::sync::Cache<Bytes, Arc<Session>, foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for SessionCookies {
@@ -98,7 +99,7 @@ impl SessionCookies {
                 .build(),
             opened: moka::sync::Cache::builder()
                 // The decoded session takes about as much again as its sealed form.
-                .weigher(|sealed: &Box<[u8]>, _| opened_weight(sealed))
+                .weigher(|sealed: &Bytes, _| opened_weight(sealed))
                 .max_capacity(OPENED_CACHE_BYTES)
                 .time_to_idle(OPENED_CACHE_IDLE)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
@@ -301,7 +302,7 @@ impl SessionCookies {
                 let plaintext = self.keys.open(&self.name, &sealed)?;
                 let session: Arc<Session> =
                     Arc::new(serde_json::from_slice(&plaintext).map_err(|_| Refused::NotASession)?);
-                let key = sealed.into_owned().into_boxed_slice();
+                let key = Bytes::from(sealed.into_owned());
                 self.opened.insert(key, Arc::clone(&session));
                 session
             }
