@@ -1,20 +1,22 @@
-//! Forwarding to the app: one pooled HTTP/1.1 client, bodies streamed both
-//! ways, hop-by-hop headers removed, upgrades tunnelled (STYLE §8).
+//! Forwarding to the app: a pool of HTTP/1.1 connections, bodies streamed
+//! both ways, hop-by-hop headers removed, upgrades tunnelled (STYLE §8).
 
+mod pool;
 mod tunnel;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HOST;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_rustls::ConfigBuilderExt;
+use rustls_pki_types::ServerName;
 use tokio_util::task::TaskTracker;
+
+use self::pool::{Pool, SendError};
 
 use crate::config::UpstreamConfig;
 use crate::{Body, BoxError, headers};
@@ -40,9 +42,9 @@ pub enum UpstreamError {
 /// The app behind portcullis.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
-    scheme: Scheme,
-    authority: Authority,
+    pool: Arc<Pool>,
+    /// `Host` for requests that came without one (HTTP/1.0): the upstream's.
+    host: HeaderValue,
     /// The path of `upstream.url` without its trailing `/`; prefixed to every request.
     base_path: String,
     timeout: Duration,
@@ -55,33 +57,45 @@ impl Upstream {
     /// validation guarantees.
     pub fn new(cfg: &UpstreamConfig) -> Self {
         let url = &cfg.url;
-        let scheme =
-            Scheme::try_from(url.scheme()).expect("validated upstream.url has an http(s) scheme");
-        let authority =
-            Authority::try_from(&url[url::Position::BeforeHost..url::Position::AfterPort])
-                .expect("validated upstream.url has a host");
+        let host = match url.host() {
+            Some(url::Host::Domain(domain)) => domain.to_owned(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => panic!("validated upstream.url has a host"),
+        };
+        let port = url
+            .port_or_known_default()
+            .expect("validated upstream.url has an http(s) scheme");
+        let host_header =
+            HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort])
+                .expect("a URL's host and port are a valid header value");
 
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(cfg.timeout.min(CONNECT_TIMEOUT)));
-        // HTTP/1.1 only: upgrades and Connection semantics exist only there, and
-        // the upstream leg is usually loopback where h2 buys nothing.
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+        let tls = (url.scheme() == "https").then(|| {
+            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
             .expect("ring supports the safe default TLS versions")
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+            .with_webpki_roots()
+            .with_no_client_auth();
+            // HTTP/1.1 only: upgrades and Connection semantics exist only there,
+            // and the upstream leg is usually loopback where h2 buys nothing.
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let name = ServerName::try_from(host.clone())
+                .expect("a URL's host is a DNS name or an IP address");
+            (tokio_rustls::TlsConnector::from(Arc::new(config)), name)
+        });
+        let pool = Pool::new(
+            host,
+            port,
+            tls,
+            cfg.timeout.min(CONNECT_TIMEOUT),
+            pool::IDLE_TIMEOUT,
+        );
 
         Self {
-            client,
-            scheme,
-            authority,
+            pool: Arc::new(pool),
+            host: host_header,
             base_path: url.path().trim_end_matches('/').to_owned(),
             timeout: cfg.timeout,
             tunnels: TaskTracker::new(),
@@ -115,21 +129,24 @@ impl Upstream {
         let (mut parts, body) = req.into_parts();
         parts.uri = self.target(&parts.method, &parts.uri)?;
         parts.version = Version::HTTP_11;
+        // hyper's connection writes the request as given and adds no `Host`.
+        if !parts.headers.contains_key(HOST) {
+            parts.headers.insert(HOST, self.host.clone());
+        }
         let req = Request::from_parts(parts, body.map_err(BoxError::from).boxed());
 
-        let mut response = match tokio::time::timeout(self.timeout, self.client.request(req)).await
-        {
+        let mut response = match tokio::time::timeout(self.timeout, self.pool.send(req)).await {
             Err(_elapsed) => {
                 tracing::warn!(timeout = ?self.timeout, "upstream sent no response headers in time");
                 return Err(UpstreamError::Timeout(self.timeout));
             }
-            Ok(Err(error)) => {
+            Ok(Err(SendError::Connect(error))) => {
+                tracing::warn!(error = %error_chain(&*error), "upstream unreachable");
+                return Err(UpstreamError::Unreachable(error));
+            }
+            Ok(Err(SendError::Protocol(error))) => {
                 tracing::warn!(error = %error_chain(&error), "upstream request failed");
-                return Err(if error.is_connect() {
-                    UpstreamError::Unreachable(error.into())
-                } else {
-                    UpstreamError::Protocol(error.into())
-                });
+                return Err(UpstreamError::Protocol(error.into()));
             }
             Ok(Ok(response)) => response,
         };
@@ -151,7 +168,7 @@ impl Upstream {
             }
             _ => headers::strip_hop_by_hop(response.headers_mut()),
         }
-        Ok(response.map(|body| body.map_err(BoxError::from).boxed()))
+        Ok(response)
     }
 
     fn target(&self, method: &Method, uri: &Uri) -> Result<Uri, UpstreamError> {
@@ -164,11 +181,8 @@ impl Upstream {
                 "only origin-form targets are proxied",
             ));
         }
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(format!("{}{path_and_query}", self.base_path))
-            .build()
+        // Origin-form: hyper's connection writes the target as given.
+        Uri::try_from(format!("{}{path_and_query}", self.base_path))
             .map_err(|_| UpstreamError::InvalidTarget("path does not form a valid URI"))
     }
 }
@@ -195,7 +209,7 @@ pub fn prepare_request<B>(req: &mut Request<B>) {
     }
 }
 
-/// `error: cause: cause`, since hyper-util's own message is only its kind.
+/// `error: cause: cause`, since hyper's own message is only its kind.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut chain = error.to_string();
     let mut source = error.source();

@@ -1,0 +1,189 @@
+//! The pool against a raw-socket upstream, which shows exactly which
+//! connection each request arrived on and when a connection closed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::empty;
+
+/// What the upstream saw: a request on connection `n`, or connection `n` closed.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    Request(usize),
+    Closed(usize),
+}
+
+/// An upstream answering every request head with `answer`; after
+/// `requests_per_conn` answers it closes the connection.
+async fn upstream(
+    answer: &'static str,
+    requests_per_conn: usize,
+) -> (u16, mpsc::UnboundedReceiver<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (seen, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        for n in 0.. {
+            let (conn, _) = listener.accept().await.unwrap();
+            tokio::spawn(serve(conn, n, answer, requests_per_conn, seen.clone()));
+        }
+    });
+    (port, rx)
+}
+
+async fn serve(
+    mut conn: TcpStream,
+    n: usize,
+    answer: &'static str,
+    requests_per_conn: usize,
+    seen: mpsc::UnboundedSender<Seen>,
+) {
+    let mut buf = Vec::new();
+    let mut answered = 0;
+    loop {
+        let mut chunk = [0u8; 1024];
+        match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => buf.extend_from_slice(&chunk[..read]),
+        }
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            buf.drain(..end + 4);
+            seen.send(Seen::Request(n)).unwrap();
+            conn.write_all(answer.as_bytes()).await.unwrap();
+            answered += 1;
+        }
+        if answered == requests_per_conn {
+            break;
+        }
+    }
+    seen.send(Seen::Closed(n)).unwrap();
+}
+
+const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+fn pool(port: u16, idle_timeout: Duration) -> Arc<Pool> {
+    Arc::new(Pool::new(
+        "127.0.0.1".into(),
+        port,
+        None,
+        Duration::from_secs(5),
+        idle_timeout,
+    ))
+}
+
+async fn get(pool: &Arc<Pool>) -> (StatusCode, Bytes) {
+    let req = Request::get("/")
+        .header("host", "upstream")
+        .body(empty())
+        .unwrap();
+    let Ok(response) = pool.send(req).await else {
+        panic!("the request failed")
+    };
+    let status = response.status();
+    (
+        status,
+        response.into_body().collect().await.unwrap().to_bytes(),
+    )
+}
+
+async fn next(seen: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
+    tokio::time::timeout(Duration::from_secs(5), seen.recv())
+        .await
+        .expect("the upstream saw nothing")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn requests_one_after_another_share_one_connection() {
+    let (port, mut seen) = upstream(OK, usize::MAX).await;
+    let pool = pool(port, IDLE_TIMEOUT);
+    for _ in 0..5 {
+        assert_eq!(get(&pool).await, (StatusCode::OK, Bytes::from("ok")));
+        assert_eq!(next(&mut seen).await, Seen::Request(0));
+    }
+    assert_eq!(pool.idle_here(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_requests_get_their_own_connections_then_both_are_kept() {
+    let (port, mut seen) = upstream(OK, usize::MAX).await;
+    let pool = pool(port, IDLE_TIMEOUT);
+    let (a, b) = tokio::join!(get(&pool), get(&pool));
+    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
+    let mut conns = [next(&mut seen).await, next(&mut seen).await];
+    conns.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(conns, [Seen::Request(0), Seen::Request(1)]);
+    assert_eq!(pool.idle_here(), 2);
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_is_not_used_again() {
+    // One answer per connection, closed without saying so.
+    let (port, mut seen) = upstream(OK, 1).await;
+    let pool = pool(port, IDLE_TIMEOUT);
+    for n in 0..3 {
+        assert_eq!(get(&pool).await.0, StatusCode::OK);
+        assert_eq!(next(&mut seen).await, Seen::Request(n));
+        assert_eq!(next(&mut seen).await, Seen::Closed(n));
+        // Let the connection's task see the close before the next checkout;
+        // if it has not yet, the request is sent again on a new connection.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn connection_close_and_http10_answers_are_not_pooled() {
+    for answer in [
+        "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+        "HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    ] {
+        let (port, mut seen) = upstream(answer, usize::MAX).await;
+        let pool = pool(port, IDLE_TIMEOUT);
+        assert_eq!(get(&pool).await.0, StatusCode::OK, "{answer}");
+        assert_eq!(next(&mut seen).await, Seen::Request(0));
+        assert_eq!(pool.idle_here(), 0, "{answer}");
+        assert_eq!(get(&pool).await.0, StatusCode::OK, "{answer}");
+        assert_eq!(next(&mut seen).await, Seen::Closed(0), "{answer}");
+        assert_eq!(next(&mut seen).await, Seen::Request(1), "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let (port, mut seen) = upstream(OK, usize::MAX).await;
+    let pool = pool(port, Duration::from_millis(300));
+    assert_eq!(get(&pool).await.0, StatusCode::OK);
+    assert_eq!(next(&mut seen).await, Seen::Request(0));
+    // Closed by portcullis, not by the upstream (which never closes).
+    assert_eq!(next(&mut seen).await, Seen::Closed(0));
+    // The dead handle is skipped: the next request opens a new connection.
+    assert_eq!(get(&pool).await.0, StatusCode::OK);
+    assert_eq!(next(&mut seen).await, Seen::Request(1));
+}
+
+#[tokio::test]
+async fn a_busy_connection_is_not_closed_by_the_idle_timer() {
+    // The answer's body arrives well after the idle timeout.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = conn.read(&mut buf).await.unwrap();
+        conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nsl")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        conn.write_all(b"ow").await.unwrap();
+        let _ = conn.read(&mut buf).await;
+    });
+    let pool = pool(port, Duration::from_millis(300));
+    assert_eq!(get(&pool).await, (StatusCode::OK, Bytes::from("slow")));
+}
