@@ -105,11 +105,12 @@ impl Pool {
                 // the request went out: nothing was sent, so a new connection
                 // may carry it.
                 Err(mut error) => match error.take_message() {
-                    Some(req) => self.send_on_new(req).await?,
+                    Some(req) => Box::pin(self.send_on_new(req)).await?,
                     None => (pooled, Err(error.into_error())),
                 },
             },
-            None => self.send_on_new(req).await?,
+            // Boxed: dialling (TCP, TLS, handshake) is rare and its future large.
+            None => Box::pin(self.send_on_new(req)).await?,
         };
         let response = response.map_err(SendError::Protocol)?;
         // An upgraded connection belongs to the tunnel; one the upstream is
