@@ -101,22 +101,29 @@ pub async fn serve<H: Handler>(
         let watcher = graceful.watcher();
         let builder = builder.clone();
         let handler = handler.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                None => serve_connection(&builder, stream, conn, handler, watcher).await,
-                Some(tls) => {
+        // Two kinds of task, so a plain connection's task is not sized for the
+        // TLS stream and handshake it never has (each connection holds its
+        // task's memory for as long as it stays open).
+        match &tls {
+            None => {
+                tokio::spawn(async move {
+                    serve_connection(&builder, stream, conn, handler, watcher).await;
+                });
+            }
+            Some(tls) => {
+                let tls = tls.clone();
+                tokio::spawn(async move {
                     match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await
                     {
                         Ok(Ok(stream)) => {
-                            serve_connection(&builder, stream, conn, handler, watcher).await
+                            serve_connection(&builder, stream, conn, handler, watcher).await;
                         }
                         Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                }
+                });
             }
-        });
+        }
     }
     drop(listener);
 
