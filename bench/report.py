@@ -19,7 +19,9 @@ LABELS = {
     "portcullis-anonymous": "portcullis, anonymous (302 to sign-in)",
 }
 RSS_LIMIT_KB = 20 * 1024
-# RSS counts as flat when the last sample is within this much of the first warm one.
+# RSS counts as flat when no later sample exceeds the first warm one by more than
+# this. A fall is not growth: idle upstream connections close after a minute and
+# their memory goes back.
 FLAT_TOLERANCE_KB = 1024
 
 
@@ -126,7 +128,7 @@ def render(args, s, memory, sign_ins):
     rss256, conns, series = memory
     warm = series[1][1] if len(series) > 1 else series[0][1]
     last_requests, last = series[-1]
-    flat = abs(last - warm) <= FLAT_TOLERANCE_KB
+    flat = max(r for _, r in series[1:] or series) - warm <= FLAT_TOLERANCE_KB
     peak = max(r for _, r in series)
     sign_in_rate, sign_in_cpu, sign_in_count = sign_ins
     cpu_bound_rate = 1e6 / sign_in_cpu
