@@ -191,7 +191,8 @@ impl Pool {
             .iter()
             .rposition(|p| p.sender.is_ready() || p.sender.is_closed())
         {
-            let pooled = idle.swap_remove(i);
+            // `remove`, not `swap_remove`: the order is most recently released last.
+            let pooled = idle.remove(i);
             if pooled.sender.is_ready() {
                 pooled.idleness.0.store(BUSY, Ordering::Relaxed);
                 return Some(pooled);
@@ -204,7 +205,7 @@ impl Pool {
         let mut idle = self.idle.get_or_default().borrow_mut();
         // The oldest handle goes when its connection has closed.
         if idle.first().is_some_and(|p| p.sender.is_closed()) {
-            idle.swap_remove(0);
+            idle.remove(0);
         }
         if idle.len() >= MAX_IDLE || pooled.sender.is_closed() {
             return;
