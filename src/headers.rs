@@ -1,6 +1,7 @@
 //! Pure `HeaderMap` functions for the proxy path: hop-by-hop removal, spoofed
 //! identity headers, `X-Forwarded-*`. No I/O, so every rule has a table test.
 
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
@@ -33,15 +34,18 @@ pub fn strip_hop_by_hop_keep_upgrade(headers: &mut HeaderMap) {
 }
 
 fn strip(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
+    // The values are cloned (a reference count each, no copy) so the headers
+    // they name can be removed while reading them; names are looked up as
+    // `&str`, which allocates nothing, where a `HeaderName` for a non-standard
+    // name such as `keep-alive` (in nearly every upstream response) would.
+    let listed: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
+    headers.remove(CONNECTION);
+    let tokens = listed
         .iter()
         .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim_ascii()).ok())
-        .collect();
-    headers.remove(CONNECTION);
-    for name in listed {
-        if !(keep_upgrade && name == UPGRADE) {
+        .filter_map(|token| std::str::from_utf8(token.trim_ascii()).ok());
+    for name in tokens {
+        if !(keep_upgrade && name.eq_ignore_ascii_case(UPGRADE.as_str())) {
             headers.remove(name);
         }
     }
@@ -182,7 +186,8 @@ pub fn set_forwarded(
     } else {
         FORWARDING_CLAIMS.strip(headers);
     }
-    chain.extend_from_slice(peer.to_string().as_bytes());
+    // Written in place: no String for the address.
+    let _ = write!(chain, "{peer}");
     let chain = HeaderValue::from_bytes(&chain).unwrap_or_else(|_| ip_value(peer));
     headers.insert(HeaderName::from_static(X_FORWARDED_FOR), chain);
     if !headers.contains_key(X_FORWARDED_PROTO)

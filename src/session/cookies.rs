@@ -296,15 +296,12 @@ impl SessionCookies {
                     .concat(),
             ),
         };
-        let session = match self.opened.get(&*sealed) {
-            Some(session) => session,
+        let cached = self.opened.get(&*sealed);
+        let session = match &cached {
+            Some(session) => Arc::clone(session),
             None => {
                 let plaintext = self.keys.open(&self.name, &sealed)?;
-                let session: Arc<Session> =
-                    Arc::new(serde_json::from_slice(&plaintext).map_err(|_| Refused::NotASession)?);
-                let key = Bytes::from(sealed.into_owned());
-                self.opened.insert(key, Arc::clone(&session));
-                session
+                Arc::new(serde_json::from_slice(&plaintext).map_err(|_| Refused::NotASession)?)
             }
         };
         if session.expires_at <= now {
@@ -314,6 +311,11 @@ impl SessionCookies {
             && now.saturating_sub(session.last_seen_at) > idle.as_secs()
         {
             return Err(Refused::Idle);
+        }
+        // Only a session that is usable now is remembered.
+        if cached.is_none() {
+            let key = Bytes::from(sealed.into_owned());
+            self.opened.insert(key, Arc::clone(&session));
         }
         Ok(session)
     }
