@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The load benchmark of issue #4: portcullis against a bare nginx proxy_pass, on
-# loopback, with a session obtained through a real sign-in. Stops by itself;
-# every run is bounded in time. Results go to stdout and into BENCHMARKS.md.
+# loopback, with a session obtained through a real sign-in. The upstream, nginx
+# and signed-in portcullis all get the same request, session cookie included.
+# Stops by itself; every run is bounded in time. Results go to stdout and into
+# BENCHMARKS.md.
 #
 #   bench/load.sh                         # 5 rounds of 10 s per target
 #   ROUNDS=1 DURATION=3 bench/load.sh     # a quick look
@@ -181,8 +183,9 @@ EOF
 server_pids() { # target
   case $1 in
     direct) nginx_pids upstream ;;
-    nginx) nginx_pids proxy ;;
+    nginx | nginx-nocookie) nginx_pids proxy ;;
     portcullis*) echo "$PORTCULLIS_PID" ;;
+    *) die "unknown target $1" ;;
   esac
 }
 
@@ -215,17 +218,23 @@ rss_kb() { # pids...: VmRSS summed
 url_of() {
   case $1 in
     direct) echo "http://127.0.0.1:$UPSTREAM_PORT/" ;;
-    nginx) echo "http://127.0.0.1:$NGINX_PORT/" ;;
+    nginx | nginx-nocookie) echo "http://127.0.0.1:$NGINX_PORT/" ;;
     portcullis*) echo "http://127.0.0.1:$PORTCULLIS_PORT/" ;;
+    *) die "unknown target $1" ;;
   esac
 }
 
 # Runs wrk once; prints its RESULT line. Fails the benchmark on any wrong answer.
+# direct, nginx and portcullis get the same request, session cookie included, so
+# the proxies read (and nginx forwards) the same bytes; nginx-nocookie is nginx
+# without it, as this benchmark measured nginx before, for reference.
 wrk_run() { # target seconds connections
   local target=$1 seconds=$2 conns=$3 status=200 len=$BODY_LEN cookie="" out
   case $target in
-    portcullis) cookie=$SESSION_COOKIE ;;
+    direct | nginx | portcullis) cookie=$SESSION_COOKIE ;;
+    nginx-nocookie) ;;
     portcullis-anonymous) status=302 len=-1 ;;
+    *) die "unknown target $target" ;;
   esac
   out=$(timeout $((seconds + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${seconds}s" \
     -s "$ROOT/bench/check.lua" "$(url_of "$target")" -- "$status" "$len" "$cookie") ||
@@ -326,7 +335,7 @@ if [[ $PROFILE == 1 ]]; then
   exit 0
 fi
 
-TARGETS=(direct nginx portcullis portcullis-anonymous)
+TARGETS=(direct nginx nginx-nocookie portcullis portcullis-anonymous)
 for target in "${TARGETS[@]}"; do
   wrk_run "$target" 1 "$CONNECTIONS" >/dev/null # warm-up: connections, pools, caches
 done
@@ -341,7 +350,7 @@ sign_in_run
 
 python3 "$ROOT/bench/report.py" \
   --runs "$RUNS" --memory "$WORK/memory.tsv" --sign-ins "$WORK/sign_ins.txt" \
-  --clk-tck "$(getconf CLK_TCK)" --command "$COMMAND" \
+  --clk-tck "$(getconf CLK_TCK)" --command "$COMMAND" --cookie-bytes "${#SESSION_COOKIE}" \
   --connections "$CONNECTIONS" --duration "$DURATION" --rounds "$ROUNDS" \
   --nginx-version "$(nginx -v 2>&1 | sed 's/^nginx version: //')" \
   --wrk-version "$(wrk -v 2>&1 | head -n1 | awk '{ print $2 }')" \

@@ -14,7 +14,8 @@ BEGIN = "<!-- load-results:begin -->"
 END = "<!-- load-results:end -->"
 LABELS = {
     "direct": "direct upstream (nginx `return 200`)",
-    "nginx": "nginx `proxy_pass`, keep-alive pool",
+    "nginx": "nginx `proxy_pass`, keep-alive pool (same request)",
+    "nginx-nocookie": "nginx `proxy_pass`, request without the cookie (for reference)",
     "portcullis": "portcullis, signed in",
     "portcullis-anonymous": "portcullis, anonymous (302 to sign-in)",
 }
@@ -116,7 +117,11 @@ def render(args, s, memory, sign_ins):
         "req/s vs direct | req/s vs nginx | CPU vs nginx |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for target in ["direct", "nginx", "portcullis", "portcullis-anonymous"]:
+    # The ratios and the verdicts compare with "nginx", which gets the same request as
+    # portcullis; "nginx-nocookie" is only shown (and absent from older runs).
+    for target in ["direct", "nginx", "nginx-nocookie", "portcullis", "portcullis-anonymous"]:
+        if target not in s:
+            continue
         t = s[target]
         lines.append(
             f"| {LABELS[target]} | {t['rps']:,.0f} ({t['rps_min']:,.0f}–{t['rps_max']:,.0f}) "
@@ -132,7 +137,17 @@ def render(args, s, memory, sign_ins):
     peak = max(r for _, r in series)
     sign_in_rate, sign_in_cpu, sign_in_count = sign_ins
     cpu_bound_rate = 1e6 / sign_in_cpu
+    cookie = f" of {args.cookie_bytes:,} bytes" if args.cookie_bytes is not None else ""
+    same = (
+        "The direct upstream, nginx and signed-in portcullis all get the identical request: "
+        f"the same headers, the `Cookie` with the session cookie{cookie} included (only the "
+        "port in `Host` differs); the ratios and the verdicts compare with that nginx row."
+    )
+    if "nginx-nocookie" in s:
+        same += " The nginx row without the cookie is what earlier runs measured, shown for comparison."
     lines += [
+        "",
+        same,
         "",
         f"Session cookie refreshed by portcullis during the signed-in runs: {signed['refreshed']} times.",
         "",
@@ -180,6 +195,7 @@ def main():
         p.add_argument(f"--{name}", required=True)
     for name in ["clk-tck", "connections", "duration", "rounds"]:
         p.add_argument(f"--{name}", type=int, required=True)
+    p.add_argument("--cookie-bytes", type=int)
     p.add_argument("--write")
     args = p.parse_args()
     summary = summarise(read_runs(args.runs), args.clk_tck)

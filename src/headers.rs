@@ -1,7 +1,6 @@
 //! Pure `HeaderMap` functions for the proxy path: hop-by-hop removal, spoofed
 //! identity headers, `X-Forwarded-*`. No I/O, so every rule has a table test.
 
-use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
@@ -34,27 +33,53 @@ pub fn strip_hop_by_hop_keep_upgrade(headers: &mut HeaderMap) {
 }
 
 fn strip(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // The values are cloned (a reference count each, no copy) so the headers
-    // they name can be removed while reading them; names are looked up as
-    // `&str`, which allocates nothing, where a `HeaderName` for a non-standard
-    // name such as `keep-alive` (in nearly every upstream response) would.
-    let listed: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
-    headers.remove(CONNECTION);
+    // Names are looked up as `&str`, which allocates nothing, where a
+    // `HeaderName` for a non-standard name such as `keep-alive` (in nearly
+    // every upstream response) would.
+    match headers.get_all(CONNECTION).iter().count() {
+        0 => {}
+        // The usual case: one value, taken out of the map, no list needed.
+        1 => {
+            if let Some(listed) = headers.remove(CONNECTION) {
+                remove_listed(headers, [listed].iter(), keep_upgrade);
+            }
+        }
+        // Cloned (a reference count each) so the headers they name can be
+        // removed while reading them.
+        _ => {
+            let listed: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
+            headers.remove(CONNECTION);
+            remove_listed(headers, listed.iter(), keep_upgrade);
+        }
+    }
+    // One pass over the names, not a lookup per fixed hop-by-hop header: most
+    // messages carry none.
+    let fixed = |name: &HeaderName| {
+        name == TRANSFER_ENCODING
+            || (name == UPGRADE && !keep_upgrade)
+            || HOP_BY_HOP.contains(&name.as_str())
+    };
+    if headers.keys().any(fixed) {
+        let found: Vec<HeaderName> = headers.keys().filter(|n| fixed(n)).cloned().collect();
+        for name in found {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Removes the headers named in `Connection` values.
+fn remove_listed<'v>(
+    headers: &mut HeaderMap,
+    listed: impl Iterator<Item = &'v HeaderValue>,
+    keep_upgrade: bool,
+) {
     let tokens = listed
-        .iter()
         .flat_map(|value| value.as_bytes().split(|&b| b == b','))
         .filter_map(|token| std::str::from_utf8(token.trim_ascii()).ok());
     for name in tokens {
         if !(keep_upgrade && name.eq_ignore_ascii_case(UPGRADE.as_str())) {
             headers.remove(name);
         }
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(TRANSFER_ENCODING);
-    if !keep_upgrade {
-        headers.remove(UPGRADE);
     }
 }
 
@@ -163,6 +188,28 @@ static FORWARDING_CLAIMS: LazyLock<SpoofGuard> = LazyLock::new(|| {
     ])
 });
 
+/// A connection's peer address, with the `X-Forwarded-For` entry it becomes,
+/// formatted once per connection rather than on every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIp {
+    ip: IpAddr,
+    header: HeaderValue,
+}
+
+impl PeerIp {
+    pub fn new(ip: IpAddr) -> Self {
+        let ip = ip.to_canonical();
+        let header = HeaderValue::try_from(ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { ip, header }
+    }
+
+    /// Canonical: an IPv4-mapped IPv6 address is its IPv4 address.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
 /// Sets `X-Forwarded-For`, `-Proto` and `-Host` for the upstream.
 ///
 /// From a trusted proxy, its chain is kept and `peer` appended, and its
@@ -172,38 +219,34 @@ static FORWARDING_CLAIMS: LazyLock<SpoofGuard> = LazyLock::new(|| {
 /// request, put `:authority` into `Host` first.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &PeerIp,
     trusted_proxies: &[IpNet],
-    proto: &str,
+    proto: &'static str,
 ) {
-    let peer = peer.to_canonical();
-    let mut chain = Vec::new();
-    if is_trusted(peer, trusted_proxies) {
+    let chain = if is_trusted(peer.ip, trusted_proxies) {
+        let mut chain = Vec::new();
         for value in headers.get_all(X_FORWARDED_FOR) {
             chain.extend_from_slice(value.as_bytes());
             chain.extend_from_slice(b", ");
         }
+        chain.extend_from_slice(peer.header.as_bytes());
+        HeaderValue::from_bytes(&chain).unwrap_or_else(|_| peer.header.clone())
     } else {
         FORWARDING_CLAIMS.strip(headers);
-    }
-    // Written in place: no String for the address.
-    let _ = write!(chain, "{peer}");
-    let chain = HeaderValue::from_bytes(&chain).unwrap_or_else(|_| ip_value(peer));
+        peer.header.clone()
+    };
     headers.insert(HeaderName::from_static(X_FORWARDED_FOR), chain);
-    if !headers.contains_key(X_FORWARDED_PROTO)
-        && let Ok(value) = HeaderValue::from_str(proto)
-    {
-        headers.insert(HeaderName::from_static(X_FORWARDED_PROTO), value);
+    if !headers.contains_key(X_FORWARDED_PROTO) {
+        headers.insert(
+            HeaderName::from_static(X_FORWARDED_PROTO),
+            HeaderValue::from_static(proto),
+        );
     }
     if !headers.contains_key(X_FORWARDED_HOST)
         && let Some(host) = headers.get(HOST).cloned()
     {
         headers.insert(HeaderName::from_static(X_FORWARDED_HOST), host);
     }
-}
-
-fn ip_value(ip: IpAddr) -> HeaderValue {
-    HeaderValue::try_from(ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// The client's address: the rightmost `X-Forwarded-For` hop that is not a
@@ -241,7 +284,8 @@ fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
     Some(ip.to_canonical())
 }
 
-fn is_trusted(ip: IpAddr, trusted_proxies: &[IpNet]) -> bool {
+/// Whether `ip` (canonical: see [`PeerIp::ip`]) is one of `trusted_proxies`.
+pub fn is_trusted(ip: IpAddr, trusted_proxies: &[IpNet]) -> bool {
     trusted_proxies.iter().any(|net| net.contains(&ip))
 }
 

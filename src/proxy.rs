@@ -56,7 +56,7 @@ pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Re
     let proto = if conn.tls { "https" } else { "http" };
     crate::headers::set_forwarded(
         headers,
-        conn.peer.ip(),
+        &conn.peer_ip,
         &app.config.server.trusted_proxies,
         proto,
     );
@@ -95,7 +95,19 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Authenticated {
 }
 
 /// Identity headers from the `[headers]` map, plus the tokens when configured.
+/// Made once per opened session (see `Session::upstream_headers`); each request
+/// clones them, a reference count per value.
 pub fn set_identity_headers(app: &App, headers: &mut HeaderMap, session: &Session) {
+    let identity_headers = session
+        .upstream_headers
+        .get_or_init(|| identity_headers(app, session));
+    for (name, value) in identity_headers {
+        headers.insert(name.clone(), value.clone());
+    }
+}
+
+fn identity_headers(app: &App, session: &Session) -> Box<[(HeaderName, HeaderValue)]> {
+    let mut made = Vec::with_capacity(app.config.headers.len() + 2);
     for (name, claim) in &app.config.headers {
         // "provider" names the provider that signed the user in (the session's).
         let value = match claim.as_str() {
@@ -103,7 +115,7 @@ pub fn set_identity_headers(app: &App, headers: &mut HeaderMap, session: &Sessio
             claim => session.identity.header_value(claim),
         };
         if let Some(value) = value {
-            headers.insert(name.clone(), value);
+            made.push((name.clone(), value));
         }
     }
     let upstream = &app.config.upstream;
@@ -114,7 +126,7 @@ pub fn set_identity_headers(app: &App, headers: &mut HeaderMap, session: &Sessio
             .as_deref()
             .and_then(|t| HeaderValue::from_str(t).ok())
     {
-        headers.insert(HeaderName::from_static(ACCESS_TOKEN_HEADER), v);
+        made.push((HeaderName::from_static(ACCESS_TOKEN_HEADER), v));
     }
     if upstream.pass_id_token
         && let Some(v) = tokens
@@ -122,8 +134,9 @@ pub fn set_identity_headers(app: &App, headers: &mut HeaderMap, session: &Sessio
             .as_deref()
             .and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok())
     {
-        headers.insert(AUTHORIZATION, v);
+        made.push((AUTHORIZATION, v));
     }
+    made.into_boxed_slice()
 }
 
 /// `<public_url path>/oauth2/sign_in?rd=<original path and query>`.

@@ -20,6 +20,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
+use crate::headers::PeerIp;
+
 /// How long shutdown waits for open connections, then again for tunnels.
 const DRAIN_CAP: Duration = Duration::from_secs(10);
 /// Pause after a failed accept: errors such as EMFILE persist until some
@@ -31,9 +33,11 @@ const MAX_CONCURRENT_STREAMS: u32 = 250;
 const MIN_HTTP1_BUF: usize = 8192;
 
 /// What is known about the connection a request arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The peer's address as `X-Forwarded-For` writes it.
+    pub peer_ip: PeerIp,
     pub tls: bool,
 }
 
@@ -94,6 +98,7 @@ pub async fn serve<H: Handler>(
         }
         let conn = ConnInfo {
             peer,
+            peer_ip: PeerIp::new(peer.ip()),
             tls: tls.is_some(),
         };
         // The watcher is taken here, not in the task, so a connection accepted
@@ -172,13 +177,15 @@ async fn serve_connection<H, I>(
     H: Handler,
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = conn.peer;
     let service = service_fn(move |req| {
         let handler = handler.clone();
+        let conn = conn.clone();
         async move { Ok::<_, Infallible>(handler.handle(req, conn).await) }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(error) = watcher.watch(connection.into_owned()).await {
-        tracing::debug!(error = %error, peer = %conn.peer, "connection ended with an error");
+        tracing::debug!(error = %error, %peer, "connection ended with an error");
     }
 }
 

@@ -4,8 +4,11 @@ pub mod cookies;
 pub mod flow;
 pub mod keys;
 
+use std::sync::OnceLock;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{HeaderName, HeaderValue};
 use rand::RngCore;
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
@@ -31,6 +34,45 @@ pub struct Session {
     pub expires_at: u64,
     /// Unix seconds of the last request seen, for `session.idle_timeout`.
     pub last_seen_at: u64,
+    /// The identity headers this session sends the upstream, made on its first
+    /// proxied request and reused while the opened session stays cached.
+    #[serde(skip)]
+    pub upstream_headers: UpstreamHeaders,
+}
+
+/// Headers derived from a session's `identity` and `tokens` (and the config).
+/// A clone starts empty, so a changed copy of a session never carries headers
+/// made from the old one; change `identity` or `tokens` only on a fresh clone.
+/// Equality ignores them: they are a cache, not part of the session.
+#[derive(Default)]
+pub struct UpstreamHeaders(OnceLock<Box<[(HeaderName, HeaderValue)]>>);
+
+impl UpstreamHeaders {
+    pub fn get_or_init(
+        &self,
+        make: impl FnOnce() -> Box<[(HeaderName, HeaderValue)]>,
+    ) -> &[(HeaderName, HeaderValue)] {
+        self.0.get_or_init(make)
+    }
+}
+
+impl Clone for UpstreamHeaders {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for UpstreamHeaders {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for UpstreamHeaders {
+    // Values may hold tokens: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpstreamHeaders")
+    }
 }
 
 /// The provider's tokens. Never logged.
@@ -91,6 +133,46 @@ pub(crate) mod tests {
             store: SessionStoreKind::Cookie,
             redis_url: None,
         }
+    }
+
+    #[test]
+    fn upstream_headers_are_made_once_and_a_clone_starts_without_them() {
+        let session = Session {
+            id: new_session_id(),
+            provider: "demo".to_owned(),
+            identity: Identity {
+                sub: "ada".to_owned(),
+                email: None,
+                email_verified: None,
+                name: None,
+                preferred_username: None,
+                groups: Vec::new(),
+                extra: Default::default(),
+            },
+            tokens: Tokens::default(),
+            created_at: 1,
+            expires_at: 2,
+            last_seen_at: 1,
+            upstream_headers: Default::default(),
+        };
+        let user = |value: &'static str| {
+            move || {
+                let name = HeaderName::from_static("x-forwarded-user");
+                vec![(name, HeaderValue::from_static(value))].into_boxed_slice()
+            }
+        };
+        let made = session.upstream_headers.get_or_init(user("ada"));
+        assert_eq!(made[0].1, "ada");
+        // Made once: later requests reuse them.
+        assert_eq!(
+            session.upstream_headers.get_or_init(user("other"))[0].1,
+            "ada"
+        );
+        // A copy that may be changed makes its own.
+        let mut copy = session.clone();
+        assert_eq!(copy, session, "the cache takes no part in equality");
+        copy.identity.sub = "bob".to_owned();
+        assert_eq!(copy.upstream_headers.get_or_init(user("bob"))[0].1, "bob");
     }
 
     #[test]

@@ -95,6 +95,7 @@ pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Resp
         created_at: now,
         expires_at: now + app.config.session.lifetime.as_secs(),
         last_seen_at: now,
+        upstream_headers: Default::default(),
     };
     let mut resp = respond::redirect(&safe_rd(Some(&flow.rd)));
     let headers = resp.headers_mut();

@@ -4,6 +4,7 @@
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use crate::headers::is_trusted;
 use crate::policy::{Requirement, normalize_path};
 use crate::proxy::{authenticate, set_identity_headers};
 use crate::respond::with_cookies;
@@ -15,13 +16,8 @@ use crate::{App, Body, empty};
 /// The original method and URI (for rule matching) are believed only from
 /// `trusted_proxies` (DESIGN §8.4); otherwise the default rule applies.
 pub fn check<B>(app: &App, req: &Request<B>, conn: &ConnInfo) -> Response<Body> {
-    let peer = conn.peer.ip();
-    let trusted = app
-        .config
-        .server
-        .trusted_proxies
-        .iter()
-        .any(|net| net.contains(&peer));
+    // Canonical, so an IPv4 proxy reaching a dual-stack listener still matches.
+    let trusted = is_trusted(conn.peer_ip.ip(), &app.config.server.trusted_proxies);
     let target = trusted.then(|| original_target(req.headers()));
     let requirement = match &target {
         Some((method, path)) => app.policy.requirement(method, path),

@@ -237,7 +237,7 @@ fn forwarded_headers_from_an_untrusted_peer_are_replaced() {
     ]);
     set_forwarded(
         &mut headers,
-        ip("203.0.113.7"),
+        &PeerIp::new(ip("203.0.113.7")),
         &nets(&["10.0.0.0/8"]),
         "http",
     );
@@ -264,7 +264,12 @@ fn forwarded_headers_from_a_trusted_proxy_are_appended_and_kept() {
         ("x-forwarded-proto", "https"),
         ("x-forwarded-host", "app.example.com"),
     ]);
-    set_forwarded(&mut headers, ip("10.0.0.7"), &nets(&["10.0.0.0/8"]), "http");
+    set_forwarded(
+        &mut headers,
+        &PeerIp::new(ip("10.0.0.7")),
+        &nets(&["10.0.0.0/8"]),
+        "http",
+    );
     assert_eq!(
         headers["x-forwarded-for"],
         "198.51.100.1, 10.0.0.5, 10.0.0.6, 10.0.0.7"
@@ -279,7 +284,7 @@ fn trusted_proxy_without_forwarded_headers_gets_them_filled_in() {
     let mut headers = map(&[("host", "app.example.com")]);
     set_forwarded(
         &mut headers,
-        ip("::ffff:127.0.0.1"),
+        &PeerIp::new(ip("::ffff:127.0.0.1")),
         &nets(&["127.0.0.1/32"]),
         "https",
     );
@@ -291,7 +296,7 @@ fn trusted_proxy_without_forwarded_headers_gets_them_filled_in() {
 #[test]
 fn no_trusted_proxies_means_nobody_is_believed() {
     let mut headers = map(&[("x-forwarded-for", "1.2.3.4")]);
-    set_forwarded(&mut headers, ip("127.0.0.1"), &[], "http");
+    set_forwarded(&mut headers, &PeerIp::new(ip("127.0.0.1")), &[], "http");
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
     assert!(!headers.contains_key("x-forwarded-host"));
 }

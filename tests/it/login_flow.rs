@@ -73,6 +73,18 @@ async fn browser_signs_in_upstream_sees_identity_then_signs_out() {
         app.upstream_header("cookie").is_none(),
         "portcullis cookies never reach the upstream"
     );
+    // The same cookie again: the opened session and the headers made from it
+    // are reused, and still say who this is.
+    let again = b.get_json(&h.url("/reports?q=2")).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    assert_eq!(
+        again.upstream_header("x-forwarded-user").as_deref(),
+        Some("ada")
+    );
+    assert_eq!(
+        again.upstream_header("x-forwarded-groups").as_deref(),
+        Some("admins,engineering")
+    );
 
     let info = b.get_json(&h.url("/oauth2/userinfo")).await;
     assert_eq!(info.status, StatusCode::OK);
