@@ -175,13 +175,20 @@ impl Upstream {
         if method == Method::CONNECT {
             return Err(UpstreamError::InvalidTarget("CONNECT is not proxied"));
         }
-        let path_and_query = uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        if !path_and_query.starts_with('/') {
+        let path_and_query = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        if !path_and_query.as_str().starts_with('/') {
             return Err(UpstreamError::InvalidTarget(
                 "only origin-form targets are proxied",
             ));
         }
-        // Origin-form: hyper's connection writes the target as given.
+        // Origin-form: hyper's connection writes the target as given. Without
+        // a base path the client's, already parsed, is the target as it is.
+        if self.base_path.is_empty() {
+            return Ok(Uri::from(path_and_query));
+        }
         Uri::try_from(format!("{}{path_and_query}", self.base_path))
             .map_err(|_| UpstreamError::InvalidTarget("path does not form a valid URI"))
     }
