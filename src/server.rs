@@ -158,10 +158,6 @@ fn builder(limits: ServerLimits) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        // Head and body copied into one buffer and written with one `write`:
-        // cheaper than `writev` for the small answers most requests get. The
-        // copy is bounded by `max_buf_size`.
-        .writev(false)
         .max_buf_size(limits.max_header_bytes.max(MIN_HTTP1_BUF));
     builder
         .http2()

@@ -32,10 +32,6 @@ use tokio_rustls::TlsConnector;
 
 use crate::{Body, BoxError};
 
-/// The most an upstream connection buffers: a response head up to this size,
-/// and this much of a request body at a time (hyper's default is 400 KB).
-const MAX_BUF: usize = 64 * 1024;
-
 /// An idle connection is closed after this long: upstreams close theirs too
 /// (nginx after 75 s), and a stale one would cost a failed send.
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -167,14 +163,7 @@ impl Pool {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (sender, connection) = Builder::new()
-            // One buffer, one `write` per request (see `server::builder`); the
-            // copy of a request body into it, and the response head, are
-            // bounded by `MAX_BUF`.
-            .writev(false)
-            .max_buf_size(MAX_BUF)
-            .handshake(TokioIo::new(io))
-            .await?;
+        let (sender, connection) = Builder::new().handshake(TokioIo::new(io)).await?;
         let idleness = Arc::new(Idleness(AtomicU64::new(BUSY)));
         let watched = Arc::clone(&idleness);
         let (epoch, idle_timeout) = (self.epoch, self.idle_timeout);
