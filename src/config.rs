@@ -283,13 +283,8 @@ impl Config {
     /// `<public_url>/oauth2/callback/<provider id>`: the URI registered at the provider.
     pub fn redirect_uri(&self, provider_id: &str) -> Url {
         let mut url = self.server.public_url.clone();
-        let base = url.path().trim_end_matches('/').to_owned();
-        url.set_path(&format!("{base}/oauth2/callback/{provider_id}"));
+        url.set_path(&format!("/oauth2/callback/{provider_id}"));
         url
-    }
-
-    pub fn provider(&self, id: &str) -> Option<&ProviderConfig> {
-        self.providers.iter().find(|p| p.id == id)
     }
 }
 
@@ -394,8 +389,40 @@ fn describe_figment_error(e: figment::Error) -> String {
         .as_ref()
         .map(|m| format!(" (from {})", m.name))
         .unwrap_or_default();
-    format!("{key}: {}{source}", e.kind)
+    // figment's message quotes the value, and an all-digit secret given
+    // through the environment arrives as a number: never echo a secret.
+    if e.path
+        .iter()
+        .any(|part| SECRET_KEYS.contains(&part.as_str()))
+    {
+        return format!(
+            "{key}: not a valid value (not shown: it is a secret); give it as a quoted string{source}"
+        );
+    }
+    format!(
+        "{key}: {}{source}",
+        without_source_excerpt(&e.kind.to_string())
+    )
 }
+
+/// A TOML syntax error quotes the offending line, which may be a secret
+/// written without quotes: the position and the reason are enough.
+fn without_source_excerpt(message: &str) -> String {
+    let is_excerpt = |line: &str| {
+        let gutter = line
+            .trim_start()
+            .trim_start_matches(|c: char| c.is_ascii_digit());
+        gutter.trim_start().starts_with('|')
+    };
+    message
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !is_excerpt(line))
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Keys whose values are secrets (redis_url may carry a password).
+const SECRET_KEYS: [&str; 4] = ["secret", "previous_secrets", "client_secret", "redis_url"];
 
 /// A fresh session secret: 32 random bytes, base64url (what `portcullis secret` prints).
 pub fn generate_secret() -> String {

@@ -43,6 +43,19 @@ pub fn empty() -> Body {
         .boxed()
 }
 
+/// `error: cause: cause`: hyper's errors print only their kind, and the
+/// operator needs the cause (refused, DNS, certificate…).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}
+
 /// Seconds since the Unix epoch: the clock of sessions, flows and tokens.
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now()
@@ -95,7 +108,6 @@ pub struct App {
     pub policy: Policy,
     pub upstream: Upstream,
     spoof_guard: SpoofGuard,
-    base_path: String,
 }
 
 impl App {
@@ -114,21 +126,10 @@ impl App {
             sessions: SessionCookies::new(&config.session),
             providers: Providers::start(&config).map_err(StartError::ProviderTls)?,
             upstream: Upstream::new(&config.upstream),
-            base_path: config
-                .server
-                .public_url
-                .path()
-                .trim_end_matches('/')
-                .to_owned(),
             policy,
             spoof_guard,
             config,
         }))
-    }
-
-    /// The path of public_url, without a trailing slash ("" at the root).
-    pub fn base_path(&self) -> &str {
-        &self.base_path
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains.

@@ -220,15 +220,38 @@ pub fn domain_allowed(allowed: &[String], email: &str) -> bool {
 /// collapsed, dot segments removed (RFC 3986 §5.2.4). The request target never
 /// carries a fragment, so a decoded `%23` is an ordinary character here.
 pub fn normalize_path(raw: &str) -> String {
+    normalize(raw).0
+}
+
+/// [`normalize_path`] for a request that goes on to the upstream, or `None`
+/// when the path has `.` or `..` segments (also percent-encoded). Clients
+/// resolve those before sending, and an upstream that does not remove them
+/// as the rules did would serve another path than the rules judged:
+/// `/admin/../public/x` would pass a public `/public/` rule and reach `/admin`.
+pub fn unambiguous_path(raw: &str) -> Option<String> {
+    match normalize(raw) {
+        (path, false) => Some(path),
+        (_, true) => None,
+    }
+}
+
+/// The normalised path, and whether it had dot segments.
+fn normalize(raw: &str) -> (String, bool) {
     let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = decoded.split('/').collect();
     let last = segments.len().saturating_sub(1);
     let mut trailing_slash = false;
+    let mut dot_segments = false;
     for (i, seg) in segments.iter().enumerate() {
         match *seg {
-            "" | "." => trailing_slash = i == last && i > 0,
+            "" => trailing_slash = i == last && i > 0,
+            "." => {
+                dot_segments = true;
+                trailing_slash = i == last && i > 0;
+            }
             ".." => {
+                dot_segments = true;
                 out.pop();
                 trailing_slash = i == last;
             }
@@ -246,7 +269,7 @@ pub fn normalize_path(raw: &str) -> String {
     if trailing_slash || path.is_empty() {
         path.push('/');
     }
-    path
+    (path, dot_segments)
 }
 
 impl Rule {

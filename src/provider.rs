@@ -18,6 +18,8 @@ mod oauth2;
 mod oidc;
 mod token;
 
+pub(crate) use self::token::clip;
+
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 

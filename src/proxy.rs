@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 
 use crate::App;
 use crate::identity::encode_header_value;
-use crate::policy::{Requirement, normalize_path};
+use crate::policy::{Requirement, unambiguous_path};
 use crate::respond::{self, Problem};
 use crate::server::ConnInfo;
 use crate::session::Session;
@@ -20,7 +20,12 @@ pub const ACCESS_TOKEN_HEADER: &str = "x-forwarded-access-token";
 
 pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
     let html = respond::wants_html(req.method(), req.headers());
-    let path = normalize_path(req.uri().path());
+    let Some(path) = unambiguous_path(req.uri().path()) else {
+        return respond::problem(
+            Problem::bad_request("The request path has `.` or `..` segments; send it resolved."),
+            html,
+        );
+    };
     let requirement = app.policy.requirement(req.method(), &path);
     let Authenticated {
         session,
@@ -41,7 +46,7 @@ pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Re
         },
         (None, Requirement::Public) => None,
         (None, Requirement::SignedIn { api, .. }) => {
-            let resp = respond::unauthenticated(html && !api, &sign_in_location(app, &req));
+            let resp = respond::unauthenticated(html && !api, &sign_in_location(&req));
             return respond::with_cookies(resp, set_cookies);
         }
     };
@@ -139,13 +144,13 @@ fn identity_headers(app: &App, session: &Session) -> Box<[(HeaderName, HeaderVal
     made.into_boxed_slice()
 }
 
-/// `<public_url path>/oauth2/sign_in?rd=<original path and query>`.
-pub fn sign_in_location<B>(app: &App, req: &Request<B>) -> String {
+/// `/oauth2/sign_in?rd=<original path and query>`.
+pub fn sign_in_location<B>(req: &Request<B>) -> String {
     let original = req
         .uri()
         .path_and_query()
         .map(|pq| pq.as_str())
         .unwrap_or("/");
     let rd: String = url::form_urlencoded::byte_serialize(original.as_bytes()).collect();
-    format!("{}/oauth2/sign_in?rd={rd}", app.base_path())
+    format!("/oauth2/sign_in?rd={rd}")
 }

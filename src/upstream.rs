@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use self::pool::{Pool, SendError};
 
 use crate::config::UpstreamConfig;
-use crate::{Body, BoxError, headers};
+use crate::{Body, BoxError, error_chain, headers};
 
 /// Connecting gets this long at most, so a black-holed upstream is reported as
 /// unreachable rather than as slow (when `upstream.timeout` is longer).
@@ -214,18 +214,6 @@ pub fn prepare_request<B>(req: &mut Request<B>) {
     {
         req.headers_mut().insert(HOST, host);
     }
-}
-
-/// `error: cause: cause`, since hyper's own message is only its kind.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    chain
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use http::{Request, Response, StatusCode};
 use super::query_param;
 use super::sign_in::unknown_provider;
 use crate::identity::Identity;
-use crate::provider::{Callback, FlowSecrets};
+use crate::provider::{Callback, FlowSecrets, clip};
 use crate::redirect::safe_rd;
 use crate::respond::with_cookies;
 use crate::respond::{self, Problem, Source};
@@ -41,12 +41,13 @@ pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Resp
         ));
     }
     if let Some(error) = query_param(req, "error") {
+        // Said by the provider, but carried by the browser: bounded, one line.
         let description = query_param(req, "error_description").unwrap_or_default();
         return fail(Problem {
             status: StatusCode::FORBIDDEN,
             code: "provider_error",
             title: "The identity provider refused the sign-in",
-            detail: format!("{error}: {description}"),
+            detail: format!("{}: {}", clip(&error), clip(&description)),
             source: Source::Provider,
         });
     }

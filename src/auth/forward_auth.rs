@@ -5,7 +5,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::headers::is_trusted;
-use crate::policy::{Requirement, normalize_path};
+use crate::policy::{Requirement, unambiguous_path};
 use crate::proxy::{authenticate, set_identity_headers};
 use crate::respond::with_cookies;
 use crate::respond::{self, Problem};
@@ -18,7 +18,18 @@ use crate::{App, Body, empty};
 pub fn check<B>(app: &App, req: &Request<B>, conn: &ConnInfo) -> Response<Body> {
     // Canonical, so an IPv4 proxy reaching a dual-stack listener still matches.
     let trusted = is_trusted(conn.peer_ip.ip(), &app.config.server.trusted_proxies);
-    let target = trusted.then(|| original_target(req.headers()));
+    let target = match trusted.then(|| original_target(req.headers())) {
+        // The front proxy may pass such a path on unresolved: refused, as the
+        // proxy path refuses it (`policy::unambiguous_path`).
+        Some(None) => {
+            return respond::problem(
+                Problem::forbidden("The original URI has `.` or `..` segments."),
+                false,
+            );
+        }
+        Some(Some(target)) => Some(target),
+        None => None,
+    };
     let requirement = match &target {
         Some((method, path)) => app.policy.requirement(method, path),
         None => Requirement::SignedIn {
@@ -51,14 +62,15 @@ fn accepted() -> Response<Body> {
 
 /// nginx sends `X-Original-URI` / `X-Original-Method`; Traefik and Caddy send
 /// `X-Forwarded-Uri` / `X-Forwarded-Method`.
-fn original_target(headers: &HeaderMap) -> (Method, String) {
+/// `None` when the URI's path has dot segments.
+fn original_target(headers: &HeaderMap) -> Option<(Method, String)> {
     let pick = |names: [&str; 2]| names.iter().find_map(|n| headers.get(*n)?.to_str().ok());
     let method = pick(["x-forwarded-method", "x-original-method"])
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
         .unwrap_or(Method::GET);
     let uri = pick(["x-forwarded-uri", "x-original-uri"]).unwrap_or("/");
     let path = uri.split(['?', '#']).next().unwrap_or("/");
-    (method, normalize_path(path))
+    Some((method, unambiguous_path(path)?))
 }
 
 /// JSON of the current identity; 401 without a session.

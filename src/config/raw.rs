@@ -259,7 +259,7 @@ impl RawServer {
             "server.listen",
             s.listen.as_deref().unwrap_or("127.0.0.1:4180"),
         );
-        let mut public_url = p.url(
+        let public_url = p.url(
             "server.public_url",
             s.public_url.as_deref(),
             "http://127.0.0.1:4180",
@@ -267,8 +267,15 @@ impl RawServer {
         if public_url.query().is_some() || public_url.fragment().is_some() {
             p.add("server.public_url", "must not have a query or fragment");
         }
-        let trimmed = public_url.path().trim_end_matches('/').to_owned();
-        public_url.set_path(&trimmed);
+        // portcullis serves `/oauth2/*` and proxies everything else at the root
+        // of its host; a path here would be half honoured (redirect URIs) and
+        // half not (flow cookie path, page links, routing), so it is refused.
+        if public_url.path() != "/" {
+            p.add(
+                "server.public_url",
+                "must not have a path: portcullis answers at the root of its host (\"https://app.example.com\"); give it its own host name rather than a path prefix",
+            );
+        }
         if s.tls_cert.is_some() != s.tls_key.is_some() {
             p.add(
                 "server.tls_cert",

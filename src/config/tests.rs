@@ -67,6 +67,28 @@ issuer = "https://sso.example.com"
 }
 
 #[test]
+fn a_secret_of_the_wrong_type_is_named_but_never_echoed() {
+    for toml in [
+        "[session]\nsecret = 1234567890123456789\n",
+        "[session]\nprevious_secrets = [9876543210987]\n",
+        "[providers.corp]\nclient_secret = 5555555555555\n",
+    ] {
+        let got = problems(toml).join("\n");
+        assert!(got.contains("not shown: it is a secret"), "{got}");
+        for digits in ["1234567890123456789", "9876543210987", "5555555555555"] {
+            assert!(!got.contains(digits), "secret echoed: {got}");
+        }
+    }
+}
+
+#[test]
+fn a_toml_syntax_error_gives_the_position_but_not_the_line() {
+    let got = problems("[session]\nsecret = s3cr3t-without-quotes\n").join("\n");
+    assert!(got.contains("line 2"), "{got}");
+    assert!(!got.contains("s3cr3t"), "the line was echoed: {got}");
+}
+
+#[test]
 fn type_errors_name_the_key_not_a_serde_dump() {
     let got = problems("[server]\nmax_header_bytes = \"lots\"\n");
     assert!(got[0].starts_with("server.max_header_bytes:"), "{got:?}");
@@ -75,15 +97,25 @@ fn type_errors_name_the_key_not_a_serde_dump() {
 }
 
 #[test]
-fn public_url_path_derives_redirect_uris_and_https_makes_cookies_secure() {
+fn https_public_url_makes_cookies_secure_and_a_path_in_it_is_refused() {
     let c = parse(&format!(
-        "{MINIMAL}\n[server]\npublic_url = \"https://app.example.com/base/\"\n"
+        "{MINIMAL}\n[server]\npublic_url = \"https://app.example.com/\"\n"
     ))
     .unwrap();
     assert!(c.session.secure);
     assert_eq!(
         c.redirect_uri("corp").as_str(),
-        "https://app.example.com/base/oauth2/callback/corp"
+        "https://app.example.com/oauth2/callback/corp"
+    );
+    // Only redirect URIs would honour a prefix; the flow cookie, the pages and
+    // the routing would not, so every sign-in would fail.
+    let got = problems(&format!(
+        "{MINIMAL}\n[server]\npublic_url = \"https://app.example.com/base/\"\n"
+    ));
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("server.public_url:") && p.contains("must not have a path")),
+        "{got:?}"
     );
 }
 

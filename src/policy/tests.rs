@@ -234,3 +234,19 @@ fn allowed_emails_file_is_read_and_lower_cased() {
         Err(Denied::EmailNotAllowed)
     );
 }
+
+#[test]
+fn a_path_with_dot_segments_is_ambiguous_and_any_other_is_normalised() {
+    for raw in [
+        "/admin/../public/x",
+        "/a/./b",
+        "/admin/%2e%2e/public",
+        "/admin%2f..%2fpublic",
+        "/a/%2E",
+        "/..",
+    ] {
+        assert_eq!(unambiguous_path(raw), None, "{raw}");
+    }
+    assert_eq!(unambiguous_path("/a//b/%7Ec/").as_deref(), Some("/a/b/~c/"));
+    assert_eq!(unambiguous_path("/a/.b/..c").as_deref(), Some("/a/.b/..c"));
+}

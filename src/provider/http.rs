@@ -222,21 +222,10 @@ fn describe_client_error(err: &hyper_util::client::legacy::Error) -> HttpFailure
         }
         source = e.source();
     }
-    let chain = error_chain(err);
+    let chain = crate::error_chain(err);
     if err.is_connect() {
         HttpFailure::Connect(chain)
     } else {
         HttpFailure::Request(chain)
     }
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

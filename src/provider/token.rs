@@ -109,12 +109,18 @@ fn rejection(error: &Value, description: Option<&Value>) -> ProviderError {
     }
 }
 
-/// Provider text bounded in length, for messages shown to people.
-pub(super) fn clip(text: &str) -> String {
-    match text.char_indices().nth(MAX_ERROR_TEXT) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
+/// Provider text bounded in length and on one line, for pages and logs: it
+/// may come through a browser, and a newline in it would forge a log line.
+pub(crate) fn clip(text: &str) -> String {
+    let mut clipped: String = text
+        .chars()
+        .take(MAX_ERROR_TEXT)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(MAX_ERROR_TEXT).is_some() {
+        clipped.push('…');
     }
+    clipped
 }
 
 #[cfg(test)]
@@ -217,5 +223,6 @@ mod tests {
         let long = "x".repeat(1000);
         assert_eq!(clip(&long).chars().count(), MAX_ERROR_TEXT + 1);
         assert_eq!(clip("short"), "short");
+        assert_eq!(clip("a\r\nforged: line"), "a  forged: line");
     }
 }

@@ -199,6 +199,21 @@ async fn provider_error_answer_is_shown_escaped_and_mints_no_session() {
     );
     assert!(!text.contains("<script>"));
     assert!(b.session_cookies().is_empty());
+
+    // A description of any length, with line breaks, is cut short and kept on
+    // one line: it arrives through the browser.
+    let authorize = b.start(&h, "/").await;
+    let state = param(&authorize, "state").unwrap();
+    let long = "A".repeat(5000);
+    let resp = b
+        .get(&h.url(&format!(
+            "/oauth2/callback/demo?state={state}&error=access_denied&error_description=x%0D%0Aforged%20{long}"
+        )))
+        .await;
+    assert_eq!(resp.status, StatusCode::FORBIDDEN);
+    let text = resp.text();
+    assert!(text.contains("x  forged"), "{text}");
+    assert!(!text.contains(&"A".repeat(1000)), "not clipped");
 }
 
 #[tokio::test]

@@ -166,16 +166,43 @@ async fn group_rule_answers_403_to_users_outside_it() {
         ada.get_json(&h.url("/admin/panel")).await.status,
         StatusCode::OK
     );
-    // Dot segments cannot walk around the rule.
+    // Dot segments cannot walk around the rule: such a path is refused
+    // outright, since the upstream might not resolve it as the rules would.
     assert_eq!(
         grace
             .get_json(&h.url("/public/../admin/panel"))
             .await
             .status,
-        StatusCode::FORBIDDEN
+        StatusCode::BAD_REQUEST
     );
     assert_eq!(
         grace.get_json(&h.url("/x/%2e%2e/admin/panel")).await.status,
-        StatusCode::FORBIDDEN
+        StatusCode::BAD_REQUEST
     );
+}
+
+#[tokio::test]
+async fn dot_segments_cannot_reach_a_protected_path_through_a_public_rule() {
+    let h = Harness::with(Setup {
+        extra_toml: "[[rules]]\npath = \"/public/\"\npublic = true\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut anonymous = h.browser();
+    assert_eq!(
+        anonymous.get_json(&h.url("/public/x")).await.status,
+        StatusCode::OK
+    );
+    // The rules would see `/public/x`; an upstream that does not resolve dot
+    // segments would serve `/admin/...`. Neither reaches it.
+    for path in [
+        "/admin/../public/x",
+        "/admin/%2e%2e/public/x",
+        "/admin%2f..%2fpublic/x",
+        "/admin/./../public/x",
+    ] {
+        let resp = anonymous.get_json(&h.url(path)).await;
+        assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(resp.json()["error"], "invalid_request", "{path}");
+    }
 }
