@@ -26,7 +26,7 @@ pub struct Config {
     pub access: AccessConfig,
     pub sign_in: SignInConfig,
     pub rules: Vec<RuleConfig>,
-    /// Upstream header name → claim name, in the order configured.
+    /// Upstream header name → claim name, ordered by name.
     #[serde(serialize_with = "ser_headers")]
     pub headers: Vec<(HeaderName, String)>,
     pub providers: Vec<ProviderConfig>,
@@ -35,11 +35,10 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// External base URL, without a trailing slash in its path.
+    /// External origin (scheme, host, port); no path.
     pub public_url: Url,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    pub metrics_listen: Option<SocketAddr>,
     pub trusted_proxies: Vec<IpNet>,
     /// Largest request head (request line + headers) accepted, in bytes.
     pub max_header_bytes: usize,
@@ -69,8 +68,6 @@ pub struct SessionConfig {
     pub secure: bool,
     pub same_site: SameSite,
     pub domain: Option<String>,
-    pub store: SessionStoreKind,
-    pub redis_url: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +78,8 @@ pub enum SameSite {
     None,
 }
 
+/// `session.store`: only the cookie store exists in this version; the key is
+/// read so that `"redis"` is refused rather than ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStoreKind {
@@ -97,7 +96,6 @@ pub struct AccessConfig {
     pub allowed_emails_file: Option<PathBuf>,
     pub allowed_groups: Vec<String>,
     pub require_email_verified: bool,
-    pub bearer_tokens: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

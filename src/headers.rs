@@ -95,7 +95,7 @@ pub fn is_upgrade_request<B>(req: &http::Request<B>) -> bool {
 
 /// Whether any `name` header holds `token` in its comma-separated list
 /// (case-insensitive). For `Upgrade`, `websocket/13` counts as `websocket`.
-fn lists_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+pub fn lists_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     headers
         .get_all(name)
         .iter()
@@ -247,41 +247,6 @@ pub fn set_forwarded(
     {
         headers.insert(HeaderName::from_static(X_FORWARDED_HOST), host);
     }
-}
-
-/// The client's address: the rightmost `X-Forwarded-For` hop that is not a
-/// trusted proxy, walking left only through trusted ones. An entry that does
-/// not parse stops the walk at the last trusted hop, which is then the answer.
-pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted_proxies: &[IpNet]) -> IpAddr {
-    let mut client = peer.to_canonical();
-    if !is_trusted(client, trusted_proxies) {
-        return client;
-    }
-    let mut hops: Vec<&[u8]> = headers
-        .get_all(X_FORWARDED_FOR)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .collect();
-    while let Some(hop) = hops.pop() {
-        let Some(ip) = parse_hop(hop) else {
-            return client;
-        };
-        client = ip;
-        if !is_trusted(ip, trusted_proxies) {
-            return client;
-        }
-    }
-    client
-}
-
-/// An address in `X-Forwarded-For`: bare, or with a port as some proxies write it.
-fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
-    let hop = std::str::from_utf8(hop.trim_ascii()).ok()?;
-    let ip = hop
-        .parse::<IpAddr>()
-        .ok()
-        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))?;
-    Some(ip.to_canonical())
 }
 
 /// Whether `ip` (canonical: see [`PeerIp::ip`]) is one of `trusted_proxies`.

@@ -197,7 +197,6 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-    tracing::info!("shutting down: draining connections");
 }
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`). Installs the rustls

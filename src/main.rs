@@ -49,11 +49,17 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check => match portcullis::config::load(&path, named) {
-            Ok(config) => {
-                print!("{}", toml::to_string(&config).unwrap_or_default());
-                eprintln!("configuration is valid");
-                ExitCode::SUCCESS
-            }
+            Ok(config) => match toml::to_string(&config) {
+                Ok(resolved) => {
+                    print!("{resolved}");
+                    eprintln!("configuration is valid");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("configuration is valid, but cannot be printed: {e}");
+                    ExitCode::FAILURE
+                }
+            },
             Err(e) => {
                 eprint!("{e}");
                 ExitCode::from(EX_CONFIG)

@@ -52,7 +52,12 @@ struct Rule {
 enum Pattern {
     Exact(String),
     Prefix(String),
-    Glob(Vec<GlobPart>),
+    /// `bare`: for a glob ending in `/**`, the same glob without it, so
+    /// `/admin/**` covers `/admin` too.
+    Glob {
+        parts: Vec<GlobPart>,
+        bare: Option<Vec<GlobPart>>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -217,7 +222,7 @@ pub fn domain_allowed(allowed: &[String], email: &str) -> bool {
 // === paths ===
 
 /// The path rules are matched against (DESIGN §8.5): percent-decoded once, `//`
-/// collapsed, dot segments removed (RFC 3986 §5.2.4). The request target never
+/// collapsed, `;` path parameters cut off, dot segments removed (RFC 3986 §5.2.4). The request target never
 /// carries a fragment, so a decoded `%23` is an ordinary character here.
 pub fn normalize_path(raw: &str) -> String {
     normalize(raw).0
@@ -244,7 +249,10 @@ fn normalize(raw: &str) -> (String, bool) {
     let mut trailing_slash = false;
     let mut dot_segments = false;
     for (i, seg) in segments.iter().enumerate() {
-        match *seg {
+        // Path parameters (`/admin;jsessionid=x/`) are cut off: Java servlet
+        // containers route without them, so `/admin;x/panel` is `/admin/panel`
+        // to them, and `/..;/` is `/../`.
+        match seg.split(';').next().unwrap_or_default() {
             "" => trailing_slash = i == last && i > 0,
             "." => {
                 dot_segments = true;
@@ -291,24 +299,13 @@ impl Rule {
 impl Pattern {
     fn parse(p: &str) -> Self {
         if p.contains('*') {
-            let mut parts = Vec::new();
-            let mut rest = p;
-            while let Some(i) = rest.find('*') {
-                if i > 0 {
-                    parts.push(GlobPart::Literal(rest[..i].to_owned()));
-                }
-                if rest[i..].starts_with("**") {
-                    parts.push(GlobPart::DoubleStar);
-                    rest = &rest[i + 2..];
-                } else {
-                    parts.push(GlobPart::Star);
-                    rest = &rest[i + 1..];
-                }
+            Pattern::Glob {
+                parts: glob_parts(p),
+                bare: p
+                    .strip_suffix("/**")
+                    .filter(|bare| !bare.is_empty())
+                    .map(glob_parts),
             }
-            if !rest.is_empty() {
-                parts.push(GlobPart::Literal(rest.to_owned()));
-            }
-            Pattern::Glob(parts)
         } else if p.ends_with('/') {
             Pattern::Prefix(p.to_owned())
         } else {
@@ -316,32 +313,75 @@ impl Pattern {
         }
     }
 
+    /// A prefix (`/admin/`) and a glob ending in `/**` cover the path without
+    /// its trailing slash too: most upstreams serve `/admin` and `/admin/` alike.
     fn matches(&self, path: &str) -> bool {
         match self {
             Pattern::Exact(p) => path == p,
-            Pattern::Prefix(p) => path.starts_with(p.as_str()),
-            Pattern::Glob(parts) => glob_match(parts, path),
+            Pattern::Prefix(p) => {
+                path.starts_with(p.as_str()) || (p.len() > 1 && path == &p[..p.len() - 1])
+            }
+            Pattern::Glob { parts, bare } => {
+                glob_match(parts, path) || bare.as_ref().is_some_and(|b| glob_match(b, path))
+            }
         }
     }
 }
 
-/// Anchored at both ends.
-fn glob_match(parts: &[GlobPart], path: &str) -> bool {
-    match parts.split_first() {
-        None => path.is_empty(),
-        Some((GlobPart::Literal(lit), rest)) => path
-            .strip_prefix(lit.as_str())
-            .is_some_and(|p| glob_match(rest, p)),
-        Some((wild, rest)) => {
-            let limit = match wild {
-                GlobPart::Star => path.find('/').unwrap_or(path.len()),
-                _ => path.len(),
-            };
-            (0..=limit)
-                .filter(|&i| path.is_char_boundary(i))
-                .any(|i| glob_match(rest, &path[i..]))
+fn glob_parts(p: &str) -> Vec<GlobPart> {
+    let mut parts = Vec::new();
+    let mut rest = p;
+    while let Some(i) = rest.find('*') {
+        if i > 0 {
+            parts.push(GlobPart::Literal(rest[..i].to_owned()));
+        }
+        if rest[i..].starts_with("**") {
+            parts.push(GlobPart::DoubleStar);
+            rest = &rest[i + 2..];
+        } else {
+            parts.push(GlobPart::Star);
+            rest = &rest[i + 1..];
         }
     }
+    if !rest.is_empty() {
+        parts.push(GlobPart::Literal(rest.to_owned()));
+    }
+    parts
+}
+
+/// Anchored at both ends. One pass over the path per part, keeping the set of
+/// positions the parts so far can end at: a backtracking search would take
+/// time exponential in the number of `**`, and rules are matched before the
+/// request is authenticated.
+fn glob_match(parts: &[GlobPart], path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let mut reach = vec![false; bytes.len() + 1];
+    let mut next = vec![false; bytes.len() + 1];
+    reach[0] = true;
+    for part in parts {
+        next.fill(false);
+        match part {
+            GlobPart::Literal(lit) => {
+                for i in (0..=bytes.len()).filter(|&i| reach[i]) {
+                    if bytes[i..].starts_with(lit.as_bytes()) {
+                        next[i + lit.len()] = true;
+                    }
+                }
+            }
+            // From a reachable position onwards, within its segment (`*`) or
+            // without limit (`**`); always ending on a character boundary.
+            GlobPart::Star | GlobPart::DoubleStar => {
+                let crosses_slashes = *part == GlobPart::DoubleStar;
+                let mut active = false;
+                for j in 0..=bytes.len() {
+                    active = reach[j] || (active && (crosses_slashes || bytes[j - 1] != b'/'));
+                    next[j] = active && path.is_char_boundary(j);
+                }
+            }
+        }
+        std::mem::swap(&mut reach, &mut next);
+    }
+    reach[bytes.len()]
 }
 
 #[cfg(test)]

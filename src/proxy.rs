@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 
 use crate::App;
 use crate::identity::encode_header_value;
-use crate::policy::{Requirement, unambiguous_path};
+use crate::policy::{Denied, Requirement, unambiguous_path};
 use crate::respond::{self, Problem};
 use crate::server::ConnInfo;
 use crate::session::Session;
@@ -32,20 +32,16 @@ pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Re
         set_cookies,
     } = authenticate(app, req.headers());
 
-    let admitted = match (&session, requirement) {
-        (Some(s), _) => match app.policy.authorize(&s.identity, requirement) {
-            Ok(()) => Some(s),
-            // On a public path a refused user is simply anonymous.
-            Err(_) if requirement == Requirement::Public => None,
-            Err(denied) => {
-                return respond::with_cookies(
-                    respond::problem(Problem::from(denied), html),
-                    set_cookies,
-                );
-            }
-        },
-        (None, Requirement::Public) => None,
-        (None, Requirement::SignedIn { api, .. }) => {
+    let admitted = match admit(app, session.as_deref(), requirement) {
+        Admission::Anonymous => None,
+        Admission::User(session) => Some(session),
+        Admission::Denied(denied) => {
+            return respond::with_cookies(
+                respond::problem(Problem::from(denied), html),
+                set_cookies,
+            );
+        }
+        Admission::SignInFirst { api } => {
             let resp = respond::unauthenticated(html && !api, &sign_in_location(&req));
             return respond::with_cookies(resp, set_cookies);
         }
@@ -73,6 +69,36 @@ pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Re
     respond::with_cookies(resp, set_cookies)
 }
 
+/// What the matched rule makes of a request's session.
+pub enum Admission<'s> {
+    /// Let through without identity: a public path, with no session or with
+    /// a user the policy refuses (on a public path they are simply anonymous).
+    Anonymous,
+    /// Let through as this user.
+    User(&'s Session),
+    /// Signed in, but refused.
+    Denied(Denied),
+    /// Not signed in where that is needed; `api` from the rule.
+    SignInFirst { api: bool },
+}
+
+/// The one admission decision, for the proxy path and for forward-auth.
+pub fn admit<'s>(
+    app: &App,
+    session: Option<&'s Session>,
+    requirement: Requirement<'_>,
+) -> Admission<'s> {
+    match (session, requirement) {
+        (Some(s), _) => match app.policy.authorize(&s.identity, requirement) {
+            Ok(()) => Admission::User(s),
+            Err(_) if requirement == Requirement::Public => Admission::Anonymous,
+            Err(denied) => Admission::Denied(denied),
+        },
+        (None, Requirement::Public) => Admission::Anonymous,
+        (None, Requirement::SignedIn { api, .. }) => Admission::SignInFirst { api },
+    }
+}
+
 /// The session of this request, if any, and the Set-Cookie values the response
 /// must carry (clearing a bad cookie, or refreshing `last_seen_at`).
 pub struct Authenticated {
@@ -91,7 +117,11 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Authenticated {
     {
         let touched = Arc::make_mut(s);
         touched.last_seen_at = now;
-        set_cookies.extend(app.sessions.store(touched, headers));
+        match app.sessions.store(touched, headers) {
+            Ok(cookies) => set_cookies.extend(cookies),
+            // It loaded, so it fits; should it not, the old cookie stays.
+            Err(too_large) => tracing::warn!(%too_large, "session not refreshed"),
+        }
     }
     Authenticated {
         session,

@@ -268,14 +268,14 @@ pub fn problem(p: Problem, html: bool) -> Response<Body> {
             tracing::warn!(status = p.status.as_u16(), code = p.code, ?source, detail = %p.detail, "request failed")
         }
     }
-    let mut response = if html {
-        self::html(p.status, pages::error(p.status, p.title, &p.detail))
-    } else {
-        json(
-            p.status,
-            &serde_json::json!({ "error": p.code, "error_description": p.detail }),
-        )
-    };
+    if html {
+        // `html` adds the security headers.
+        return self::html(p.status, pages::error(p.status, p.title, &p.detail));
+    }
+    let mut response = json(
+        p.status,
+        &serde_json::json!({ "error": p.code, "error_description": p.detail }),
+    );
     pages::security_headers(response.headers_mut());
     response
 }

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -112,7 +113,15 @@ pub async fn serve<H: Handler>(
         match &tls {
             None => {
                 tokio::spawn(async move {
-                    serve_connection(&builder, stream, conn, handler, watcher).await;
+                    serve_connection(
+                        &builder,
+                        stream,
+                        conn,
+                        handler,
+                        watcher,
+                        limits.header_read_timeout,
+                    )
+                    .await;
                 });
             }
             Some(tls) => {
@@ -121,7 +130,15 @@ pub async fn serve<H: Handler>(
                     match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await
                     {
                         Ok(Ok(stream)) => {
-                            serve_connection(&builder, stream, conn, handler, watcher).await;
+                            serve_connection(
+                                &builder,
+                                stream,
+                                conn,
+                                handler,
+                                watcher,
+                                limits.header_read_timeout,
+                            )
+                            .await;
                         }
                         Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -173,18 +190,34 @@ async fn serve_connection<H, I>(
     conn: ConnInfo,
     handler: Arc<H>,
     watcher: Watcher,
+    first_request_timeout: Duration,
 ) where
     H: Handler,
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
+    let asked = Arc::new(AtomicBool::new(false));
+    let first_request = Arc::clone(&asked);
     let service = service_fn(move |req| {
+        first_request.store(true, Ordering::Relaxed);
         let handler = handler.clone();
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(handler.handle(req, conn).await) }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(error) = watcher.watch(connection.into_owned()).await {
+    let mut connection = std::pin::pin!(watcher.watch(connection.into_owned()));
+    // hyper times an HTTP/1 head out once its first byte has arrived, but not
+    // a connection that sends nothing, or only the HTTP/2 preface: one that
+    // has asked nothing by the time a head is due is closed.
+    let ended = match tokio::time::timeout(first_request_timeout, &mut connection).await {
+        Ok(ended) => ended,
+        Err(_) if asked.load(Ordering::Relaxed) => connection.await,
+        Err(_) => {
+            tracing::debug!(%peer, "no request within server.header_read_timeout; closing");
+            return;
+        }
+    };
+    if let Err(error) = ended {
         tracing::debug!(error = %error, %peer, "connection ended with an error");
     }
 }

@@ -118,7 +118,7 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{SameSite, Secret, SessionConfig, SessionStoreKind};
+    use crate::config::{SameSite, Secret, SessionConfig};
 
     pub(crate) fn session_config(secret: &str, previous: &[&str]) -> SessionConfig {
         SessionConfig {
@@ -130,8 +130,6 @@ pub(crate) mod tests {
             secure: true,
             same_site: SameSite::Lax,
             domain: None,
-            store: SessionStoreKind::Cookie,
-            redis_url: None,
         }
     }
 

@@ -11,9 +11,10 @@ use http::header::HOST;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_rustls::ConfigBuilderExt;
 use rustls_pki_types::ServerName;
+use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
 use self::pool::{Pool, SendError};
@@ -115,8 +116,8 @@ impl Upstream {
     /// The target is the upstream base plus the request's path and query, sent
     /// as HTTP/1.1. Hop-by-hop headers are removed from the response, except the
     /// `Connection: upgrade` + `Upgrade` pair of a 101. Only the wait for the
-    /// response head is timed: a body may stream for as long as it takes
-    /// (downloads, server-sent events).
+    /// response head, from the end of the request body, is timed: bodies may
+    /// stream for as long as they take (uploads, downloads, server-sent events).
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
@@ -133,10 +134,33 @@ impl Upstream {
         if !parts.headers.contains_key(HOST) {
             parts.headers.insert(HOST, self.host.clone());
         }
-        let req = Request::from_parts(parts, body.map_err(BoxError::from).boxed());
+        // `upstream.timeout` counts from the end of the request body: a slow
+        // upload is the client's time, not the upstream's.
+        let (body, body_sent) = if body.is_end_stream() {
+            (body.map_err(BoxError::from).boxed(), None)
+        } else {
+            let (sent, body_sent) = oneshot::channel();
+            let body = SignalsEnd {
+                body,
+                sent: Some(sent),
+            };
+            (body.boxed(), Some(body_sent))
+        };
+        let req = Request::from_parts(parts, body);
+        let head_due = async {
+            if let Some(body_sent) = body_sent {
+                // Sent, or dropped when hyper stops sending it: either way done.
+                let _ = body_sent.await;
+            }
+            tokio::time::sleep(self.timeout).await;
+        };
+        let sent = tokio::select! {
+            sent = self.pool.send(req) => Ok(sent),
+            () = head_due => Err(()),
+        };
 
-        let mut response = match tokio::time::timeout(self.timeout, self.pool.send(req)).await {
-            Err(_elapsed) => {
+        let mut response = match sent {
+            Err(()) => {
                 tracing::warn!(timeout = ?self.timeout, "upstream sent no response headers in time");
                 return Err(UpstreamError::Timeout(self.timeout));
             }
@@ -191,6 +215,36 @@ impl Upstream {
         }
         Uri::try_from(format!("{}{path_and_query}", self.base_path))
             .map_err(|_| UpstreamError::InvalidTarget("path does not form a valid URI"))
+    }
+}
+
+/// A request body that says when it has been sent in full (or given up).
+struct SignalsEnd {
+    body: Incoming,
+    sent: Option<oneshot::Sender<()>>,
+}
+
+impl hyper::body::Body for SignalsEnd {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let frame = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_frame(cx));
+        if frame.is_none() || self.body.is_end_stream() {
+            self.sent.take();
+        }
+        std::task::Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

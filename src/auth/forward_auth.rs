@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::headers::is_trusted;
 use crate::policy::{Requirement, unambiguous_path};
-use crate::proxy::{authenticate, set_identity_headers};
+use crate::proxy::{Admission, admit, authenticate, set_identity_headers};
 use crate::respond::with_cookies;
 use crate::respond::{self, Problem};
 use crate::server::ConnInfo;
@@ -19,16 +19,11 @@ pub fn check<B>(app: &App, req: &Request<B>, conn: &ConnInfo) -> Response<Body> 
     // Canonical, so an IPv4 proxy reaching a dual-stack listener still matches.
     let trusted = is_trusted(conn.peer_ip.ip(), &app.config.server.trusted_proxies);
     let target = match trusted.then(|| original_target(req.headers())) {
-        // The front proxy may pass such a path on unresolved: refused, as the
-        // proxy path refuses it (`policy::unambiguous_path`).
-        Some(None) => {
-            return respond::problem(
-                Problem::forbidden("The original URI has `.` or `..` segments."),
-                false,
-            );
+        Some(Original::Target(method, path)) => Some((method, path)),
+        Some(Original::NotSaid) | None => None,
+        Some(Original::Refused(why)) => {
+            return respond::problem(Problem::forbidden(why), false);
         }
-        Some(Some(target)) => Some(target),
-        None => None,
     };
     let requirement = match &target {
         Some((method, path)) => app.policy.requirement(method, path),
@@ -38,18 +33,15 @@ pub fn check<B>(app: &App, req: &Request<B>, conn: &ConnInfo) -> Response<Body> 
         },
     };
     let authn = authenticate(app, req.headers());
-    let resp = match (&authn.session, requirement) {
-        (None, Requirement::Public) => accepted(),
-        (None, Requirement::SignedIn { .. }) => respond::unauthenticated(false, ""),
-        (Some(session), _) => match app.policy.authorize(&session.identity, requirement) {
-            Ok(()) => {
-                let mut resp = accepted();
-                set_identity_headers(app, resp.headers_mut(), session);
-                resp
-            }
-            Err(_) if requirement == Requirement::Public => accepted(),
-            Err(denied) => respond::problem(Problem::from(denied), false),
-        },
+    let resp = match admit(app, authn.session.as_deref(), requirement) {
+        Admission::Anonymous => accepted(),
+        Admission::User(session) => {
+            let mut resp = accepted();
+            set_identity_headers(app, resp.headers_mut(), session);
+            resp
+        }
+        Admission::Denied(denied) => respond::problem(Problem::from(denied), false),
+        Admission::SignInFirst { .. } => respond::unauthenticated(false, ""),
     };
     with_cookies(resp, authn.set_cookies)
 }
@@ -60,17 +52,69 @@ fn accepted() -> Response<Body> {
     resp
 }
 
+/// What a trusted front proxy says the original request was.
+enum Original {
+    Target(Method, String),
+    /// No original URI at all: the default rule applies, as for anyone else.
+    NotSaid,
+    /// Said in a way that cannot be relied on: refused, never guessed, since
+    /// a guess could pick a laxer rule than the request's own.
+    Refused(&'static str),
+}
+
 /// nginx sends `X-Original-URI` / `X-Original-Method`; Traefik and Caddy send
-/// `X-Forwarded-Uri` / `X-Forwarded-Method`.
-/// `None` when the URI's path has dot segments.
-fn original_target(headers: &HeaderMap) -> Option<(Method, String)> {
-    let pick = |names: [&str; 2]| names.iter().find_map(|n| headers.get(*n)?.to_str().ok());
-    let method = pick(["x-forwarded-method", "x-original-method"])
-        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-        .unwrap_or(Method::GET);
-    let uri = pick(["x-forwarded-uri", "x-original-uri"]).unwrap_or("/");
+/// `X-Forwarded-Uri` / `X-Forwarded-Method`. The front proxy passes the
+/// client's own headers along too, so a client can add the family its proxy
+/// does not set: when both families are present they must agree.
+fn original_target(headers: &HeaderMap) -> Original {
+    let family = |uri: &str, method: &str| Ok((single(headers, uri)?, single(headers, method)?));
+    let said = family("x-forwarded-uri", "x-forwarded-method")
+        .and_then(|forwarded| Ok((forwarded, family("x-original-uri", "x-original-method")?)));
+    let (forwarded, original) = match said {
+        Ok(both) => both,
+        Err(why) => return Original::Refused(why),
+    };
+    let (uri, method) = match (forwarded, original) {
+        ((None, None), (None, None)) => return Original::NotSaid,
+        ((None, None), said) | (said, (None, None)) => said,
+        (a, b) if a == b => a,
+        _ => {
+            return Original::Refused(
+                "X-Forwarded-Uri/-Method and X-Original-URI/-Method name different requests.",
+            );
+        }
+    };
+    let (Some(uri), Some(method)) = (uri, method) else {
+        tracing::warn!(
+            "a trusted proxy sent the original URI without its method (or the method alone); \
+             send both, e.g. nginx: proxy_set_header X-Original-Method $request_method;"
+        );
+        return Original::Refused("The original request needs both its URI and its method.");
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Original::Refused("The original method is not an HTTP method.");
+    };
     let path = uri.split(['?', '#']).next().unwrap_or("/");
-    Some((method, unambiguous_path(path)?))
+    // The front proxy may pass such a path on unresolved: refused, as the
+    // proxy path refuses it (`policy::unambiguous_path`).
+    match unambiguous_path(path) {
+        Some(path) => Original::Target(method, path),
+        None => Original::Refused("The original URI has `.` or `..` segments."),
+    }
+}
+
+/// The one value of `name`, if sent; more than one, or one that is not
+/// visible ASCII, cannot be relied on.
+fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, &'static str> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => value
+            .to_str()
+            .map(Some)
+            .map_err(|_| "An original-request header is not readable text."),
+        (Some(_), Some(_)) => Err("An original-request header was sent more than once."),
+    }
 }
 
 /// JSON of the current identity; 401 without a session.

@@ -169,6 +169,14 @@ impl Problems {
     fn url(&mut self, key: &str, value: Option<&str>, default: &str) -> Url {
         let value = value.unwrap_or(default);
         match Url::parse(value) {
+            // Not echoed: the value holds a password.
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                self.add(
+                    key,
+                    "must not carry a user name or password: they would be logged, and are never sent",
+                );
+                Url::parse(default).expect("default URL parses")
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
             Ok(_) => {
                 self.add(
@@ -324,7 +332,6 @@ impl RawServer {
             public_url,
             tls_cert: s.tls_cert,
             tls_key: s.tls_key,
-            metrics_listen,
             trusted_proxies,
             max_header_bytes,
             header_read_timeout,
@@ -425,16 +432,16 @@ impl RawSession {
                 "\"none\" needs secure cookies (an https public_url or secure = true)",
             );
         }
-        let store = ss.store.unwrap_or(SessionStoreKind::Cookie);
-        let redis_url = p.secret(
-            "session.redis_url",
-            ss.redis_url,
-            ss.redis_url_file.as_deref(),
-        );
-        if store == SessionStoreKind::Redis {
+        if ss.store == Some(SessionStoreKind::Redis) {
             p.add(
                 "session.store",
                 "\"redis\" is not available in this version; use \"cookie\"",
+            );
+        }
+        if ss.redis_url.is_some() || ss.redis_url_file.is_some() {
+            p.add(
+                "session.redis_url",
+                "the Redis store is not available in this version; remove the key",
             );
         }
         SessionConfig {
@@ -449,8 +456,6 @@ impl RawSession {
             secure,
             same_site,
             domain: ss.domain,
-            store,
-            redis_url,
         }
     }
 }
@@ -472,9 +477,8 @@ impl RawAccess {
             allowed_emails_file: a.allowed_emails_file,
             allowed_groups: a.allowed_groups,
             require_email_verified: a.require_email_verified,
-            bearer_tokens: a.bearer_tokens,
         };
-        if access.bearer_tokens {
+        if a.bearer_tokens {
             p.add(
                 "access.bearer_tokens",
                 "bearer tokens are not available in this version; set it to false",
@@ -556,16 +560,18 @@ fn validate_headers(
             .map(|(h, c)| (h.to_string(), c.to_string()))
             .collect(),
     };
-    header_map
-        .into_iter()
-        .filter_map(
-            |(name, claim)| match HeaderName::from_bytes(name.as_bytes()) {
-                Ok(h) => Some((h, claim)),
-                Err(_) => {
-                    p.add(&format!("headers.{name}"), "is not a valid header name");
-                    None
-                }
-            },
-        )
-        .collect()
+    let mut headers: Vec<(HeaderName, String)> = Vec::with_capacity(header_map.len());
+    for (name, claim) in header_map {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            // Header names are case-insensitive: `X-User` and `x-user` are one
+            // header, and only one of the two claims could be sent.
+            Ok(h) if headers.iter().any(|(seen, _)| *seen == h) => p.add(
+                &format!("headers.{name}"),
+                "names the same header as another entry (names ignore case); keep one",
+            ),
+            Ok(h) => headers.push((h, claim)),
+            Err(_) => p.add(&format!("headers.{name}"), "is not a valid header name"),
+        }
+    }
+    headers
 }

@@ -591,3 +591,50 @@ fn sign_in_template_is_read_at_start_and_must_list_the_providers() {
     );
     assert!(parse(MINIMAL).unwrap().sign_in.template.is_none());
 }
+
+#[test]
+fn keys_for_features_not_built_yet_are_refused_not_ignored() {
+    for (toml, key) in [
+        (
+            "[server]\nmetrics_listen = \"127.0.0.1:9090\"\n",
+            "server.metrics_listen",
+        ),
+        ("[session]\nstore = \"redis\"\n", "session.store"),
+        (
+            "[session]\nredis_url = \"redis://127.0.0.1/\"\n",
+            "session.redis_url",
+        ),
+        ("[access]\nbearer_tokens = true\n", "access.bearer_tokens"),
+    ] {
+        let got = problems(toml);
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with(&format!("{key}:")) && p.contains("not available")),
+            "{toml}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn two_header_entries_naming_one_header_are_refused() {
+    let got = problems(&format!(
+        "{MINIMAL}\n[headers]\n\"X-User\" = \"email\"\n\"x-user\" = \"sub\"\n"
+    ));
+    assert!(
+        got.iter().any(|p| p.contains("names the same header")),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_url_with_credentials_is_refused_without_echoing_them() {
+    let got = problems(&format!(
+        "{MINIMAL}\n[upstream]\nurl = \"http://app:hunter2@127.0.0.1:8080\"\n"
+    ))
+    .join("\n");
+    assert!(
+        got.contains("upstream.url: must not carry a user name or password"),
+        "{got}"
+    );
+    assert!(!got.contains("hunter2"), "{got}");
+}

@@ -324,16 +324,9 @@ impl OidcProvider {
     ) -> IdTokenVerifier<'a, CoreJsonWebKey> {
         let client_id = ClientId::new(self.config.client_id.clone());
         let issuer = discovered.issuer.clone();
-        let verifier = match &self.config.client_secret {
-            Some(secret) => IdTokenVerifier::new_confidential_client(
-                client_id,
-                ClientSecret::new(secret.expose().to_owned()),
-                issuer,
-                jwks.clone(),
-            ),
-            None => IdTokenVerifier::new_public_client(client_id, issuer, jwks.clone()),
-        };
-        verifier
+        // Public-key verification only, for confidential clients too: HMAC
+        // algorithms (the client secret as key) are never in `allowed_algs`.
+        IdTokenVerifier::new_public_client(client_id, issuer, jwks.clone())
             // A tenant template is no issuer: `check_preset_claims` checks `iss` against it.
             .require_issuer_match(!microsoft::is_template(discovered.issuer.as_str()))
             .set_allowed_algs(discovered.allowed_algs.iter().cloned())
@@ -420,10 +413,28 @@ impl OidcProvider {
                 self.settings.issuer
             ));
         }
+        let metadata = self.with_configured_endpoints(metadata);
+        if self.settings.issuer.scheme() == "https" {
+            refuse_plain_http_endpoints(&metadata)?;
+        }
         let jwks = JsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http)
             .await
             .map_err(|e| describe_discovery_error(&e))?;
         self.install(metadata, jwks)
+    }
+
+    /// The endpoints set in the provider's config win over discovered ones.
+    fn with_configured_endpoints(&self, mut metadata: Metadata) -> Metadata {
+        if let Some(url) = &self.settings.auth_url {
+            metadata = metadata.set_authorization_endpoint(AuthUrl::from_url(url.clone()));
+        }
+        if let Some(url) = &self.settings.token_url {
+            metadata = metadata.set_token_endpoint(Some(TokenUrl::from_url(url.clone())));
+        }
+        if let Some(url) = &self.settings.userinfo_url {
+            metadata = metadata.set_userinfo_endpoint(Some(UserInfoUrl::from_url(url.clone())));
+        }
+        metadata
     }
 
     /// Discovery §4.3: the published issuer must be the one configured. `url::Url`
@@ -437,7 +448,7 @@ impl OidcProvider {
                 && microsoft::is_published_issuer_for(ours, published))
     }
 
-    fn install(&self, mut metadata: Metadata, jwks: CoreJsonWebKeySet) -> Result<(), String> {
+    fn install(&self, metadata: Metadata, jwks: CoreJsonWebKeySet) -> Result<(), String> {
         let allowed_algs: Vec<_> = metadata
             .id_token_signing_alg_values_supported()
             .iter()
@@ -446,15 +457,6 @@ impl OidcProvider {
             .collect();
         if allowed_algs.is_empty() {
             return Err("the provider advertises no asymmetric id_token signing algorithm".into());
-        }
-        if let Some(url) = &self.settings.auth_url {
-            metadata = metadata.set_authorization_endpoint(AuthUrl::from_url(url.clone()));
-        }
-        if let Some(url) = &self.settings.token_url {
-            metadata = metadata.set_token_endpoint(Some(TokenUrl::from_url(url.clone())));
-        }
-        if let Some(url) = &self.settings.userinfo_url {
-            metadata = metadata.set_userinfo_endpoint(Some(UserInfoUrl::from_url(url.clone())));
         }
         let auth_type = match self.config.token_auth_method {
             TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
@@ -490,6 +492,34 @@ impl OidcProvider {
             self.settings.issuer.as_str().trim_end_matches('/')
         )
     }
+}
+
+/// An https issuer whose document lists a plain-http endpoint would have the
+/// client secret, codes and tokens sent in the clear: refused.
+fn refuse_plain_http_endpoints(metadata: &Metadata) -> Result<(), String> {
+    let endpoints = [
+        (
+            "authorization_endpoint",
+            Some(metadata.authorization_endpoint().url()),
+        ),
+        ("token_endpoint", metadata.token_endpoint().map(|u| u.url())),
+        (
+            "userinfo_endpoint",
+            metadata.userinfo_endpoint().map(|u| u.url()),
+        ),
+        ("jwks_uri", Some(metadata.jwks_uri().url())),
+    ];
+    for (name, url) in endpoints {
+        if let Some(url) = url
+            && url.scheme() != "https"
+        {
+            return Err(format!(
+                "the https issuer publishes a plain-http {name} ({}); refused, as secrets and tokens would travel in the clear",
+                url.origin().ascii_serialization()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn describe_discovery_error(e: &DiscoveryError<HttpError>) -> String {
@@ -586,6 +616,42 @@ mod tests {
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn an_https_issuer_may_not_publish_plain_http_endpoints() {
+        let document = |token: &str, jwks: &str| -> Metadata {
+            serde_json::from_value(json!({
+                "issuer": "https://idp.example.com",
+                "authorization_endpoint": "https://idp.example.com/authorize",
+                "token_endpoint": token,
+                "jwks_uri": jwks,
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }))
+            .unwrap()
+        };
+        let https = "https://idp.example.com";
+        assert!(
+            refuse_plain_http_endpoints(&document(
+                &format!("{https}/token"),
+                &format!("{https}/jwks")
+            ))
+            .is_ok()
+        );
+        let refused = refuse_plain_http_endpoints(&document(
+            "http://idp.example.com/token",
+            &format!("{https}/jwks"),
+        ))
+        .unwrap_err();
+        assert!(refused.contains("token_endpoint"), "{refused}");
+        let refused = refuse_plain_http_endpoints(&document(
+            &format!("{https}/token"),
+            "http://idp.example.com/jwks",
+        ))
+        .unwrap_err();
+        assert!(refused.contains("jwks_uri"), "{refused}");
     }
 
     #[test]

@@ -19,6 +19,8 @@ const MAX_CHUNKS: usize = 10;
 /// attributes); staying under 4000 leaves room for browsers that count differently.
 const MAX_SET_COOKIE_LEN: usize = 4000;
 const MAX_JOINED_LEN: usize = MAX_CHUNKS * MAX_SET_COOKIE_LEN;
+/// Set-Cookie deletions in one response at most.
+const MAX_DELETIONS: usize = 2 * MAX_CHUNKS;
 /// Bytes of opened sessions kept (sealed value plus an estimate of the decoded
 /// session): a few thousand typical sessions.
 const OPENED_CACHE_BYTES: u64 = 4 * 1024 * 1024;
@@ -68,6 +70,13 @@ impl std::fmt::Debug for SessionCookies {
 }
 
 /// Why a request's session cookies held no session; logged, never shown.
+/// A session too large for the cookies a browser sends back.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the session needs {0} cookies, more than the {MAX_CHUNKS} portcullis reads back; request fewer scopes or claims from the provider"
+)]
+pub struct TooLarge(usize);
+
 #[derive(Debug, thiserror::Error)]
 enum Refused {
     #[error("session cookie chunks are missing, duplicated, out of order or too many")]
@@ -130,8 +139,14 @@ impl SessionCookies {
         }
     }
 
-    /// Set-Cookie values writing `session`, and deleting chunks it no longer needs.
-    pub fn store(&self, session: &Session, request_headers: &HeaderMap) -> Vec<HeaderValue> {
+    /// Set-Cookie values writing `session`, and deleting chunks it no longer
+    /// needs; an error, and nothing written, when it needs more cookies than a
+    /// request may carry back (it could never be loaded).
+    pub fn store(
+        &self,
+        session: &Session,
+        request_headers: &HeaderMap,
+    ) -> Result<Vec<HeaderValue>, TooLarge> {
         self.store_at(session, request_headers, crate::now_unix())
     }
 
@@ -140,7 +155,7 @@ impl SessionCookies {
         session: &Session,
         request_headers: &HeaderMap,
         now: u64,
-    ) -> Vec<HeaderValue> {
+    ) -> Result<Vec<HeaderValue>, TooLarge> {
         // A Session has only string map keys and plain values: serialising cannot fail.
         let json = serde_json::to_vec(session).expect("a Session always serialises");
         let sealed = self.keys.seal(&self.name, &json);
@@ -159,10 +174,7 @@ impl SessionCookies {
             .filter_map(|c| std::str::from_utf8(c).ok())
             .collect();
         if chunks.len() > MAX_CHUNKS {
-            tracing::warn!(
-                chunks = chunks.len(),
-                "the session needs more than {MAX_CHUNKS} cookies and will not load; request fewer scopes or claims"
-            );
+            return Err(TooLarge(chunks.len()));
         }
         let written: Vec<String> = (0..chunks.len()).map(|i| self.chunk_name(i)).collect();
         let mut out: Vec<HeaderValue> = written
@@ -176,7 +188,7 @@ impl SessionCookies {
             .map(|c| c.name)
             .filter(|name| !written.iter().any(|w| w.as_bytes() == *name));
         out.extend(self.deletions(stale));
-        out
+        Ok(out)
     }
 
     /// Set-Cookie values deleting every session chunk the request carried, and the base cookie.
@@ -221,6 +233,7 @@ impl SessionCookies {
     }
 
     /// Whether `name` is one of portcullis' cookies: a session chunk or a flow cookie.
+    #[cfg(test)]
     pub fn is_own_cookie(&self, name: &str) -> bool {
         self.is_own_name(name.as_bytes())
     }
@@ -236,7 +249,9 @@ impl SessionCookies {
             return Some(rest);
         }
         let digits = rest.strip_prefix(b"_")?;
-        (!digits.is_empty() && digits.iter().all(u8::is_ascii_digit)).then_some(digits)
+        // At most three digits, as `chunk_index` reads them: a longer name is
+        // not one portcullis could have written.
+        (matches!(digits.len(), 1..=3) && digits.iter().all(u8::is_ascii_digit)).then_some(digits)
     }
 
     /// `<name>` for chunk 0, `<name>_<i>` after.
@@ -341,17 +356,25 @@ impl SessionCookies {
         a
     }
 
-    /// Set-Cookie values deleting the session cookies `names` (each once).
+    /// Set-Cookie values deleting the session cookies `names` (each once): the
+    /// ones portcullis writes first, and at most [`MAX_DELETIONS`] in all, so a
+    /// request stuffed with look-alike names cannot make a huge response (the
+    /// rest go on later requests).
     fn deletions<'a>(&self, names: impl IntoIterator<Item = &'a [u8]>) -> Vec<HeaderValue> {
         let attributes = self.attributes(DELETE);
-        let mut seen: Vec<&[u8]> = Vec::new();
+        let written_by_us = |name: &[u8]| {
+            self.chunk_suffix(name)
+                .and_then(chunk_index)
+                .is_some_and(|i| i <= MAX_CHUNKS)
+        };
+        let mut names: Vec<&[u8]> = names.into_iter().collect();
+        // Stable: in the order sent, within each kind.
+        names.sort_by_key(|name| !written_by_us(name));
+        let mut seen = std::collections::HashSet::new();
         names
             .into_iter()
-            .filter(|name| {
-                let new = !seen.contains(name);
-                seen.push(name);
-                new
-            })
+            .filter(|name| seen.insert(*name))
+            .take(MAX_DELETIONS)
             .filter_map(|name| {
                 let name = std::str::from_utf8(name).ok()?;
                 set_cookie(format!("{name}={attributes}"))

@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::headers::lists_token;
 use crate::{Body, BoxError};
 
 /// An idle connection is closed after this long: upstreams close theirs too
@@ -117,11 +118,7 @@ impl Pool {
         // closing (`Connection: close`, HTTP/1.0) is of no further use.
         let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS
             && response.version() == Version::HTTP_11
-            && !response
-                .headers()
-                .get_all(CONNECTION)
-                .iter()
-                .any(|value| value.as_bytes().eq_ignore_ascii_case(b"close"));
+            && !lists_token(response.headers(), &CONNECTION, "close");
         let returner = reusable.then(|| Returner {
             pool: Arc::clone(self),
             pooled,

@@ -45,7 +45,7 @@ impl Handler for Forward {
 
 /// The app: `/slow-head` and `/slow-body` dawdle, `/rogue-101` switches
 /// protocols unasked, `/duplex` streams the
-/// request body back as it comes, `/gated` holds its second chunk until
+/// request body back as it comes, `/read-all` answers once it has the whole body, `/gated` holds its second chunk until
 /// `gate` is notified, `/chat` and `/ws` accept upgrades, anything else
 /// describes the request it received as JSON.
 #[derive(Default)]
@@ -69,6 +69,10 @@ impl Handler for App {
                 Response::new(BodyExt::boxed(StreamBody::new(tokio_stream(rx))))
             }
             "/duplex" => Response::new(req.into_body().map_err(BoxError::from).boxed()),
+            "/read-all" => {
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                Response::new(full(format!("read {} bytes", body.len())))
+            }
             "/gated" => {
                 let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
                 let gate = self.gate.clone();
@@ -349,6 +353,33 @@ async fn waiting_too_long_for_the_response_head_is_504() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(json(response).await["error"], "upstream_timeout");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_upload_is_not_counted_against_the_upstream() {
+    let s = setup("", Duration::from_millis(300)).await;
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+    let request = Request::post(s.proxy.url("/read-all"))
+        .body(StreamBody::new(tokio_stream(rx)))
+        .unwrap();
+    let client: Client<_, StreamBody<_>> = Client::builder(TokioExecutor::new()).build_http();
+    let pending = tokio::spawn(client.request(request));
+    tx.send(Ok(Frame::data(Bytes::from("12345"))))
+        .await
+        .unwrap();
+    // Longer than upstream.timeout, spent by the client, not the upstream.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    tx.send(Ok(Frame::data(Bytes::from("67890"))))
+        .await
+        .unwrap();
+    drop(tx);
+    let response = pending.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "read 10 bytes"
+    );
     s.stop().await;
 }
 

@@ -95,7 +95,7 @@ fn deleted(values: &[HeaderValue]) -> Vec<String> {
 fn small_session_roundtrips_in_one_cookie() {
     let s = store();
     let sess = session(10);
-    let set = s.store_at(&sess, &HeaderMap::new(), NOW);
+    let set = s.store_at(&sess, &HeaderMap::new(), NOW).unwrap();
     assert_eq!(set.len(), 1);
     let loaded = s.load(&browser_sends(&set), NOW);
     assert_eq!(loaded.session.as_deref(), Some(&sess));
@@ -104,7 +104,9 @@ fn small_session_roundtrips_in_one_cookie() {
 
 #[test]
 fn attributes_follow_config() {
-    let cookie = store().store_at(&session(10), &HeaderMap::new(), NOW);
+    let cookie = store()
+        .store_at(&session(10), &HeaderMap::new(), NOW)
+        .unwrap();
     let cookie = cookie[0].to_str().unwrap();
     assert!(cookie.starts_with("_portcullis="));
     assert!(
@@ -117,7 +119,7 @@ fn attributes_follow_config() {
         c.same_site = SameSite::Strict;
         c.domain = Some(".example.com".into());
     });
-    let cookie = s.store_at(&session(10), &HeaderMap::new(), NOW);
+    let cookie = s.store_at(&session(10), &HeaderMap::new(), NOW).unwrap();
     let cookie = cookie[0].to_str().unwrap();
     assert!(
         cookie.ends_with("; Path=/; Domain=.example.com; Max-Age=3600; HttpOnly; SameSite=Strict"),
@@ -129,7 +131,7 @@ fn attributes_follow_config() {
 fn large_session_is_chunked_under_the_cookie_limit() {
     let s = store_with(|c| c.domain = Some("app.example.com".into()));
     let sess = session(9000);
-    let set = s.store_at(&sess, &HeaderMap::new(), NOW);
+    let set = s.store_at(&sess, &HeaderMap::new(), NOW).unwrap();
     assert!(set.len() >= 3, "{} chunks", set.len());
     for (i, v) in set.iter().enumerate() {
         assert!(
@@ -162,7 +164,7 @@ fn large_session_is_chunked_under_the_cookie_limit() {
 #[test]
 fn bad_chunk_sets_mean_no_session_and_clear_what_was_sent() {
     let s = store();
-    let set = s.store_at(&session(9000), &HeaderMap::new(), NOW);
+    let set = s.store_at(&session(9000), &HeaderMap::new(), NOW).unwrap();
     let good = pairs(&browser_sends(&set));
     assert!(good.len() >= 3);
     let other = ("theme".to_owned(), "dark".to_owned());
@@ -238,21 +240,21 @@ fn foreign_secret_expired_and_idle_sessions_are_refused() {
     let s = store();
     let foreign = SessionCookies::new(&session_config("ffffffffffffffffffffffffffffffff", &[]));
     let sess = session(10);
-    let from_elsewhere = browser_sends(&foreign.store_at(&sess, &HeaderMap::new(), NOW));
+    let from_elsewhere = browser_sends(&foreign.store_at(&sess, &HeaderMap::new(), NOW).unwrap());
     let loaded = s.load(&from_elsewhere, NOW);
     assert_eq!(loaded.session, None);
     assert_eq!(deleted(&loaded.clear), ["_portcullis"]);
 
     // The second load is answered from the opened-session cache: expiry and
     // idleness are checked all the same.
-    let sent = browser_sends(&s.store_at(&sess, &HeaderMap::new(), NOW));
+    let sent = browser_sends(&s.store_at(&sess, &HeaderMap::new(), NOW).unwrap());
     assert!(s.load(&sent, sess.expires_at - 1).session.is_some());
     let expired = s.load(&sent, sess.expires_at);
     assert_eq!(expired.session, None);
     assert_eq!(deleted(&expired.clear), ["_portcullis"]);
 
     let idle = store_with(|c| c.idle_timeout = Some(Duration::from_secs(600)));
-    let sent = browser_sends(&idle.store_at(&sess, &HeaderMap::new(), NOW));
+    let sent = browser_sends(&idle.store_at(&sess, &HeaderMap::new(), NOW).unwrap());
     assert!(idle.load(&sent, sess.last_seen_at + 600).session.is_some());
     let timed_out = idle.load(&sent, sess.last_seen_at + 601);
     assert_eq!(timed_out.session, None);
@@ -263,7 +265,7 @@ fn foreign_secret_expired_and_idle_sessions_are_refused() {
 fn an_opened_session_is_reused_only_for_the_exact_same_value() {
     let s = store();
     let sess = session(10);
-    let sent = browser_sends(&s.store_at(&sess, &HeaderMap::new(), NOW));
+    let sent = browser_sends(&s.store_at(&sess, &HeaderMap::new(), NOW).unwrap());
     let first = s.load(&sent, NOW).session.unwrap();
     let again = s.load(&sent, NOW).session.unwrap();
     assert!(Arc::ptr_eq(&first, &again), "the second load opens nothing");
@@ -297,7 +299,7 @@ fn previous_secret_still_loads() {
     let old = SessionCookies::new(&session_config(old_secret, &[]));
     let rotated = SessionCookies::new(&session_config(SECRET, &[old_secret]));
     let sess = session(10);
-    let sent = browser_sends(&old.store_at(&sess, &HeaderMap::new(), NOW));
+    let sent = browser_sends(&old.store_at(&sess, &HeaderMap::new(), NOW).unwrap());
     assert_eq!(rotated.load(&sent, NOW).session.as_deref(), Some(&sess));
 }
 
@@ -305,7 +307,9 @@ fn previous_secret_still_loads() {
 fn a_value_from_another_cookie_name_does_not_load() {
     let s = store();
     let other_name = store_with(|c| c.cookie_name = "_other".into());
-    let set = other_name.store_at(&session(10), &HeaderMap::new(), NOW);
+    let set = other_name
+        .store_at(&session(10), &HeaderMap::new(), NOW)
+        .unwrap();
     let value = set[0]
         .to_str()
         .unwrap()
@@ -357,9 +361,9 @@ fn malformed_cookie_headers_never_panic() {
 #[test]
 fn store_deletes_chunks_the_new_session_no_longer_needs() {
     let s = store();
-    let big = s.store_at(&session(9000), &HeaderMap::new(), NOW);
+    let big = s.store_at(&session(9000), &HeaderMap::new(), NOW).unwrap();
     let request = browser_sends(&big);
-    let small = s.store_at(&session(10), &request, NOW);
+    let small = s.store_at(&session(10), &request, NOW).unwrap();
     assert!(small[0].to_str().unwrap().starts_with("_portcullis="));
     assert!(!small[0].to_str().unwrap().contains("Max-Age=0"));
     let mut expected: Vec<String> = (1..big.len()).map(|i| format!("_portcullis_{i}")).collect();
@@ -374,7 +378,7 @@ fn store_deletes_chunks_the_new_session_no_longer_needs() {
 fn store_of_an_expired_session_expires_the_cookie() {
     let mut sess = session(10);
     sess.expires_at = NOW - 1;
-    let set = store().store_at(&sess, &HeaderMap::new(), NOW);
+    let set = store().store_at(&sess, &HeaderMap::new(), NOW).unwrap();
     assert!(set[0].to_str().unwrap().contains("Max-Age=0;"));
 }
 
@@ -487,4 +491,36 @@ fn strip_joins_several_cookie_headers_and_leaves_foreign_ones_alone() {
     let before = untouched.clone();
     s.strip_own_cookies(&mut untouched);
     assert_eq!(untouched, before);
+}
+
+#[test]
+fn a_request_stuffed_with_look_alike_names_gets_a_bounded_answer() {
+    let store = store();
+    // The real base cookie last, behind a thousand look-alikes.
+    let mut sent: Vec<String> = (100..1000).map(|i| format!("_portcullis_{i}=x")).collect();
+    sent.push("_portcullis_1234567=x".into());
+    sent.push("_portcullis=garbage".into());
+    let loaded = store.load(&cookie_header(&sent.join("; ")), NOW);
+    assert!(loaded.session.is_none());
+    assert_eq!(loaded.clear.len(), MAX_DELETIONS);
+    // What portcullis writes goes first; a name it could never write is not its own.
+    assert!(
+        loaded.clear[0]
+            .to_str()
+            .unwrap()
+            .starts_with("_portcullis=;")
+    );
+    assert!(
+        !loaded
+            .clear
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("_portcullis_1234567="))
+    );
+}
+
+#[test]
+fn a_session_too_large_to_read_back_is_not_written() {
+    let s = store();
+    let too_large = s.store_at(&session(200_000), &HeaderMap::new(), NOW);
+    assert!(too_large.is_err(), "written though it could never load");
 }
