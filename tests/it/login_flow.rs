@@ -2,6 +2,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use portcullis::demo::idp::{IdpOptions, Misbehaviour};
 
+use crate::sessions::deletes_cookie;
 use crate::support::{Harness, Setup, param};
 
 #[tokio::test]
@@ -103,6 +104,89 @@ async fn browser_signs_in_upstream_sees_identity_then_signs_out() {
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
     assert!(after.header("www-authenticate").is_some());
     assert_eq!(after.json()["error"], "unauthenticated");
+}
+
+#[tokio::test]
+async fn sign_out_deletes_every_chunk_of_a_session_too_big_for_one_cookie() {
+    use portcullis::demo::idp::DemoUser;
+    // Enough groups (in the identity and again in the id_token) that the sealed
+    // session is split over several cookies.
+    let groups: Vec<String> = (0..150)
+        .map(|i| format!("project-{i:03}-contributors"))
+        .collect();
+    let many = DemoUser {
+        sub: "many".into(),
+        email: "many@example.com".into(),
+        email_verified: true,
+        name: "Many Groups".into(),
+        preferred_username: "many".into(),
+        groups: groups.clone(),
+    };
+    let h = Harness::with(Setup {
+        idp: IdpOptions {
+            users: vec![many],
+            ..IdpOptions::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let mut b = h.signed_in("many").await;
+    let chunks: Vec<String> = b
+        .session_cookies()
+        .into_iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(
+        chunks.len() >= 2,
+        "the session should need several cookies: {chunks:?}"
+    );
+    // The chunks are one session.
+    let app = b.get_json(&h.url("/")).await;
+    assert_eq!(app.status, StatusCode::OK, "{}", app.text());
+    assert_eq!(
+        app.upstream_header("x-forwarded-groups"),
+        Some(groups.join(","))
+    );
+
+    let out = b.get(&h.url("/oauth2/sign_out?rd=/bye")).await;
+    assert_eq!(out.status, StatusCode::FOUND);
+    for name in &chunks {
+        assert!(
+            deletes_cookie(&out, name, "/"),
+            "sign-out deletes {name}: {:?}",
+            out.set_cookies()
+        );
+    }
+    assert!(b.session_cookies().is_empty(), "{:?}", b.cookies);
+    let after = b.get_json(&h.url("/")).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn sign_out_deletes_the_flow_cookie_of_an_unfinished_sign_in() {
+    let h = Harness::start().await;
+    let mut b = h.signed_in("ada").await;
+    // A second sign-in is started and abandoned at the provider.
+    b.start(&h, "/abandoned").await;
+    let flows: Vec<String> = b
+        .cookies
+        .keys()
+        .filter(|k| k.contains("_flow_"))
+        .cloned()
+        .collect();
+    assert_eq!(flows.len(), 1, "{:?}", b.cookies);
+    let hex = flows[0].strip_prefix("_portcullis_flow_").unwrap();
+    assert!(hex.len() == 16 && hex.bytes().all(|c| c.is_ascii_hexdigit()));
+
+    let out = b.get(&h.url("/oauth2/sign_out")).await;
+    assert_eq!(out.status, StatusCode::OK);
+    assert!(
+        deletes_cookie(&out, &flows[0], "/oauth2/"),
+        "sign-out deletes the flow cookie where it was set: {:?}",
+        out.set_cookies()
+    );
+    assert!(deletes_cookie(&out, "_portcullis", "/"));
+    assert!(b.cookies.is_empty(), "{:?}", b.cookies);
 }
 
 #[tokio::test]

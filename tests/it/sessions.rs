@@ -2,7 +2,7 @@
 
 use http::StatusCode;
 
-use crate::support::{Harness, SECRET, Setup, param};
+use crate::support::{Harness, Resp, SECRET, Setup, param};
 
 /// Sends `cookie_value` as the session cookie and expects "no session": a redirect
 /// to sign in and the cookie cleared.
@@ -31,6 +31,20 @@ async fn cookie_means_signed_out(h: &Harness, cookie_value: &str) {
             .any(|c| c.starts_with("_portcullis=") && c.to_ascii_lowercase().contains("max-age=0")),
         "bad cookie {cookie_value:?} is cleared: {cleared:?}"
     );
+}
+
+/// Whether `resp` deletes the cookie `name` that was set on `path`: an empty
+/// value and `Max-Age=0`, on the same path (a deletion on another path leaves
+/// the cookie in a real browser).
+pub(crate) fn deletes_cookie(resp: &Resp, name: &str, path: &str) -> bool {
+    resp.set_cookies().iter().any(|c| {
+        let mut parts = c.split(';').map(str::trim);
+        let first_is_empty_value = parts.next() == Some(&format!("{name}=")[..]);
+        let attributes: Vec<String> = parts.map(str::to_ascii_lowercase).collect();
+        first_is_empty_value
+            && attributes.iter().any(|a| a == "max-age=0")
+            && attributes.iter().any(|a| *a == format!("path={path}"))
+    })
 }
 
 #[tokio::test]
@@ -187,4 +201,30 @@ async fn every_sign_in_mints_a_new_session() {
         app.upstream_header("x-forwarded-user").as_deref(),
         Some("grace")
     );
+}
+
+#[tokio::test]
+async fn sign_in_page_deletes_broken_session_cookies_and_keeps_a_good_session() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    b.cookies.insert("_portcullis".into(), "garbage".into());
+    b.cookies
+        .insert("_portcullis_1".into(), "more-garbage".into());
+    let page = b.get(&h.url("/oauth2/sign_in?rd=/x")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    for name in ["_portcullis", "_portcullis_1"] {
+        assert!(
+            deletes_cookie(&page, name, "/"),
+            "the sign-in page deletes the broken {name}: {:?}",
+            page.set_cookies()
+        );
+    }
+    assert!(b.session_cookies().is_empty(), "{:?}", b.cookies);
+
+    // A session that opens is left alone.
+    let mut signed_in = h.signed_in("ada").await;
+    let page = signed_in.get(&h.url("/oauth2/sign_in?rd=/x")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.set_cookies().is_empty(), "{:?}", page.set_cookies());
+    assert!(!signed_in.session_cookies().is_empty());
 }

@@ -2,25 +2,36 @@
 //! template `<base>/{tenantid}/v2.0`, each id_token's `iss` names the user's
 //! tenant and must match its `tid`; `allowed_tenants` restricts `tid`; groups
 //! come from the `groups` claim; PKCE is sent though discovery does not list it;
-//! no `iss` on the authorization response.
+//! no `iss` on the authorization response; no `email_verified` either, only the
+//! optional `xms_edov` claim says the email is the user's.
 
 use portcullis::demo::idp::{
     DEFAULT_TENANT_ID, ExtraClaim, IdpOptions, Layout, Misbehaviour, ResponseIss,
 };
 
-use super::{assert_identity, assert_refused, harness, sign_in, upstream_view};
-use crate::support::param;
+use http::StatusCode;
+use serde_json::Value;
 
-/// Ada is in the default tenant, Grace in `tenant-b`.
+use super::{assert_identity, assert_refused, harness, sign_in, upstream_view};
+use crate::support::{Harness, Setup, param};
+
+/// Grace's tenant; Ada and Eve are in [`DEFAULT_TENANT_ID`].
+const GRACE_TENANT_ID: &str = "3f1c9a5e-0000-4000-8000-00000000000b";
+
+/// As Entra ID sends them: no token says `email_verified`; Ada's and Grace's carry
+/// `xms_edov: true` (their tenant verified the email's domain), Eve's does not.
 fn microsoft() -> IdpOptions {
+    let mut extra_claims = vec![ExtraClaim::new("grace", "tid", GRACE_TENANT_ID.into())];
+    for user in ["ada", "grace", "eve"] {
+        extra_claims.push(ExtraClaim::new(user, "email_verified", Value::Null));
+    }
+    for user in ["ada", "grace"] {
+        extra_claims.push(ExtraClaim::new(user, "xms_edov", true.into()));
+    }
     IdpOptions {
         layout: Layout::MicrosoftTenants,
         response_iss: ResponseIss::Omitted,
-        extra_claims: vec![ExtraClaim::new(
-            "grace",
-            "tid",
-            "3f1c9a5e-0000-4000-8000-00000000000b".into(),
-        )],
+        extra_claims,
         ..IdpOptions::default()
     }
 }
@@ -111,14 +122,83 @@ async fn microsoft_iss_on_the_authorization_response_must_name_a_tenant_of_this_
     let callback = b.get(&format!("{authorize}&login_hint=grace")).await;
     let callback = callback.location().to_owned();
     let tenant_issuer = param(&callback, "iss").unwrap();
-    assert!(tenant_issuer.ends_with("/3f1c9a5e-0000-4000-8000-00000000000b/v2.0"));
+    assert!(tenant_issuer.ends_with(&format!("/{GRACE_TENANT_ID}/v2.0")));
     let forged = callback.replace(
         &url::form_urlencoded::byte_serialize(tenant_issuer.as_bytes()).collect::<String>(),
-        "https%3A%2F%2Fevil.example%2F3f1c9a5e-0000-4000-8000-00000000000b%2Fv2.0",
+        &format!("https%3A%2F%2Fevil.example%2F{GRACE_TENANT_ID}%2Fv2.0"),
     );
     assert_ne!(forged, callback);
     let done = b.get(&forged).await;
     assert_refused(&b, &done, "sign-in");
+}
+
+#[tokio::test]
+async fn microsoft_iss_on_the_authorization_response_must_be_the_tokens_issuer() {
+    let idp = IdpOptions {
+        response_iss: ResponseIss::Unadvertised,
+        ..microsoft()
+    };
+    let h = harness(idp, &microsoft_toml("common", "")).await;
+    let mut b = h.browser();
+    let authorize = b.start_with(&h, "microsoft", "/").await;
+    let callback = b.get(&format!("{authorize}&login_hint=grace")).await;
+    let callback = callback.location().to_owned();
+    // This provider's host and another real tenant: a valid fill of the issuer
+    // template, so only the comparison with the id_token's `iss` can refuse it.
+    let base = h.idp.issuer().as_str().trim_end_matches('/').to_owned();
+    let grace_issuer = format!("{base}/{GRACE_TENANT_ID}/v2.0");
+    let other_tenant = format!("{base}/{DEFAULT_TENANT_ID}/v2.0");
+    assert_eq!(param(&callback, "iss"), Some(grace_issuer.clone()));
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let forged = callback.replace(&encode(&grace_issuer), &encode(&other_tenant));
+    assert_ne!(forged, callback);
+    let done = b.get(&forged).await;
+    assert_eq!(done.status, StatusCode::UNAUTHORIZED, "{}", done.text());
+    assert_refused(&b, &done, "sign-in failed");
+}
+
+#[tokio::test]
+async fn microsoft_email_counts_as_verified_only_with_xms_edov() {
+    let h = harness(microsoft(), &microsoft_toml("common", "")).await;
+    let mut b = h.browser();
+    let (_, done) = sign_in(&mut b, &h, "microsoft", Some("ada")).await;
+    upstream_view(&mut b, &h, &done).await;
+    let info = b.get_json(&h.url("/oauth2/userinfo")).await;
+    assert_eq!(info.json()["email_verified"], true, "{}", info.text());
+
+    // No xms_edov: the email is an attribute a tenant admin may set to anything.
+    let mut b = h.browser();
+    let (_, done) = sign_in(&mut b, &h, "microsoft", Some("eve")).await;
+    assert_eq!(done.status, StatusCode::FORBIDDEN, "{}", done.text());
+    assert_refused(&b, &done, "not verified");
+}
+
+#[tokio::test]
+async fn microsoft_email_without_xms_edov_is_unverified_when_verification_is_not_required() {
+    let h = Harness::with(Setup {
+        idp: microsoft(),
+        providers_toml: Some(microsoft_toml("common", "")),
+        extra_toml: "[access]\nrequire_email_verified = false\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut b = h.browser();
+    let (_, done) = sign_in(&mut b, &h, "microsoft", Some("eve")).await;
+    upstream_view(&mut b, &h, &done).await;
+    let info = b.get_json(&h.url("/oauth2/userinfo")).await;
+    assert_eq!(info.json()["email_verified"], false, "{}", info.text());
+}
+
+#[tokio::test]
+async fn microsoft_email_verified_sent_by_the_provider_outranks_xms_edov() {
+    let mut idp = microsoft();
+    idp.extra_claims
+        .push(ExtraClaim::new("grace", "email_verified", false.into()));
+    let h = harness(idp, &microsoft_toml("common", "")).await;
+    let mut b = h.browser();
+    let (_, done) = sign_in(&mut b, &h, "microsoft", Some("grace")).await;
+    assert_eq!(done.status, StatusCode::FORBIDDEN, "{}", done.text());
+    assert_refused(&b, &done, "not verified");
 }
 
 #[tokio::test]
