@@ -2,6 +2,9 @@
 # The load benchmark of issue #4: portcullis against a bare nginx proxy_pass, on
 # loopback, with a session obtained through a real sign-in. The upstream, nginx
 # and signed-in portcullis all get the same request, session cookie included.
+# The upstream's answer says what reached it (X-Forwarded-User, and whether the
+# portcullis session cookie did), so a proxy that forwards the wrong request
+# fails the run however fast it is.
 # Stops by itself; every run is bounded in time. Results go to stdout and into
 # BENCHMARKS.md.
 #
@@ -39,9 +42,16 @@ IDP_PORT=$((BASE_PORT + 4))
 # Servers on core 0, load generators on core 1.
 SERVER_CPU=0
 CLIENT_CPU=1
-# The upstream's fixed answer; every 200 must carry exactly this many bytes.
-BODY="hello from the upstream: a small fixed body, as a health check or tiny JSON would be"
-BODY_LEN=${#BODY}
+# The upstream's answer: small, and naming what reached it. @USER@ becomes the
+# request's X-Forwarded-User, @COOKIE@ "yes" or "no": whether the request still
+# carried the portcullis session cookie (`_portcullis`, as nginx's
+# $cookie__portcullis sees it). Every 200 must carry exactly the body expected for
+# its target (expected_body).
+BODY_TEMPLATE="hello from the upstream; X-Forwarded-User=<@USER@>; portcullis cookie=@COOKIE@"
+# Whom the bench signs in as: bench_idp's login_hint=ada, the demo provider's
+# user whose `sub` is "ada", which portcullis forwards as X-Forwarded-User (the
+# default [headers] map).
+SIGNED_IN_USER=ada
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
@@ -80,6 +90,7 @@ install_tools() {
   command -v taskset >/dev/null || missing+=(util-linux)
   command -v python3 >/dev/null || missing+=(python3)
   command -v curl >/dev/null || missing+=(curl)
+  command -v ss >/dev/null || missing+=(iproute2)
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     apt-get update -qq
@@ -131,11 +142,34 @@ EOF
   taskset -c "$SERVER_CPU" nginx -p "$WORK" -c "$conf"
 }
 
+upstream_body() { # x_forwarded_user yes|no
+  local body=${BODY_TEMPLATE/@USER@/"$1"}
+  printf '%s' "${body/@COOKIE@/"$2"}"
+}
+
+# The body a 200 from this target must carry exactly.
+expected_body() { # target
+  case $1 in
+    # Sent the session cookie, which passes through untouched; nobody adds an identity.
+    direct | nginx) upstream_body "" yes ;;
+    nginx-nocookie) upstream_body "" no ;;
+    # portcullis strips its own cookie and forwards the signed-in identity.
+    portcullis) upstream_body "$SIGNED_IN_USER" no ;;
+    *) die "no body expected from $1" ;;
+  esac
+}
+
 start_servers() {
+  # `if` with `return` is safe in a location; the cookie variable only points into
+  # the Cookie header, so the upstream does no per-request copy of the session.
   start_nginx upstream "
   server {
     listen 127.0.0.1:$UPSTREAM_PORT backlog=4096;
-    location / { default_type text/plain; return 200 \"$BODY\"; }
+    location / {
+      default_type text/plain;
+      if (\$cookie__portcullis) { return 200 \"$(upstream_body '$http_x_forwarded_user' yes)\"; }
+      return 200 \"$(upstream_body '$http_x_forwarded_user' no)\";
+    }
   }"
   # The bare-proxy reference: proxy_pass with an upstream keep-alive pool.
   start_nginx proxy "
@@ -224,23 +258,29 @@ url_of() {
   esac
 }
 
-# Runs wrk once; prints its RESULT line. Fails the benchmark on any wrong answer.
-# direct, nginx and portcullis get the same request, session cookie included, so
-# the proxies read (and nginx forwards) the same bytes; nginx-nocookie is nginx
-# without it, as this benchmark measured nginx before, for reference.
-wrk_run() { # target seconds connections
-  local target=$1 seconds=$2 conns=$3 status=200 len=$BODY_LEN cookie="" out
+# wrk against a target for some seconds: the command line, check.lua's arguments
+# included. direct, nginx and portcullis get the same request, session cookie
+# included, so the proxies read (and nginx forwards) the same bytes;
+# nginx-nocookie is nginx without it, as this benchmark measured nginx before, for
+# reference. check.lua compares every 200's body with the exact expected one, and
+# checks a 302's Location instead.
+wrk_command() { # target seconds connections
+  local target=$1 seconds=$2 conns=$3 status=200 body="" cookie=""
   case $target in
-    direct | nginx | portcullis) cookie=$SESSION_COOKIE ;;
-    nginx-nocookie) ;;
-    portcullis-anonymous) status=302 len=-1 ;;
+    direct | nginx | portcullis) cookie=$SESSION_COOKIE body=$(expected_body "$target") ;;
+    nginx-nocookie) body=$(expected_body "$target") ;;
+    portcullis-anonymous) status=302 ;;
     *) die "unknown target $target" ;;
   esac
-  out=$(timeout $((seconds + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${seconds}s" \
-    -s "$ROOT/bench/check.lua" "$(url_of "$target")" -- "$status" "$len" "$cookie") ||
-    die "wrk failed against $target"
-  local result
-  result=$(grep '^RESULT ' <<<"$out") || die "wrk printed no result for $target: $out"
+  WRK_COMMAND=(timeout $((seconds + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"$conns" -d"${seconds}s"
+    -s "$ROOT/bench/check.lua" "$(url_of "$target")" -- "$status" "$body" "$cookie")
+}
+
+# wrk's output to its RESULT line; fails the benchmark on any wrong answer, any
+# socket error, or no answer at all.
+check_result() { # target wrk_output
+  local target=$1 result
+  result=$(grep '^RESULT ' <<<"$2") || die "wrk printed no result for $target: $2"
   if ! grep -q ' bad=0 ' <<<"$result" || ! grep -q ' socket_errors=0 ' <<<"$result"; then
     die "wrong answers from $target: $result"
   fi
@@ -248,6 +288,14 @@ wrk_run() { # target seconds connections
     die "no answers from $target: $result"
   fi
   echo "$result"
+}
+
+# Runs wrk once; prints its RESULT line. Fails the benchmark on any wrong answer.
+wrk_run() { # target seconds connections
+  local target=$1 out
+  wrk_command "$@"
+  out=$("${WRK_COMMAND[@]}") || die "wrk failed against $target"
+  check_result "$target" "$out"
 }
 
 field() { # name result_line
@@ -267,23 +315,10 @@ measure() { # target round
   log "round $round $target: $result"
 }
 
+# The 1M-request series comes first, from the RSS the measured rounds left: after
+# the 256-connection run, growth could hide in memory the allocator freed then.
 memory_runs() {
-  local pids=$PORTCULLIS_PID result total=0 chunk=0 rss
-  log "portcullis RSS with 256 keep-alive connections"
-  timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c256 -d"$((DURATION))s" \
-    -s "$ROOT/bench/check.lua" "$(url_of portcullis)" -- 200 "$BODY_LEN" "$SESSION_COOKIE" \
-    >"$WORK/wrk256.out" &
-  local wrk_pid=$!
-  sleep $((DURATION / 2 + 1))
-  rss=$(rss_kb $pids)
-  local conns
-  conns=$(ss -Htn state established "( sport = :$PORTCULLIS_PORT )" 2>/dev/null | wc -l || echo "?")
-  wait "$wrk_pid" || die "wrk with 256 connections failed"
-  result=$(grep '^RESULT ' "$WORK/wrk256.out") || die "no result with 256 connections"
-  grep -q ' bad=0 ' <<<"$result" || die "wrong answers with 256 connections: $result"
-  printf 'rss256\t%s\t%s\n' "$rss" "$conns" >>"$WORK/memory.tsv"
-  log "256 connections ($conns open): RSS ${rss} kB; $result"
-
+  local pids=$PORTCULLIS_PID result total=0 chunk=0 rss conns wrk_pid
   log "portcullis RSS across $MEMORY_REQUESTS signed-in requests"
   printf 'requests\t0\t%s\n' "$(rss_kb $pids)" >>"$WORK/memory.tsv"
   while ((total < MEMORY_REQUESTS && chunk < 100)); do
@@ -293,6 +328,20 @@ memory_runs() {
     printf 'requests\t%s\t%s\n' "$total" "$(rss_kb $pids)" >>"$WORK/memory.tsv"
   done
   log "RSS after $total requests: $(rss_kb $pids) kB"
+
+  log "portcullis RSS with 256 keep-alive connections"
+  wrk_command portcullis "$DURATION" 256
+  "${WRK_COMMAND[@]}" >"$WORK/wrk256.out" &
+  wrk_pid=$!
+  PIDS+=("$wrk_pid")
+  sleep $((DURATION / 2 + 1))
+  rss=$(rss_kb $pids)
+  # portcullis' end of each client connection; report.py gives no verdict unless 256.
+  conns=$(ss -Htn state established "( sport = :$PORTCULLIS_PORT )" | wc -l) || conns="?"
+  wait "$wrk_pid" || die "wrk with 256 connections failed"
+  result=$(check_result "portcullis (256 connections)" "$(cat "$WORK/wrk256.out")")
+  printf 'rss256\t%s\t%s\n' "$rss" "$conns" >>"$WORK/memory.tsv"
+  log "256 connections ($conns open): RSS ${rss} kB; $result"
 }
 
 sign_in_run() {
@@ -317,6 +366,14 @@ SESSION_COOKIE=$(taskset -c "$CLIENT_CPU" "$ROOT/target/release/examples/bench_i
   "http://127.0.0.1:$PORTCULLIS_PORT") || die "could not sign in"
 [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $SESSION_COOKIE" \
   "http://127.0.0.1:$PORTCULLIS_PORT/") == 200 ]] || die "the session cookie does not sign in"
+# Each target's answer once, with a readable message if it is not the expected one.
+for target in direct nginx nginx-nocookie portcullis; do
+  header=()
+  [[ $target == nginx-nocookie ]] || header=(-H "Cookie: $SESSION_COOKIE")
+  got=$(curl -s "${header[@]}" "$(url_of "$target")") || die "no answer from $target"
+  [[ $got == "$(expected_body "$target")" ]] ||
+    die "$target answered '$got', expected '$(expected_body "$target")'"
+done
 log "signed in; the session cookie is ${#SESSION_COOKIE} bytes"
 
 profile() {
