@@ -250,3 +250,113 @@ fn a_path_with_dot_segments_is_ambiguous_and_any_other_is_normalised() {
     assert_eq!(unambiguous_path("/a//b/%7Ec/").as_deref(), Some("/a/b/~c/"));
     assert_eq!(unambiguous_path("/a/.b/..c").as_deref(), Some("/a/.b/..c"));
 }
+
+#[tokio::test]
+async fn allowed_emails_file_is_re_read_when_it_changes() {
+    let dir = std::env::temp_dir().join(format!("portcullis-watched-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("emails.txt");
+    std::fs::write(&file, "ada@example.org\n").unwrap();
+    let p = policy(&format!(
+        "[access]\nallowed_email_domains = []\nallowed_emails_file = {:?}\n",
+        file.display().to_string()
+    ));
+    let ada = user(Some("ada@example.org"), Some(true), &[]);
+    let grace = user(Some("grace@example.org"), Some(true), &[]);
+    let watcher = p.watch_emails_file().expect("a file to watch");
+    // Let the watcher note the file's modification time before it changes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let before = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, "grace@example.org\n").unwrap();
+    // However coarse the file system's clock, the modification time moves.
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(before + Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(p.admits(&grace), Err(Denied::EmailNotAllowed));
+
+    // The watcher looks every 5 s (real time: tokio's test-util is not enabled).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while p.admits(&grace).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the changed file was not re-read"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(p.admits(&ada), Err(Denied::EmailNotAllowed));
+    watcher.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_prefix_or_slash_double_star_rule_covers_the_bare_path_too() {
+    let p = policy(
+        r#"
+[[rules]]
+path = "/ops/"
+groups = ["ops"]
+[[rules]]
+path = "/admin/**"
+groups = ["admins"]
+"#,
+    );
+    let (ops, admins) = (["ops".to_string()], ["admins".to_string()]);
+    for (path, groups) in [
+        ("/ops/", &ops),
+        ("/ops", &ops),
+        ("/admin/x", &admins),
+        ("/admin", &admins),
+    ] {
+        assert_eq!(
+            p.requirement(&Method::GET, path),
+            Requirement::SignedIn { groups, api: false },
+            "{path}"
+        );
+    }
+    // Only the bare path: a longer name is another path.
+    assert_eq!(
+        p.requirement(&Method::GET, "/opsx"),
+        Requirement::SignedIn {
+            groups: &[],
+            api: false
+        }
+    );
+}
+
+#[test]
+fn path_parameters_are_cut_off_as_servlet_containers_do() {
+    assert_eq!(normalize_path("/admin;jsessionid=1/panel"), "/admin/panel");
+    assert_eq!(unambiguous_path("/public/..;/admin"), None);
+}
+
+#[test]
+fn globs_match_within_and_across_segments_on_long_paths_too() {
+    let p = policy(
+        r#"
+[[rules]]
+path = "/**/x/**/x/**/y"
+public = true
+[[rules]]
+path = "/a/*/c"
+public = true
+"#,
+    );
+    let signed_in = Requirement::SignedIn {
+        groups: &[],
+        api: false,
+    };
+    // Thousands of candidate splits: answered in one pass per part.
+    let long = "/x".repeat(4000);
+    assert_eq!(p.requirement(&Method::GET, &long), signed_in);
+    assert_eq!(
+        p.requirement(&Method::GET, &format!("{long}/y")),
+        Requirement::Public
+    );
+    assert_eq!(p.requirement(&Method::GET, "/a/b/c"), Requirement::Public);
+    assert_eq!(p.requirement(&Method::GET, "/a/b/b/c"), signed_in);
+    assert_eq!(p.requirement(&Method::GET, "/a/é/c"), Requirement::Public);
+}

@@ -3,10 +3,12 @@
 mod browser;
 mod cli;
 mod fakes;
+mod forward_auth;
 mod id_token;
 mod login_flow;
 mod providers;
 mod proxying;
+mod readiness;
 mod redirects;
 mod sessions;
 mod spoofing;

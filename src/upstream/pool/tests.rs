@@ -187,3 +187,51 @@ async fn a_busy_connection_is_not_closed_by_the_idle_timer() {
     let pool = pool(port, Duration::from_millis(300));
     assert_eq!(get(&pool).await, (StatusCode::OK, Bytes::from("slow")));
 }
+
+/// An upstream serving one connection at a time, each for one request; it
+/// closes the connection when told to over `control`, and says it has done so
+/// on `control` too, from the same task and in that order.
+async fn upstream_closing_on_command() -> (u16, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let side = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (control, accepted) = tokio::join!(
+        TcpStream::connect(side.local_addr().unwrap()),
+        side.accept()
+    );
+    let mut upstream_end = accepted.unwrap().0;
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                let mut chunk = [0u8; 1024];
+                let read = conn.read(&mut chunk).await.unwrap();
+                assert_ne!(read, 0, "the connection closed before a request");
+                buf.extend_from_slice(&chunk[..read]);
+            }
+            conn.write_all(OK.as_bytes()).await.unwrap();
+            upstream_end.read_u8().await.unwrap();
+            upstream_end.write_u8(0).await.unwrap();
+            drop(conn);
+        }
+    });
+    (port, control.unwrap())
+}
+
+#[tokio::test]
+async fn a_request_on_a_connection_closed_unnoticed_goes_out_on_a_new_one() {
+    let (port, mut control) = upstream_closing_on_command().await;
+    let pool = pool(port, IDLE_TIMEOUT);
+    for n in 0..50 {
+        assert_eq!(get(&pool).await, (StatusCode::OK, Bytes::from("ok")), "{n}");
+        assert_eq!(pool.idle_here(), 1, "{n}");
+        // The idle connection closes now. The word that it did arrives on
+        // `control` just before the close reaches the connection, so this
+        // task runs before the connection's task reads the close: the next
+        // request is handed to a connection hyper still thinks open, which
+        // gives it back unsent, and it must go out on a new connection.
+        control.write_u8(1).await.unwrap();
+        control.read_u8().await.unwrap();
+    }
+}
