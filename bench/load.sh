@@ -5,6 +5,9 @@
 # The upstream's answer says what reached it (X-Forwarded-User, and whether the
 # portcullis session cookie did), so a proxy that forwards the wrong request
 # fails the run however fast it is.
+# The hyper floor (examples/hyper_floor.rs), a bare hyper reverse proxy with no
+# authentication, gets the same request too: what any proxy built on portcullis'
+# HTTP stack can reach here, and so how far nginx parity is within reach.
 # Stops by itself; every run is bounded in time. Results go to stdout and into
 # BENCHMARKS.md.
 #
@@ -39,6 +42,7 @@ UPSTREAM_PORT=$((BASE_PORT + 1))
 NGINX_PORT=$((BASE_PORT + 2))
 PORTCULLIS_PORT=$((BASE_PORT + 3))
 IDP_PORT=$((BASE_PORT + 4))
+HYPER_FLOOR_PORT=$((BASE_PORT + 5))
 # Servers on core 0, load generators on core 1.
 SERVER_CPU=0
 CLIENT_CPU=1
@@ -103,8 +107,8 @@ build() {
   if [[ $SKIP_BUILD == 1 ]]; then
     return
   fi
-  log "building portcullis and the bench helper (release)"
-  (cd "$ROOT" && cargo build --release --quiet --bin portcullis --example bench_idp)
+  log "building portcullis and the bench helpers (release)"
+  (cd "$ROOT" && cargo build --release --quiet --bin portcullis --example bench_idp --example hyper_floor)
 }
 
 # === servers ===
@@ -151,7 +155,7 @@ upstream_body() { # x_forwarded_user yes|no
 expected_body() { # target
   case $1 in
     # Sent the session cookie, which passes through untouched; nobody adds an identity.
-    direct | nginx) upstream_body "" yes ;;
+    direct | nginx | hyper-floor) upstream_body "" yes ;;
     nginx-nocookie) upstream_body "" no ;;
     # portcullis strips its own cookie and forwards the signed-in identity.
     portcullis) upstream_body "$SIGNED_IN_USER" no ;;
@@ -209,8 +213,14 @@ EOF
   PIDS+=($!)
   PORTCULLIS_PID=$!
   wait_for "http://127.0.0.1:$PORTCULLIS_PORT/oauth2/readyz" 200
+
+  taskset -c "$SERVER_CPU" "$ROOT/target/release/examples/hyper_floor" \
+    "127.0.0.1:$HYPER_FLOOR_PORT" "127.0.0.1:$UPSTREAM_PORT" 2>"$WORK/hyper_floor.err" &
+  PIDS+=($!)
+  HYPER_FLOOR_PID=$!
   wait_for "http://127.0.0.1:$UPSTREAM_PORT/" 200
   wait_for "http://127.0.0.1:$NGINX_PORT/" 200
+  wait_for "http://127.0.0.1:$HYPER_FLOOR_PORT/" 200
 }
 
 # The pids whose CPU and memory count for a target: nginx's master and workers.
@@ -219,6 +229,7 @@ server_pids() { # target
     direct) nginx_pids upstream ;;
     nginx | nginx-nocookie) nginx_pids proxy ;;
     portcullis*) echo "$PORTCULLIS_PID" ;;
+    hyper-floor) echo "$HYPER_FLOOR_PID" ;;
     *) die "unknown target $1" ;;
   esac
 }
@@ -254,20 +265,21 @@ url_of() {
     direct) echo "http://127.0.0.1:$UPSTREAM_PORT/" ;;
     nginx | nginx-nocookie) echo "http://127.0.0.1:$NGINX_PORT/" ;;
     portcullis*) echo "http://127.0.0.1:$PORTCULLIS_PORT/" ;;
+    hyper-floor) echo "http://127.0.0.1:$HYPER_FLOOR_PORT/" ;;
     *) die "unknown target $1" ;;
   esac
 }
 
 # wrk against a target for some seconds: the command line, check.lua's arguments
-# included. direct, nginx and portcullis get the same request, session cookie
-# included, so the proxies read (and nginx forwards) the same bytes;
-# nginx-nocookie is nginx without it, as this benchmark measured nginx before, for
-# reference. check.lua compares every 200's body with the exact expected one, and
+# included. direct, nginx, portcullis and hyper-floor get the same request,
+# session cookie included, so the proxies read (and nginx and hyper-floor
+# forward) the same bytes; nginx-nocookie is nginx without it, as this benchmark
+# measured nginx before, for reference. check.lua compares every 200's body with the exact expected one, and
 # checks a 302's Location instead.
 wrk_command() { # target seconds connections
   local target=$1 seconds=$2 conns=$3 status=200 body="" cookie=""
   case $target in
-    direct | nginx | portcullis) cookie=$SESSION_COOKIE body=$(expected_body "$target") ;;
+    direct | nginx | portcullis | hyper-floor) cookie=$SESSION_COOKIE body=$(expected_body "$target") ;;
     nginx-nocookie) body=$(expected_body "$target") ;;
     portcullis-anonymous) status=302 ;;
     *) die "unknown target $target" ;;
@@ -315,10 +327,30 @@ measure() { # target round
   log "round $round $target: $result"
 }
 
+# RSS while 256 keep-alive connections hammer a target, sampled halfway, with the
+# same checks as every other run; one line of memory.tsv: kind, RSS, open connections.
+run_256() { # target port kind
+  local target=$1 port=$2 kind=$3 pids rss conns wrk_pid result
+  pids=$(server_pids "$target")
+  log "$target RSS with 256 keep-alive connections"
+  wrk_command "$target" "$DURATION" 256
+  "${WRK_COMMAND[@]}" >"$WORK/wrk256-$target.out" &
+  wrk_pid=$!
+  PIDS+=("$wrk_pid")
+  sleep $((DURATION / 2 + 1))
+  rss=$(rss_kb $pids)
+  # The server's end of each client connection; report.py gives no verdict unless 256.
+  conns=$(ss -Htn state established "( sport = :$port )" | wc -l) || conns="?"
+  wait "$wrk_pid" || die "wrk with 256 connections failed against $target"
+  result=$(check_result "$target (256 connections)" "$(cat "$WORK/wrk256-$target.out")")
+  printf '%s\t%s\t%s\n' "$kind" "$rss" "$conns" >>"$WORK/memory.tsv"
+  log "256 connections to $target ($conns open): RSS ${rss} kB; $result"
+}
+
 # The 1M-request series comes first, from the RSS the measured rounds left: after
 # the 256-connection run, growth could hide in memory the allocator freed then.
 memory_runs() {
-  local pids=$PORTCULLIS_PID result total=0 chunk=0 rss conns wrk_pid
+  local pids=$PORTCULLIS_PID result total=0 chunk=0
   log "portcullis RSS across $MEMORY_REQUESTS signed-in requests"
   printf 'requests\t0\t%s\n' "$(rss_kb $pids)" >>"$WORK/memory.tsv"
   while ((total < MEMORY_REQUESTS && chunk < 100)); do
@@ -329,19 +361,9 @@ memory_runs() {
   done
   log "RSS after $total requests: $(rss_kb $pids) kB"
 
-  log "portcullis RSS with 256 keep-alive connections"
-  wrk_command portcullis "$DURATION" 256
-  "${WRK_COMMAND[@]}" >"$WORK/wrk256.out" &
-  wrk_pid=$!
-  PIDS+=("$wrk_pid")
-  sleep $((DURATION / 2 + 1))
-  rss=$(rss_kb $pids)
-  # portcullis' end of each client connection; report.py gives no verdict unless 256.
-  conns=$(ss -Htn state established "( sport = :$PORTCULLIS_PORT )" | wc -l) || conns="?"
-  wait "$wrk_pid" || die "wrk with 256 connections failed"
-  result=$(check_result "portcullis (256 connections)" "$(cat "$WORK/wrk256.out")")
-  printf 'rss256\t%s\t%s\n' "$rss" "$conns" >>"$WORK/memory.tsv"
-  log "256 connections ($conns open): RSS ${rss} kB; $result"
+  run_256 portcullis "$PORTCULLIS_PORT" rss256
+  # What the HTTP stack alone holds for as many connections.
+  run_256 hyper-floor "$HYPER_FLOOR_PORT" floor256
 }
 
 sign_in_run() {
@@ -367,7 +389,7 @@ SESSION_COOKIE=$(taskset -c "$CLIENT_CPU" "$ROOT/target/release/examples/bench_i
 [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $SESSION_COOKIE" \
   "http://127.0.0.1:$PORTCULLIS_PORT/") == 200 ]] || die "the session cookie does not sign in"
 # Each target's answer once, with a readable message if it is not the expected one.
-for target in direct nginx nginx-nocookie portcullis; do
+for target in direct nginx nginx-nocookie portcullis hyper-floor; do
   header=()
   [[ $target == nginx-nocookie ]] || header=(-H "Cookie: $SESSION_COOKIE")
   got=$(curl -s "${header[@]}" "$(url_of "$target")") || die "no answer from $target"
@@ -392,7 +414,7 @@ if [[ $PROFILE == 1 ]]; then
   exit 0
 fi
 
-TARGETS=(direct nginx nginx-nocookie portcullis portcullis-anonymous)
+TARGETS=(direct nginx nginx-nocookie portcullis portcullis-anonymous hyper-floor)
 for target in "${TARGETS[@]}"; do
   wrk_run "$target" 1 "$CONNECTIONS" >/dev/null # warm-up: connections, pools, caches
 done

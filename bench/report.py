@@ -16,6 +16,7 @@ LABELS = {
     "direct": "direct upstream (nginx `return 200`)",
     "nginx": "nginx `proxy_pass`, keep-alive pool (same request)",
     "nginx-nocookie": "nginx `proxy_pass`, request without the cookie (for reference)",
+    "hyper-floor": "bare hyper proxy, no auth (`examples/hyper_floor.rs`, same request)",
     "portcullis": "portcullis, signed in",
     "portcullis-anonymous": "portcullis, anonymous (302 to sign-in)",
 }
@@ -68,21 +69,23 @@ def summarise(runs, clk_tck):
 
 
 def read_memory(path):
-    """RSS with 256 connections (kB), the open connections counted then (an int,
-    or None when the count was not a number), and the series across requests."""
-    rss256, conns, series = None, None, []
+    """The runs with 256 connections, by kind ("rss256": portcullis, "floor256":
+    the hyper floor, absent from older runs), each as RSS (kB) and the open
+    connections counted then (an int, or None when the count was not a number);
+    and portcullis' series across requests."""
+    at256, series = {}, []
     with open(path) as f:
         for line in f:
             kind, a, b = line.rstrip("\n").split("\t")
-            if kind == "rss256":
-                rss256 = int(a)
+            if kind in ("rss256", "floor256"):
                 try:
                     conns = int(b.strip())
                 except ValueError:
                     conns = None
+                at256[kind] = (int(a), conns)
             else:
                 series.append((int(a), int(b)))
-    return rss256, conns, series
+    return at256, series
 
 
 def rss256_row(rss256, conns):
@@ -143,8 +146,10 @@ def render(args, s, memory, sign_ins):
         "|---|---|---|---|---|---|---|---|---|",
     ]
     # The ratios and the verdicts compare with "nginx", which gets the same request as
-    # portcullis; "nginx-nocookie" is only shown (and absent from older runs).
-    for target in ["direct", "nginx", "nginx-nocookie", "portcullis", "portcullis-anonymous"]:
+    # portcullis; "nginx-nocookie" and "hyper-floor" are only shown (and absent from
+    # older runs).
+    shown = ["direct", "nginx", "nginx-nocookie", "hyper-floor", "portcullis", "portcullis-anonymous"]
+    for target in shown:
         if target not in s:
             continue
         t = s[target]
@@ -155,8 +160,8 @@ def render(args, s, memory, sign_ins):
             f"| {t['cpu_us'] / nginx['cpu_us']:.2f}× |"
         )
     signed, anon = s["portcullis"], s["portcullis-anonymous"]
-    rss256, conns, series = memory
-    rss256_measured, rss256_verdict = rss256_row(rss256, conns)
+    at256, series = memory
+    rss256_measured, rss256_verdict = rss256_row(*at256.get("rss256", (None, None)))
     warm = series[1][1] if len(series) > 1 else series[0][1]
     last_requests, last = series[-1]
     flat = max(r for _, r in series[1:] or series) - warm <= FLAT_TOLERANCE_KB
@@ -164,8 +169,9 @@ def render(args, s, memory, sign_ins):
     sign_in_rate, sign_in_cpu, sign_in_count = sign_ins
     cpu_bound_rate = 1e6 / sign_in_cpu
     cookie = f" of {args.cookie_bytes:,} bytes" if args.cookie_bytes is not None else ""
+    proxies = "nginx, the hyper floor" if "hyper-floor" in s else "nginx"
     same = (
-        "The direct upstream, nginx and signed-in portcullis all get the identical request: "
+        f"The direct upstream, {proxies} and signed-in portcullis all get the identical request: "
         f"the same headers, the `Cookie` with the session cookie{cookie} included (only the "
         "port in `Host` differs); the ratios and the verdicts compare with that nginx row."
     )
@@ -200,7 +206,45 @@ def render(args, s, memory, sign_ins):
         + ", ".join(f"{n:,}: {mb(r)}" for n, r in series)
         + ".",
     ]
+    if "hyper-floor" in s:
+        lines += ["", *floor_table(signed, s["hyper-floor"], nginx, at256, args.connections)]
     return "\n".join(lines)
+
+
+def floor_table(signed, floor, nginx, at256, connections):
+    """portcullis against the hyper floor, and the floor against nginx: how much
+    of the gap to nginx is the HTTP stack's rather than portcullis' own."""
+
+    def ratio(a, b):
+        return f"{a / b:.2f}×" if a is not None and b else "–"
+
+    def rss(kind):
+        if kind not in at256:
+            return None, "not recorded"
+        kb, conns = at256[kind]
+        if conns is None:
+            return kb, f"{mb(kb)} (open connections not counted)"
+        return kb, f"{mb(kb)} ({conns} connections open)"
+
+    signed_rss, signed_rss_text = rss("rss256")
+    floor_rss, floor_rss_text = rss("floor256")
+    return [
+        "**portcullis against the hyper floor.** The floor (`examples/hyper_floor.rs`) is a bare "
+        "reverse proxy on the same hyper server and client connections and the same kind of "
+        "per-thread pool portcullis uses, with no authentication, header rewriting or timers: "
+        "what any hyper-based proxy reaches here, sent the same request.",
+        "",
+        "| measure | portcullis, signed in | hyper floor | portcullis / floor | floor / nginx |",
+        "|---|---|---|---|---|",
+        f"| req/s median | {signed['rps']:,.0f} | {floor['rps']:,.0f} "
+        f"| {ratio(signed['rps'], floor['rps'])} | {ratio(floor['rps'], nginx['rps'])} |",
+        f"| server CPU per request | {signed['cpu_us']:.1f} µs | {floor['cpu_us']:.1f} µs "
+        f"| {ratio(signed['cpu_us'], floor['cpu_us'])} | {ratio(floor['cpu_us'], nginx['cpu_us'])} |",
+        f"| p99 at {connections} connections | {us(signed['p99'])} | {us(floor['p99'])} "
+        f"| {ratio(signed['p99'], floor['p99'])} | {ratio(floor['p99'], nginx['p99'])} |",
+        f"| RSS with 256 keep-alive connections | {signed_rss_text} | {floor_rss_text} "
+        f"| {ratio(signed_rss, floor_rss)} | – |",
+    ]
 
 
 def write(path, block):

@@ -1,6 +1,7 @@
 //! Access policy (DESIGN §6): the first `[[rules]]` entry matching method and the
 //! normalised path, then the global `[access]` policy for signed-in users.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -134,8 +135,13 @@ impl Policy {
             if a.require_email_verified && identity.email_verified != Some(true) {
                 return Err(Denied::EmailNotVerified);
             }
-            let email = email.to_ascii_lowercase();
-            let listed = self.emails.load().contains(&email);
+            // Lower-cased only when it has capitals: most emails arrive lower-case.
+            let email = if email.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(email.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(email.as_str())
+            };
+            let listed = self.emails.load().contains(email.as_ref());
             if !listed && !domain_allowed(&a.allowed_email_domains, &email) {
                 return Err(Denied::EmailNotAllowed);
             }
@@ -224,7 +230,7 @@ pub fn domain_allowed(allowed: &[String], email: &str) -> bool {
 /// The path rules are matched against (DESIGN §8.5): percent-decoded once, `//`
 /// collapsed, `;` path parameters cut off, dot segments removed (RFC 3986 §5.2.4). The request target never
 /// carries a fragment, so a decoded `%23` is an ordinary character here.
-pub fn normalize_path(raw: &str) -> String {
+pub fn normalize_path(raw: &str) -> Cow<'_, str> {
     normalize(raw).0
 }
 
@@ -233,7 +239,7 @@ pub fn normalize_path(raw: &str) -> String {
 /// resolve those before sending, and an upstream that does not remove them
 /// as the rules did would serve another path than the rules judged:
 /// `/admin/../public/x` would pass a public `/public/` rule and reach `/admin`.
-pub fn unambiguous_path(raw: &str) -> Option<String> {
+pub fn unambiguous_path(raw: &str) -> Option<Cow<'_, str>> {
     match normalize(raw) {
         (path, false) => Some(path),
         (_, true) => None,
@@ -241,7 +247,17 @@ pub fn unambiguous_path(raw: &str) -> Option<String> {
 }
 
 /// The normalised path, and whether it had dot segments.
-fn normalize(raw: &str) -> (String, bool) {
+fn normalize(raw: &str) -> (Cow<'_, str>, bool) {
+    if is_normal(raw) {
+        (Cow::Borrowed(raw), false)
+    } else {
+        let (path, dot_segments) = resolve(raw);
+        (Cow::Owned(path), dot_segments)
+    }
+}
+
+/// [`normalize`] the long way: decoded, split into segments and joined again.
+fn resolve(raw: &str) -> (String, bool) {
     let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = decoded.split('/').collect();
@@ -278,6 +294,20 @@ fn normalize(raw: &str) -> (String, bool) {
         path.push('/');
     }
     (path, dot_segments)
+}
+
+/// Whether [`normalize`] would leave `raw` as it is, as it does nearly every
+/// path a browser sends: absolute, nothing percent-encoded, no `;`, and no
+/// empty, `.` or `..` segment (but a trailing `/`). Checked without allocating.
+fn is_normal(raw: &str) -> bool {
+    let Some(rest) = raw.strip_prefix('/') else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    let segments = rest.strip_suffix('/').unwrap_or(rest);
+    !raw.contains(['%', ';']) && segments.split('/').all(|s| !matches!(s, "" | "." | ".."))
 }
 
 impl Rule {

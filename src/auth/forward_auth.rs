@@ -98,7 +98,7 @@ fn original_target(headers: &HeaderMap) -> Original {
     // The front proxy may pass such a path on unresolved: refused, as the
     // proxy path refuses it (`policy::unambiguous_path`).
     match unambiguous_path(path) {
-        Some(path) => Original::Target(method, path),
+        Some(path) => Original::Target(method, path.into_owned()),
         None => Original::Refused("The original URI has `.` or `..` segments."),
     }
 }

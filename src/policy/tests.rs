@@ -360,3 +360,29 @@ public = true
     assert_eq!(p.requirement(&Method::GET, "/a/b/b/c"), signed_in);
     assert_eq!(p.requirement(&Method::GET, "/a/é/c"), Requirement::Public);
 }
+
+/// The shortcut for paths that are already normal must agree with the long
+/// way on every path it takes: all paths of up to six characters over an
+/// alphabet holding each character that matters.
+#[test]
+fn paths_taken_as_already_normal_are_what_resolving_makes_of_them() {
+    const ALPHABET: [char; 7] = ['/', 'a', '.', ';', '%', '2', 'e'];
+    let mut taken = 0;
+    for len in 1..=6u32 {
+        for mut n in 0..ALPHABET.len().pow(len) {
+            let raw: String = (0..len)
+                .map(|_| {
+                    let c = ALPHABET[n % ALPHABET.len()];
+                    n /= ALPHABET.len();
+                    c
+                })
+                .collect();
+            if super::is_normal(&raw) {
+                taken += 1;
+                assert_eq!(super::resolve(&raw), (raw.clone(), false), "{raw:?}");
+            }
+        }
+    }
+    // "/", "/a", "/a/", "/a.e/", "/..a" and the like: the shortcut is taken.
+    assert!(taken > 1000, "only {taken} paths taken as normal");
+}

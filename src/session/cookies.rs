@@ -211,16 +211,20 @@ impl SessionCookies {
     /// Removes portcullis' cookies from the `Cookie` header(s) bound upstream; the
     /// app's cookies are kept byte for byte, joined into one header (RFC 9113 §8.2.3).
     pub fn strip_own_cookies(&self, headers: &mut HeaderMap) {
-        if !cookie_pairs(headers).any(|p| self.is_own_name(p.name)) {
-            return;
-        }
+        let mut own = false;
         // A piece without `=` is a nameless cookie (RFC 6265bis §5.6 step 3): not ours.
         let kept: Vec<&[u8]> = cookie_pieces(headers)
             .filter(|piece| match memchr::memchr(b'=', piece) {
-                Some(eq) => !self.is_own_name(piece[..eq].trim_ascii()),
-                None => true,
+                Some(eq) if self.is_own_name(piece[..eq].trim_ascii()) => {
+                    own = true;
+                    false
+                }
+                _ => true,
             })
             .collect();
+        if !own {
+            return;
+        }
         let joined = kept.join(&b"; "[..]);
         headers.remove(COOKIE);
         if joined.is_empty() {
