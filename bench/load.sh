@@ -362,8 +362,9 @@ memory_runs() {
   log "RSS after $total requests: $(rss_kb $pids) kB"
 
   run_256 portcullis "$PORTCULLIS_PORT" rss256
-  # What the HTTP stack alone holds for as many connections.
+  # What the HTTP stack alone holds for as many connections, and what nginx does.
   run_256 hyper-floor "$HYPER_FLOOR_PORT" floor256
+  run_256 nginx "$NGINX_PORT" nginx256
 }
 
 sign_in_run() {

@@ -70,14 +70,15 @@ def summarise(runs, clk_tck):
 
 def read_memory(path):
     """The runs with 256 connections, by kind ("rss256": portcullis, "floor256":
-    the hyper floor, absent from older runs), each as RSS (kB) and the open
+    the hyper floor, "nginx256": nginx; the last two absent from older runs),
+    each as RSS (kB, nginx's master and worker summed) and the open
     connections counted then (an int, or None when the count was not a number);
     and portcullis' series across requests."""
     at256, series = {}, []
     with open(path) as f:
         for line in f:
             kind, a, b = line.rstrip("\n").split("\t")
-            if kind in ("rss256", "floor256"):
+            if kind in ("rss256", "floor256", "nginx256"):
                 try:
                     conns = int(b.strip())
                 except ValueError:
@@ -228,22 +229,26 @@ def floor_table(signed, floor, nginx, at256, connections):
 
     signed_rss, signed_rss_text = rss("rss256")
     floor_rss, floor_rss_text = rss("floor256")
+    nginx_rss, nginx_rss_text = rss("nginx256")
     return [
         "**portcullis against the hyper floor.** The floor (`examples/hyper_floor.rs`) is a bare "
         "reverse proxy on the same hyper server and client connections and the same kind of "
         "per-thread pool portcullis uses, with no authentication, header rewriting or timers: "
         "what any hyper-based proxy reaches here, sent the same request.",
         "",
-        "| measure | portcullis, signed in | hyper floor | portcullis / floor | floor / nginx |",
-        "|---|---|---|---|---|",
-        f"| req/s median | {signed['rps']:,.0f} | {floor['rps']:,.0f} "
+        "| measure | portcullis, signed in | hyper floor | nginx | portcullis / floor "
+        "| floor / nginx |",
+        "|---|---|---|---|---|---|",
+        f"| req/s median | {signed['rps']:,.0f} | {floor['rps']:,.0f} | {nginx['rps']:,.0f} "
         f"| {ratio(signed['rps'], floor['rps'])} | {ratio(floor['rps'], nginx['rps'])} |",
         f"| server CPU per request | {signed['cpu_us']:.1f} µs | {floor['cpu_us']:.1f} µs "
-        f"| {ratio(signed['cpu_us'], floor['cpu_us'])} | {ratio(floor['cpu_us'], nginx['cpu_us'])} |",
+        f"| {nginx['cpu_us']:.1f} µs | {ratio(signed['cpu_us'], floor['cpu_us'])} "
+        f"| {ratio(floor['cpu_us'], nginx['cpu_us'])} |",
         f"| p99 at {connections} connections | {us(signed['p99'])} | {us(floor['p99'])} "
-        f"| {ratio(signed['p99'], floor['p99'])} | {ratio(floor['p99'], nginx['p99'])} |",
+        f"| {us(nginx['p99'])} | {ratio(signed['p99'], floor['p99'])} "
+        f"| {ratio(floor['p99'], nginx['p99'])} |",
         f"| RSS with 256 keep-alive connections | {signed_rss_text} | {floor_rss_text} "
-        f"| {ratio(signed_rss, floor_rss)} | – |",
+        f"| {nginx_rss_text} | {ratio(signed_rss, floor_rss)} | {ratio(floor_rss, nginx_rss)} |",
     ]
 
 

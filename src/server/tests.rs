@@ -154,6 +154,30 @@ async fn a_client_that_sends_nothing_or_only_the_http2_preface_is_disconnected()
     server.stop().await;
 }
 
+/// hyper restarts the head timeout whenever it waits for the next request, so a
+/// kept-alive connection left idle is closed as a silent new one is.
+#[tokio::test]
+async fn a_kept_alive_connection_left_idle_is_disconnected() {
+    let limits = ServerLimits {
+        header_read_timeout: Duration::from_millis(200),
+        ..LIMITS
+    };
+    let server = spawn(describe(), limits, None, TaskTracker::new()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(closed.is_ok(), "still open 3 s after its answer: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.ends_with("HTTP/1.1 /first"), "{answer}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn shutdown_finishes_requests_in_flight_and_stops_accepting() {
     let mut server = spawn(
