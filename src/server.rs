@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -208,14 +209,26 @@ async fn serve_connection<H, I>(
     let mut connection = std::pin::pin!(watcher.watch(connection.into_owned()));
     // hyper times an HTTP/1 head out once its first byte has arrived, but not
     // a connection that sends nothing, or only the HTTP/2 preface: one that
-    // has asked nothing by the time a head is due is closed.
-    let ended = match tokio::time::timeout(first_request_timeout, &mut connection).await {
-        Ok(ended) => ended,
-        Err(_) if asked.load(Ordering::Relaxed) => connection.await,
-        Err(_) => {
-            tracing::debug!(%peer, "no request within server.header_read_timeout; closing");
-            return;
+    // has asked nothing by the time a head is due is closed. The timer goes
+    // with the first request, so later wake-ups do not poll it.
+    let mut first_due = Some(Box::pin(tokio::time::sleep(first_request_timeout)));
+    let ended = std::future::poll_fn(|cx| {
+        if let Poll::Ready(ended) = connection.as_mut().poll(cx) {
+            return Poll::Ready(Some(ended));
         }
+        if asked.load(Ordering::Relaxed) {
+            first_due = None;
+        } else if let Some(due) = &mut first_due
+            && due.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await;
+    let Some(ended) = ended else {
+        tracing::debug!(%peer, "no request within server.header_read_timeout; closing");
+        return;
     };
     if let Err(error) = ended {
         tracing::debug!(error = %error, %peer, "connection ended with an error");
