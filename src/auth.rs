@@ -80,7 +80,10 @@ pub async fn handle(app: &App, req: Request<Incoming>, conn: ConnInfo) -> Respon
         Endpoint::Userinfo => forward_auth::userinfo(app, &req),
         Endpoint::ForwardAuth => forward_auth::check(app, &req, &conn),
         Endpoint::Start(id) => sign_in::start(app, &req, id),
-        Endpoint::Callback(id) => callback::callback(app, &req, id).await,
+        // Boxed: the callback's future (code exchange, id_token check) is
+        // large, and every request's future would otherwise be as large
+        // (moved into place per request, and held per connection).
+        Endpoint::Callback(id) => Box::pin(callback::callback(app, &req, id)).await,
     }
 }
 

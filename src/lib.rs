@@ -159,10 +159,7 @@ impl Handler for App {
         // DESIGN §8.3: on every path, before anything reads them.
         self.spoof_guard.strip(req.headers_mut());
         if req.uri().path().starts_with("/oauth2/") {
-            // Boxed: sign-in and callback futures are large, and an unboxed one
-            // would make every proxied request's future (copied into place per
-            // request, and held per connection) as large.
-            Box::pin(auth::handle(self, req, conn)).await
+            auth::handle(self, req, conn).await
         } else {
             proxy::handle(self, req, conn).await
         }

@@ -227,15 +227,14 @@ pub fn domain_allowed(allowed: &[String], email: &str) -> bool {
 
 // === paths ===
 
-/// The path rules are matched against (DESIGN §8.5): percent-decoded once, `//`
-/// collapsed, `;` path parameters cut off, dot segments removed (RFC 3986 §5.2.4). The request target never
-/// carries a fragment, so a decoded `%23` is an ordinary character here.
+/// [`normalize`]'s path alone, dot segments resolved (tests).
+#[cfg(test)]
 pub fn normalize_path(raw: &str) -> Cow<'_, str> {
     normalize(raw).0
 }
 
-/// [`normalize_path`] for a request that goes on to the upstream, or `None`
-/// when the path has `.` or `..` segments (also percent-encoded). Clients
+/// The path rules are matched against (see [`normalize`]), or `None` when
+/// the path has `.` or `..` segments (also percent-encoded). Clients
 /// resolve those before sending, and an upstream that does not remove them
 /// as the rules did would serve another path than the rules judged:
 /// `/admin/../public/x` would pass a public `/public/` rule and reach `/admin`.
@@ -246,7 +245,10 @@ pub fn unambiguous_path(raw: &str) -> Option<Cow<'_, str>> {
     }
 }
 
-/// The normalised path, and whether it had dot segments.
+/// The path rules are matched against (DESIGN §8.5): percent-decoded once,
+/// `//` collapsed, `;` path parameters cut off, dot segments removed (RFC 3986
+/// §5.2.4); and whether it had dot segments. The request target never carries
+/// a fragment, so a decoded `%23` is an ordinary character here.
 fn normalize(raw: &str) -> (Cow<'_, str>, bool) {
     if is_normal(raw) {
         (Cow::Borrowed(raw), false)
@@ -384,6 +386,13 @@ fn glob_parts(p: &str) -> Vec<GlobPart> {
 /// time exponential in the number of `**`, and rules are matched before the
 /// request is authenticated.
 fn glob_match(parts: &[GlobPart], path: &str) -> bool {
+    // Most globs start with a literal (`/admin/**`): a path without it is
+    // refused before anything is allocated.
+    if let Some(GlobPart::Literal(first)) = parts.first()
+        && !path.starts_with(first.as_str())
+    {
+        return false;
+    }
     let bytes = path.as_bytes();
     let mut reach = vec![false; bytes.len() + 1];
     let mut next = vec![false; bytes.len() + 1];

@@ -98,49 +98,32 @@ pub async fn serve<H: Handler>(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, %peer, "could not set TCP_NODELAY");
         }
-        let conn = ConnInfo {
-            peer,
-            peer_ip: PeerIp::new(peer.ip()),
-            tls: tls.is_some(),
+        let task = ConnectionTask {
+            builder: builder.clone(),
+            conn: ConnInfo {
+                peer,
+                peer_ip: PeerIp::new(peer.ip()),
+                tls: tls.is_some(),
+            },
+            handler: handler.clone(),
+            // Taken here, not in the task, so a connection accepted just
+            // before shutdown is still drained.
+            watcher: graceful.watcher(),
+            first_request_timeout: limits.header_read_timeout,
         };
-        // The watcher is taken here, not in the task, so a connection accepted
-        // just before shutdown is still drained.
-        let watcher = graceful.watcher();
-        let builder = builder.clone();
-        let handler = handler.clone();
         // Two kinds of task, so a plain connection's task is not sized for the
         // TLS stream and handshake it never has (each connection holds its
         // task's memory for as long as it stays open).
         match &tls {
             None => {
-                tokio::spawn(async move {
-                    serve_connection(
-                        &builder,
-                        stream,
-                        conn,
-                        handler,
-                        watcher,
-                        limits.header_read_timeout,
-                    )
-                    .await;
-                });
+                tokio::spawn(task.serve(stream));
             }
             Some(tls) => {
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await
                     {
-                        Ok(Ok(stream)) => {
-                            serve_connection(
-                                &builder,
-                                stream,
-                                conn,
-                                handler,
-                                watcher,
-                                limits.header_read_timeout,
-                            )
-                            .await;
-                        }
+                        Ok(Ok(stream)) => task.serve(stream).await,
                         Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -185,53 +168,65 @@ fn builder(limits: ServerLimits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn serve_connection<H, I>(
-    builder: &auto::Builder<TokioExecutor>,
-    io: I,
+/// What one connection's task serves it with, besides its stream.
+struct ConnectionTask<H> {
+    builder: Arc<auto::Builder<TokioExecutor>>,
     conn: ConnInfo,
     handler: Arc<H>,
     watcher: Watcher,
     first_request_timeout: Duration,
-) where
-    H: Handler,
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let peer = conn.peer;
-    let asked = Arc::new(AtomicBool::new(false));
-    let first_request = Arc::clone(&asked);
-    let service = service_fn(move |req| {
-        first_request.store(true, Ordering::Relaxed);
-        let handler = handler.clone();
-        let conn = conn.clone();
-        async move { Ok::<_, Infallible>(handler.handle(req, conn).await) }
-    });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    let mut connection = std::pin::pin!(watcher.watch(connection.into_owned()));
-    // hyper times an HTTP/1 head out once its first byte has arrived, but not
-    // a connection that sends nothing, or only the HTTP/2 preface: one that
-    // has asked nothing by the time a head is due is closed. The timer goes
-    // with the first request, so later wake-ups do not poll it.
-    let mut first_due = Some(Box::pin(tokio::time::sleep(first_request_timeout)));
-    let ended = std::future::poll_fn(|cx| {
-        if let Poll::Ready(ended) = connection.as_mut().poll(cx) {
-            return Poll::Ready(Some(ended));
+}
+
+impl<H: Handler> ConnectionTask<H> {
+    async fn serve<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            builder,
+            conn,
+            handler,
+            watcher,
+            first_request_timeout,
+        } = self;
+        let peer = conn.peer;
+        let asked = Arc::new(AtomicBool::new(false));
+        let first_request = Arc::clone(&asked);
+        let service = service_fn(move |req| {
+            first_request.store(true, Ordering::Relaxed);
+            let handler = handler.clone();
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(handler.handle(req, conn).await) }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        let mut connection = std::pin::pin!(watcher.watch(connection.into_owned()));
+        // hyper times every HTTP/1 head it waits for, idle keep-alive included,
+        // but hyper-util first waits, untimed, for the bytes that tell HTTP/1 from
+        // HTTP/2, and an HTTP/2 connection may open no stream: one that has asked
+        // nothing by the time a head is due is closed. The timer goes with the
+        // first request, so later wake-ups do not poll it.
+        let mut first_due = Some(Box::pin(tokio::time::sleep(first_request_timeout)));
+        let ended = std::future::poll_fn(|cx| {
+            if let Poll::Ready(ended) = connection.as_mut().poll(cx) {
+                return Poll::Ready(Some(ended));
+            }
+            if asked.load(Ordering::Relaxed) {
+                first_due = None;
+            } else if let Some(due) = &mut first_due
+                && due.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await;
+        let Some(ended) = ended else {
+            tracing::debug!(%peer, "no request within server.header_read_timeout; closing");
+            return;
+        };
+        if let Err(error) = ended {
+            tracing::debug!(error = %error, %peer, "connection ended with an error");
         }
-        if asked.load(Ordering::Relaxed) {
-            first_due = None;
-        } else if let Some(due) = &mut first_due
-            && due.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(None);
-        }
-        Poll::Pending
-    })
-    .await;
-    let Some(ended) = ended else {
-        tracing::debug!(%peer, "no request within server.header_read_timeout; closing");
-        return;
-    };
-    if let Err(error) = ended {
-        tracing::debug!(error = %error, %peer, "connection ended with an error");
     }
 }
 

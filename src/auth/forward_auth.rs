@@ -1,6 +1,8 @@
 //! `GET /oauth2/auth` (forward-auth for nginx `auth_request`, Traefik
 //! `forwardAuth`, Caddy `forward_auth`) and `GET /oauth2/userinfo`.
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::json;
 
@@ -53,8 +55,8 @@ fn accepted() -> Response<Body> {
 }
 
 /// What a trusted front proxy says the original request was.
-enum Original {
-    Target(Method, String),
+enum Original<'h> {
+    Target(Method, Cow<'h, str>),
     /// No original URI at all: the default rule applies, as for anyone else.
     NotSaid,
     /// Said in a way that cannot be relied on: refused, never guessed, since
@@ -66,7 +68,7 @@ enum Original {
 /// `X-Forwarded-Uri` / `X-Forwarded-Method`. The front proxy passes the
 /// client's own headers along too, so a client can add the family its proxy
 /// does not set: when both families are present they must agree.
-fn original_target(headers: &HeaderMap) -> Original {
+fn original_target(headers: &HeaderMap) -> Original<'_> {
     let family = |uri: &str, method: &str| Ok((single(headers, uri)?, single(headers, method)?));
     let said = family("x-forwarded-uri", "x-forwarded-method")
         .and_then(|forwarded| Ok((forwarded, family("x-original-uri", "x-original-method")?)));
@@ -98,7 +100,7 @@ fn original_target(headers: &HeaderMap) -> Original {
     // The front proxy may pass such a path on unresolved: refused, as the
     // proxy path refuses it (`policy::unambiguous_path`).
     match unambiguous_path(path) {
-        Some(path) => Original::Target(method, path.into_owned()),
+        Some(path) => Original::Target(method, path),
         None => Original::Refused("The original URI has `.` or `..` segments."),
     }
 }

@@ -185,6 +185,12 @@ impl Problems {
                 );
                 Url::parse(default).expect("default URL parses")
             }
+            // Not echoed when it may hold a password (`user:pass@` that did
+            // not parse).
+            Err(e) if value.contains('@') => {
+                self.add(key, format_args!("is not a URL ({e})"));
+                Url::parse(default).expect("default URL parses")
+            }
             Err(e) => {
                 self.add(key, format_args!("{value:?} is not a URL ({e})"));
                 Url::parse(default).expect("default URL parses")
@@ -290,10 +296,6 @@ impl RawServer {
                 "tls_cert and tls_key go together; set both or neither",
             );
         }
-        let metrics_listen: Option<SocketAddr> = s
-            .metrics_listen
-            .as_deref()
-            .map(|a| p.addr("server.metrics_listen", a));
         let trusted_proxies = s
             .trusted_proxies
             .iter()
@@ -321,7 +323,7 @@ impl RawServer {
             "30s",
         );
 
-        if metrics_listen.is_some() {
+        if s.metrics_listen.is_some() {
             p.add(
                 "server.metrics_listen",
                 "metrics are not available in this version; remove the key",

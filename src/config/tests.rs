@@ -638,3 +638,27 @@ fn a_url_with_credentials_is_refused_without_echoing_them() {
     );
     assert!(!got.contains("hunter2"), "{got}");
 }
+
+#[test]
+fn a_url_with_credentials_that_does_not_parse_is_not_echoed() {
+    let got = problems(&format!(
+        "{MINIMAL}\n[upstream]\nurl = \"http://app:hunter2@127.0.0.1:99999\"\n"
+    ))
+    .join("\n");
+    assert!(got.contains("upstream.url: is not a URL"), "{got}");
+    assert!(!got.contains("hunter2"), "{got}");
+}
+
+#[test]
+fn an_https_issuer_refuses_configured_plain_http_endpoints_by_key() {
+    let got = problems(&format!(
+        "{MINIMAL}token_url = \"http://sso.internal:8080/token\"\n\
+         userinfo_url = \"https://sso.example.com/userinfo\"\n"
+    ))
+    .join("\n");
+    assert!(
+        got.contains("providers.corp.token_url: must be https, as the issuer is"),
+        "{got}"
+    );
+    assert!(!got.contains("userinfo_url"), "{got}");
+}

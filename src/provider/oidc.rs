@@ -413,10 +413,12 @@ impl OidcProvider {
                 self.settings.issuer
             ));
         }
-        let metadata = self.with_configured_endpoints(metadata);
+        // The provider's own document; endpoints the operator configured
+        // instead were checked with the config.
         if self.settings.issuer.scheme() == "https" {
             refuse_plain_http_endpoints(&metadata)?;
         }
+        let metadata = self.with_configured_endpoints(metadata);
         let jwks = JsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http)
             .await
             .map_err(|e| describe_discovery_error(&e))?;

@@ -69,7 +69,6 @@ impl std::fmt::Debug for SessionCookies {
     }
 }
 
-/// Why a request's session cookies held no session; logged, never shown.
 /// A session too large for the cookies a browser sends back.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -77,6 +76,7 @@ impl std::fmt::Debug for SessionCookies {
 )]
 pub struct TooLarge(usize);
 
+/// Why a request's session cookies held no session; logged, never shown.
 #[derive(Debug, thiserror::Error)]
 enum Refused {
     #[error("session cookie chunks are missing, duplicated, out of order or too many")]

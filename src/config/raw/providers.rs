@@ -279,11 +279,23 @@ impl RawProvider {
                 Url::parse(PLACEHOLDER_URL).expect("valid")
             }
         };
+        let mut endpoint = |name: &str, value: Option<&str>| {
+            let url = p.opt_url(&key(name), value)?;
+            // As for a discovered endpoint: with an https issuer, the secret,
+            // codes and tokens must not travel in the clear.
+            if issuer.scheme() == "https" && url.scheme() != "https" {
+                p.add(
+                    &key(name),
+                    "must be https, as the issuer is; secrets and tokens would travel in the clear",
+                );
+            }
+            Some(url)
+        };
         OidcSettings {
+            auth_url: endpoint("auth_url", self.auth_url.as_deref()),
+            token_url: endpoint("token_url", self.token_url.as_deref()),
+            userinfo_url: endpoint("userinfo_url", self.userinfo_url.as_deref()),
             issuer,
-            auth_url: p.opt_url(&key("auth_url"), self.auth_url.as_deref()),
-            token_url: p.opt_url(&key("token_url"), self.token_url.as_deref()),
-            userinfo_url: p.opt_url(&key("userinfo_url"), self.userinfo_url.as_deref()),
             checks,
         }
     }
