@@ -18,7 +18,8 @@
 # MEMORY_REQUESTS (1000000), SIGN_IN_SECONDS (5), SIGN_IN_CONNS (8),
 # BASE_PORT (18080), WRITE_RESULTS (1: update BENCHMARKS.md), SKIP_BUILD (0),
 # PROFILE (0; 1: instead of the benchmark, sample portcullis with perf during one
-# signed-in run and print the hottest functions).
+# signed-in run and print the hottest functions), KEEP_WORK (0; 1: keep the work
+# directory with the servers' logs and configs).
 set -euo pipefail
 
 # The exact command, for the results: the overrides given, then the script.
@@ -37,6 +38,7 @@ BASE_PORT=${BASE_PORT:-18080}
 WRITE_RESULTS=${WRITE_RESULTS:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
 PROFILE=${PROFILE:-0}
+((ROUNDS >= 1)) || { echo "bench/load.sh: ROUNDS must be at least 1" >&2; exit 1; }
 
 UPSTREAM_PORT=$((BASE_PORT + 1))
 NGINX_PORT=$((BASE_PORT + 2))
@@ -223,7 +225,7 @@ EOF
   wait_for "http://127.0.0.1:$HYPER_FLOOR_PORT/" 200
 }
 
-# The pids whose CPU and memory count for a target: nginx's master and workers.
+# The pids whose CPU and memory count for a target (for nginx, master and workers).
 server_pids() { # target
   case $1 in
     direct) nginx_pids upstream ;;
@@ -336,12 +338,18 @@ run_256() { # target port kind
   wrk_command "$target" "$DURATION" 256
   "${WRK_COMMAND[@]}" >"$WORK/wrk256-$target.out" &
   wrk_pid=$!
-  PIDS+=("$wrk_pid")
+  PIDS+=("$wrk_pid") # stopped on exit should the run fail before the wait
   sleep $((DURATION / 2 + 1))
   rss=$(rss_kb $pids)
   # The server's end of each client connection; report.py gives no verdict unless 256.
   conns=$(ss -Htn state established "( sport = :$port )" | wc -l) || conns="?"
   wait "$wrk_pid" || die "wrk with 256 connections failed against $target"
+  # Waited for: its pid may be reused, so cleanup must not signal it.
+  local kept=() pid
+  for pid in "${PIDS[@]}"; do
+    [[ $pid == "$wrk_pid" ]] || kept+=("$pid")
+  done
+  PIDS=("${kept[@]}")
   result=$(check_result "$target (256 connections)" "$(cat "$WORK/wrk256-$target.out")")
   printf '%s\t%s\t%s\n' "$kind" "$rss" "$conns" >>"$WORK/memory.tsv"
   log "256 connections to $target ($conns open): RSS ${rss} kB; $result"
@@ -432,6 +440,6 @@ python3 "$ROOT/bench/report.py" \
   --runs "$RUNS" --memory "$WORK/memory.tsv" --sign-ins "$WORK/sign_ins.txt" \
   --clk-tck "$(getconf CLK_TCK)" --command "$COMMAND" --cookie-bytes "${#SESSION_COOKIE}" \
   --connections "$CONNECTIONS" --duration "$DURATION" --rounds "$ROUNDS" \
-  --nginx-version "$(nginx -v 2>&1 | sed 's/^nginx version: //')" \
+  --nginx-version "$(nginx -v 2>&1 | sed 's/^nginx version: nginx\///')" \
   --wrk-version "$(wrk -v 2>&1 | head -n1 | awk '{ print $2 }')" \
   $([[ $WRITE_RESULTS == 1 ]] && echo --write "$ROOT/BENCHMARKS.md")

@@ -89,19 +89,23 @@ def read_memory(path):
     return at256, series
 
 
-def rss256_row(rss256, conns):
-    """The measured and verdict cells for RSS at 256 connections: no verdict
-    unless all 256 were open when RSS was sampled."""
-    if rss256 is None:
-        return "not recorded", "**not measured**"
+def rss256_cell(at256, kind):
+    """RSS at 256 connections for `kind`: the kB, or None unless all 256 were
+    open when RSS was sampled (no verdict and no ratio then), and its text."""
+    if kind not in at256:
+        return None, "not recorded"
+    kb, conns = at256[kind]
     if conns is None:
-        return f"{mb(rss256)} (open connections not counted)", "**not measured**"
+        return None, f"{mb(kb)} (open connections not counted)"
     if conns != RSS_CONNECTIONS:
-        return (
-            f"{mb(rss256)} with {conns} connections open, not {RSS_CONNECTIONS}",
-            "**not measured**",
-        )
-    return f"{mb(rss256)} ({conns} connections open)", verdict(rss256 <= RSS_LIMIT_KB)
+        return None, f"{mb(kb)} with {conns} connections open, not {RSS_CONNECTIONS}"
+    return kb, f"{mb(kb)} ({conns} connections open)"
+
+
+def ratio(a, b):
+    """`a / b` as a table cell; "–" when either is missing or `b` is zero (a run
+    too short for a single clock tick, say)."""
+    return f"{a / b:.2f}×" if a is not None and b else "–"
 
 
 def read_sign_ins(path, clk_tck):
@@ -157,18 +161,19 @@ def render(args, s, memory, sign_ins):
         lines.append(
             f"| {LABELS[target]} | {t['rps']:,.0f} ({t['rps_min']:,.0f}–{t['rps_max']:,.0f}) "
             f"| {us(t['p50'])} | {us(t['p99'])} | {t['cpu_us']:.1f} µs | {mb(t['rss'])} "
-            f"| {t['rps'] / direct['rps']:.2f}× | {t['rps'] / nginx['rps']:.2f}× "
-            f"| {t['cpu_us'] / nginx['cpu_us']:.2f}× |"
+            f"| {ratio(t['rps'], direct['rps'])} | {ratio(t['rps'], nginx['rps'])} "
+            f"| {ratio(t['cpu_us'], nginx['cpu_us'])} |"
         )
     signed, anon = s["portcullis"], s["portcullis-anonymous"]
     at256, series = memory
-    rss256_measured, rss256_verdict = rss256_row(*at256.get("rss256", (None, None)))
+    rss256, rss256_measured = rss256_cell(at256, "rss256")
+    rss256_verdict = "**not measured**" if rss256 is None else verdict(rss256 <= RSS_LIMIT_KB)
     warm = series[1][1] if len(series) > 1 else series[0][1]
     last_requests, last = series[-1]
     flat = max(r for _, r in series[1:] or series) - warm <= FLAT_TOLERANCE_KB
     peak = max(r for _, r in series)
     sign_in_rate, sign_in_cpu, sign_in_count = sign_ins
-    cpu_bound_rate = 1e6 / sign_in_cpu
+    cpu_bound_rate = 1e6 / sign_in_cpu if sign_in_cpu else float("inf")
     cookie = f" of {args.cookie_bytes:,} bytes" if args.cookie_bytes is not None else ""
     proxies = "nginx, the hyper floor" if "hyper-floor" in s else "nginx"
     same = (
@@ -187,10 +192,10 @@ def render(args, s, memory, sign_ins):
         "",
         "| target (issue #4) | measured | verdict |",
         "|---|---|---|",
-        f"| signed-in GET throughput ≥ 1.0× nginx proxy_pass | {signed['rps'] / nginx['rps']:.2f}× "
+        f"| signed-in GET throughput ≥ 1.0× nginx proxy_pass | {ratio(signed['rps'], nginx['rps'])} "
         f"| {verdict(signed['rps'] >= nginx['rps'])} |",
         f"| server CPU per request ≤ 1.0× nginx | {signed['cpu_us']:.1f} µs vs {nginx['cpu_us']:.1f} µs "
-        f"= {signed['cpu_us'] / nginx['cpu_us']:.2f}× | {verdict(signed['cpu_us'] <= nginx['cpu_us'])} |",
+        f"= {ratio(signed['cpu_us'], nginx['cpu_us'])} | {verdict(signed['cpu_us'] <= nginx['cpu_us'])} |",
         f"| p99 at {args.connections} connections no worse than nginx | {us(signed['p99'])} vs "
         f"{us(nginx['p99'])} | {verdict(signed['p99'] <= nginx['p99'])} |",
         f"| anonymous 302 at least as fast as signed-in | {anon['rps']:,.0f} vs {signed['rps']:,.0f} req/s "
@@ -216,25 +221,16 @@ def floor_table(signed, floor, nginx, at256, connections):
     """portcullis against the hyper floor, and the floor against nginx: how much
     of the gap to nginx is the HTTP stack's rather than portcullis' own."""
 
-    def ratio(a, b):
-        return f"{a / b:.2f}×" if a is not None and b else "–"
-
-    def rss(kind):
-        if kind not in at256:
-            return None, "not recorded"
-        kb, conns = at256[kind]
-        if conns is None:
-            return kb, f"{mb(kb)} (open connections not counted)"
-        return kb, f"{mb(kb)} ({conns} connections open)"
-
-    signed_rss, signed_rss_text = rss("rss256")
-    floor_rss, floor_rss_text = rss("floor256")
-    nginx_rss, nginx_rss_text = rss("nginx256")
+    signed_rss, signed_rss_text = rss256_cell(at256, "rss256")
+    floor_rss, floor_rss_text = rss256_cell(at256, "floor256")
+    nginx_rss, nginx_rss_text = rss256_cell(at256, "nginx256")
     return [
         "**portcullis against the hyper floor.** The floor (`examples/hyper_floor.rs`) is a bare "
-        "reverse proxy on the same hyper server and client connections and the same kind of "
-        "per-thread pool portcullis uses, with no authentication, header rewriting or timers: "
-        "what any hyper-based proxy reaches here, sent the same request.",
+        "reverse proxy on hyper's HTTP/1 server and client connections, with the kind of "
+        "per-thread pool portcullis uses and no authentication, header rewriting, timers, "
+        "HTTP/2 or upgrades (portcullis serves both protocols through hyper-util's `auto` "
+        "connection): what a hyper-based proxy reaches here, sent the same request. nginx's RSS "
+        "is its master's and worker's summed, so the code they share counts twice.",
         "",
         "| measure | portcullis, signed in | hyper floor | nginx | portcullis / floor "
         "| floor / nginx |",

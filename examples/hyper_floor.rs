@@ -1,8 +1,12 @@
 //! The load benchmark's floor reference (`bench/load.sh`, target `hyper-floor`),
 //! not product code: the least an HTTP/1.1 reverse proxy on hyper 1 does, with
-//! the same server and client connections, current-thread runtime and kind of
-//! per-thread idle stack as portcullis, and no authentication, header rewriting
-//! or timers. What it reaches is what the HTTP stack allows any hyper-based proxy.
+//! hyper's HTTP/1 server and client connections, a current-thread runtime and
+//! the kind of per-thread idle stack portcullis uses, and no authentication,
+//! header rewriting, timers, HTTP/2 or upgrades (portcullis serves both
+//! protocols through hyper-util's `auto` connection, and boxes its bodies).
+//! What it reaches is what the HTTP stack allows a hyper-based proxy. It keeps
+//! every connection the upstream leaves open (no `Connection: close` or idle
+//! handling): wrk's load needs none.
 //!
 //! ```text
 //! hyper_floor LISTEN_ADDR UPSTREAM_ADDR   e.g. hyper_floor 127.0.0.1:28085 127.0.0.1:28081
@@ -40,7 +44,10 @@ async fn main() {
     let listener = TcpListener::bind(listen).await.expect("cannot listen");
     loop {
         let Ok((stream, _)) = listener.accept().await else {
-            continue; // e.g. out of file descriptors: the next accept may succeed
+            // e.g. out of file descriptors: pause rather than spin on the
+            // core the other servers are measured on.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
@@ -76,11 +83,18 @@ async fn forward(
     let path = req.uri().path_and_query().cloned();
     *req.uri_mut() = Uri::from(path.unwrap_or_else(|| PathAndQuery::from_static("/")));
     *req.version_mut() = Version::HTTP_11;
-    let mut sender = match checkout() {
-        Some(sender) => sender,
-        None => connect(upstream).await?,
+    let (sender, response) = match checkout() {
+        Some(mut sender) => match sender.try_send_request(req).await {
+            Ok(response) => (sender, response),
+            // Closed by the upstream while idle, before the request went out:
+            // a new connection may carry it, as portcullis' pool does.
+            Err(mut error) => match error.take_message() {
+                Some(req) => send_on_new(req, upstream).await?,
+                None => return Err(error.into_error().into()),
+            },
+        },
+        None => send_on_new(req, upstream).await?,
     };
-    let response = sender.send_request(req).await?;
     Ok(response.map(|body| {
         let mut body = Returning {
             body,
@@ -106,6 +120,15 @@ fn checkout() -> Option<Sender> {
         }
         None
     })
+}
+
+async fn send_on_new(
+    req: Request<Incoming>,
+    upstream: SocketAddr,
+) -> Result<(Sender, Response<Incoming>), BoxError> {
+    let mut sender = connect(upstream).await?;
+    let response = sender.send_request(req).await?;
+    Ok((sender, response))
 }
 
 async fn connect(upstream: SocketAddr) -> Result<Sender, BoxError> {

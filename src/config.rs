@@ -26,7 +26,8 @@ pub struct Config {
     pub access: AccessConfig,
     pub sign_in: SignInConfig,
     pub rules: Vec<RuleConfig>,
-    /// Upstream header name → claim name, ordered by name.
+    /// Upstream header name → claim name: the defaults in their order, or a
+    /// configured map sorted by key as written.
     #[serde(serialize_with = "ser_headers")]
     pub headers: Vec<(HeaderName, String)>,
     pub providers: Vec<ProviderConfig>,

@@ -87,7 +87,6 @@ pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Resp
         tracing::info!(provider = provider.id(), sub = %identity.sub, reason = %denied, "sign-in refused by policy");
         return fail(Problem::from(denied));
     }
-    tracing::info!(provider = provider.id(), sub = %identity.sub, "signed in");
     let session = Session {
         id: new_session_id(),
         provider: provider.id().to_owned(),
@@ -102,6 +101,7 @@ pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Resp
         Ok(cookies) => cookies,
         Err(too_large) => return fail(Problem::provider(too_large.to_string())),
     };
+    tracing::info!(provider = provider.id(), sub = %session.identity.sub, "signed in");
     let mut resp = respond::redirect(&safe_rd(Some(&flow.rd)));
     let headers = resp.headers_mut();
     headers.append(SET_COOKIE, clear_flow);
