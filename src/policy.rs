@@ -13,6 +13,9 @@ use http::Method;
 use crate::config::{AccessConfig, Config, RuleConfig};
 use crate::identity::Identity;
 
+/// How often `access.allowed_emails_file` is checked for changes.
+const EMAILS_FILE_CHECK: Duration = Duration::from_secs(5);
+
 /// What the matched rule asks of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requirement<'a> {
@@ -81,16 +84,21 @@ impl Policy {
         })
     }
 
-    /// Re-reads `allowed_emails_file` whenever its modification time changes.
-    /// The request path only ever loads the current snapshot.
+    /// Re-reads `allowed_emails_file` whenever its modification time changes,
+    /// looking every [`EMAILS_FILE_CHECK`]. The request path only ever loads
+    /// the current snapshot.
     pub fn watch_emails_file(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.watch_emails_file_every(EMAILS_FILE_CHECK)
+    }
+
+    fn watch_emails_file_every(&self, interval: Duration) -> Option<tokio::task::JoinHandle<()>> {
         let path: PathBuf = self.access.allowed_emails_file.clone()?;
         let access = self.access.clone();
         let emails = self.emails.clone();
         Some(tokio::spawn(async move {
             let mut seen = modified(&path);
             loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::time::sleep(interval).await;
                 let now = modified(&path);
                 if now == seen {
                     continue;

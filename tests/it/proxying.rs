@@ -7,7 +7,7 @@ use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{Harness, Setup};
+use crate::support::{Harness, Setup, closed_addr};
 
 #[tokio::test]
 async fn request_body_and_method_reach_the_upstream() {
@@ -76,10 +76,7 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
 
 #[tokio::test]
 async fn upstream_down_is_502_and_slow_upstream_is_504() {
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let closed = closed_addr();
     let h = Harness::with(Setup {
         upstream: Some(closed),
         ..Setup::default()

@@ -5,13 +5,7 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-use crate::support::{Harness, Setup};
-
-/// A port on 127.0.0.1 that nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
+use crate::support::{Harness, Setup, closed_addr};
 
 #[tokio::test]
 async fn not_ready_while_one_provider_is_unreachable_but_alive() {
@@ -27,7 +21,7 @@ issuer = "http://127.0.0.1:{port}"
 client_id = "portcullis-demo"
 client_secret = "demo-secret"
 "#,
-        port = closed_port()
+        port = closed_addr().port()
     );
     let h = Harness::with(Setup {
         providers_toml: Some(providers),

@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Method, StatusCode};
 
-use crate::support::{Browser, Harness, Resp, Setup};
+use crate::support::{Browser, Harness, Setup};
 
 const SPOOFS: [(&str, &str); 5] = [
     ("X-Forwarded-User", "admin"),
@@ -88,17 +88,6 @@ async fn spoofed_identity_headers_are_stripped_on_public_paths_and_options() {
     }
 }
 
-/// Every value the echo upstream saw for `name` (one per header line).
-fn upstream_values(resp: &Resp, name: &str) -> Vec<String> {
-    resp.json()["headers"]
-        .as_array()
-        .expect("echo upstream JSON")
-        .iter()
-        .filter(|pair| pair[0].as_str().unwrap().eq_ignore_ascii_case(name))
-        .map(|pair| pair[1].as_str().unwrap().to_owned())
-        .collect()
-}
-
 const FORGED_TOKENS: [(&str, &str); 3] = [
     ("X-Forwarded-Access-Token", "forged"),
     ("x_forwarded_access_token", "forged"),
@@ -121,9 +110,9 @@ async fn passed_tokens_replace_forged_ones() {
         .await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
 
-    let access = upstream_values(&resp, "x-forwarded-access-token");
+    let access = resp.upstream_values("x-forwarded-access-token");
     assert_eq!(access.len(), 1, "one access token: {access:?}");
-    assert!(upstream_values(&resp, "x_forwarded_access_token").is_empty());
+    assert!(resp.upstream_values("x_forwarded_access_token").is_empty());
     let access = &access[0];
     assert!(!access.is_empty() && access != "forged", "{access:?}");
     // The provider knows it as ada's access token.
@@ -138,7 +127,7 @@ async fn passed_tokens_replace_forged_ones() {
     assert_eq!(userinfo.status, StatusCode::OK, "{}", userinfo.text());
     assert_eq!(userinfo.json()["sub"], "ada");
 
-    let authorization = upstream_values(&resp, "authorization");
+    let authorization = resp.upstream_values("authorization");
     assert_eq!(
         authorization.len(),
         1,
@@ -167,7 +156,7 @@ async fn passed_tokens_replace_forged_ones() {
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
     for (name, _) in FORGED_TOKENS {
         assert_eq!(
-            upstream_values(&resp, name),
+            resp.upstream_values(name),
             Vec::<String>::new(),
             "{name} reached the upstream"
         );
@@ -201,13 +190,13 @@ async fn client_access_token_never_reaches_the_upstream_by_default() {
         assert_eq!(resp.status, StatusCode::OK, "{who} {path}: {}", resp.text());
         for name in ["x-forwarded-access-token", "x_forwarded_access_token"] {
             assert_eq!(
-                upstream_values(&resp, name),
+                resp.upstream_values(name),
                 Vec::<String>::new(),
                 "{who} {path}: {name} reached the upstream"
             );
         }
         // Without pass_id_token the client's own Authorization is the app's business.
-        assert_eq!(upstream_values(&resp, "authorization"), ["Bearer forged"]);
+        assert_eq!(resp.upstream_values("authorization"), ["Bearer forged"]);
     }
 }
 
@@ -297,8 +286,12 @@ async fn forward_auth_ignores_x_forwarded_uri_from_untrusted_peers() {
     );
 }
 
+/// The front proxy copies these answers upstream (nginx `auth_request_set`):
+/// they carry the session's identity, one value each, whatever the request
+/// forged. The answer is built fresh, so the last loop guards that design
+/// rather than the spoof guard (whose tests are above).
 #[tokio::test]
-async fn forward_auth_answers_only_its_own_identity_headers_to_a_spoofing_user() {
+async fn forward_auth_answers_the_sessions_identity_never_the_requests() {
     let h = Harness::start().await;
     let mut b = h.signed_in("ada").await;
     let mut headers = vec![("X_Forwarded_User", "root")];

@@ -198,15 +198,19 @@ impl Resp {
     }
     /// The echo upstream's view of one request header (all values, joined).
     pub fn upstream_header(&self, name: &str) -> Option<String> {
-        let json = self.json();
-        let values: Vec<String> = json["headers"]
+        let values = self.upstream_values(name);
+        (!values.is_empty()).then(|| values.join(", "))
+    }
+
+    /// Every value the echo upstream saw for `name` (one per header line).
+    pub fn upstream_values(&self, name: &str) -> Vec<String> {
+        self.json()["headers"]
             .as_array()
             .expect("echo upstream JSON")
             .iter()
             .filter(|pair| pair[0].as_str().unwrap().eq_ignore_ascii_case(name))
             .map(|pair| pair[1].as_str().unwrap().to_owned())
-            .collect();
-        (!values.is_empty()).then(|| values.join(", "))
+            .collect()
     }
 }
 
@@ -338,6 +342,12 @@ impl Browser {
 }
 
 /// A query parameter of a URL.
+/// An address on 127.0.0.1 that nothing listens on.
+pub fn closed_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
 pub fn param(url: &str, name: &str) -> Option<String> {
     let url = url::Url::parse(url).ok()?;
     url.query_pairs()
