@@ -97,6 +97,11 @@ pub struct AccessConfig {
     pub allowed_emails_file: Option<PathBuf>,
     pub allowed_groups: Vec<String>,
     pub require_email_verified: bool,
+    /// The upstream routes case-sensitively: rules do not also judge the
+    /// path lower-cased.
+    pub case_sensitive_paths: bool,
+    /// `%2F` and `%5C` in paths are let through (refused by default).
+    pub allow_encoded_slashes: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -9,20 +9,74 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use http::Method;
+use smallvec::SmallVec;
 
 use crate::config::{AccessConfig, Config, RuleConfig};
 use crate::identity::Identity;
+use readings::Reading;
+
+mod readings;
+pub use readings::{PathOptions, PathRefused, collapse_slashes};
 
 /// How often `access.allowed_emails_file` is checked for changes.
 const EMAILS_FILE_CHECK: Duration = Duration::from_secs(5);
 
-/// What the matched rule asks of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the rules ask of a request: the matched rule's, or, for a path that
+/// upstreams may read in several ways, what the rule of every reading asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement<'a> {
     /// No session needed.
     Public,
-    /// A signed-in user who passes the global policy and, if listed, is in one of `groups`.
-    SignedIn { groups: &'a [String], api: bool },
+    /// A signed-in user who passes the global policy and is in one of the
+    /// groups of each matched rule that lists groups.
+    SignedIn { groups: Groups<'a>, api: bool },
+}
+
+/// The group lists of the rules a request met: the user must be in one
+/// group of each. Inline for one list, so a plain path never allocates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Groups<'a>(SmallVec<[&'a [String]; 1]>);
+
+impl<'a> Groups<'a> {
+    pub fn of(groups: &'a [String]) -> Self {
+        let mut lists = SmallVec::new();
+        if !groups.is_empty() {
+            lists.push(groups);
+        }
+        Self(lists)
+    }
+
+    fn admit(&self, have: &[String]) -> bool {
+        self.0.iter().all(|wanted| in_any(have, wanted))
+    }
+
+    fn and(mut self, other: Self) -> Self {
+        for list in other.0 {
+            if !self.0.iter().any(|l| std::ptr::eq(*l, list)) {
+                self.0.push(list);
+            }
+        }
+        self
+    }
+}
+
+impl<'a> Requirement<'a> {
+    /// Both requirements at once: public only when both are.
+    fn and(self, other: Self) -> Self {
+        match (self, other) {
+            (Requirement::Public, r) | (r, Requirement::Public) => r,
+            (
+                Requirement::SignedIn { groups, api },
+                Requirement::SignedIn {
+                    groups: more,
+                    api: also,
+                },
+            ) => Requirement::SignedIn {
+                groups: groups.and(more),
+                api: api || also,
+            },
+        }
+    }
 }
 
 /// Why a signed-in user was refused. Shown to that user.
@@ -40,6 +94,7 @@ pub enum Denied {
 
 pub struct Policy {
     rules: Vec<Rule>,
+    paths: PathOptions,
     access: AccessConfig,
     /// `allowed_emails` plus the lines of `allowed_emails_file`, swapped whole on change.
     emails: Arc<ArcSwap<HashSet<String>>>,
@@ -47,6 +102,8 @@ pub struct Policy {
 
 struct Rule {
     pattern: Pattern,
+    /// The pattern lower-cased, for case-folded readings of a path.
+    folded: Pattern,
     methods: Vec<Method>,
     public: bool,
     groups: Vec<String>,
@@ -79,6 +136,10 @@ impl Policy {
         let emails = Arc::new(ArcSwap::from_pointee(read_emails(&access)?));
         Ok(Self {
             rules: config.rules.iter().map(Rule::from_config).collect(),
+            paths: PathOptions {
+                case_sensitive: access.case_sensitive_paths,
+                encoded_slashes: access.allow_encoded_slashes,
+            },
             access,
             emails,
         })
@@ -117,20 +178,39 @@ impl Policy {
         }))
     }
 
-    /// The requirement of the first rule matching `method` and the normalised `path`;
+    /// What the rules ask of a request for `raw_path` (the target's path, no
+    /// query), under every reading an upstream may take of it; or why the path
+    /// is refused (see `readings`).
+    pub fn judge(&self, method: &Method, raw_path: &str) -> Result<Requirement<'_>, PathRefused> {
+        let readings = readings::read(raw_path, self.paths)?;
+        let mut each = readings.iter().map(|r| self.requirement(method, r));
+        // There is always a reading; were there none, the strict default.
+        let first = each.next().unwrap_or(Requirement::SignedIn {
+            groups: Groups::default(),
+            api: false,
+        });
+        Ok(each.fold(first, Requirement::and))
+    }
+
+    /// The requirement of the first rule matching `method` and the reading;
     /// no match means "signed in".
-    pub fn requirement(&self, method: &Method, path: &str) -> Requirement<'_> {
+    fn requirement(&self, method: &Method, reading: &Reading<'_>) -> Requirement<'_> {
         let rule = self.rules.iter().find(|r| {
-            (r.methods.is_empty() || r.methods.contains(method)) && r.pattern.matches(path)
+            let pattern = if reading.folded {
+                &r.folded
+            } else {
+                &r.pattern
+            };
+            (r.methods.is_empty() || r.methods.contains(method)) && pattern.matches(&reading.path)
         });
         match rule {
             Some(r) if r.public => Requirement::Public,
             Some(r) => Requirement::SignedIn {
-                groups: &r.groups,
+                groups: Groups::of(&r.groups),
                 api: r.api,
             },
             None => Requirement::SignedIn {
-                groups: &[],
+                groups: Groups::default(),
                 api: false,
             },
         }
@@ -163,17 +243,15 @@ impl Policy {
         Ok(())
     }
 
-    /// The global policy, then the rule's groups.
+    /// The global policy, then the rules' groups.
     pub fn authorize(
         &self,
         identity: &Identity,
-        requirement: Requirement<'_>,
+        requirement: &Requirement<'_>,
     ) -> Result<(), Denied> {
         self.admits(identity)?;
         match requirement {
-            Requirement::SignedIn { groups, .. }
-                if !groups.is_empty() && !in_any(&identity.groups, groups) =>
-            {
+            Requirement::SignedIn { groups, .. } if !groups.admit(&identity.groups) => {
                 Err(Denied::NotInRuleGroup)
             }
             _ => Ok(()),
@@ -233,97 +311,11 @@ pub fn domain_allowed(allowed: &[String], email: &str) -> bool {
     })
 }
 
-// === paths ===
-
-/// [`normalize`]'s path alone, dot segments resolved (tests).
-#[cfg(test)]
-pub fn normalize_path(raw: &str) -> Cow<'_, str> {
-    normalize(raw).0
-}
-
-/// The path rules are matched against (see [`normalize`]), or `None` when
-/// the path has `.` or `..` segments (also percent-encoded). Clients
-/// resolve those before sending, and an upstream that does not remove them
-/// as the rules did would serve another path than the rules judged:
-/// `/admin/../public/x` would pass a public `/public/` rule and reach `/admin`.
-pub fn unambiguous_path(raw: &str) -> Option<Cow<'_, str>> {
-    match normalize(raw) {
-        (path, false) => Some(path),
-        (_, true) => None,
-    }
-}
-
-/// The path rules are matched against (DESIGN §8.5): percent-decoded once,
-/// `//` collapsed, `;` path parameters cut off, dot segments removed (RFC 3986
-/// §5.2.4); and whether it had dot segments. The request target never carries
-/// a fragment, so a decoded `%23` is an ordinary character here.
-fn normalize(raw: &str) -> (Cow<'_, str>, bool) {
-    if is_normal(raw) {
-        (Cow::Borrowed(raw), false)
-    } else {
-        let (path, dot_segments) = resolve(raw);
-        (Cow::Owned(path), dot_segments)
-    }
-}
-
-/// [`normalize`] the long way: decoded, split into segments and joined again.
-fn resolve(raw: &str) -> (String, bool) {
-    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
-    let mut out: Vec<&str> = Vec::new();
-    let segments: Vec<&str> = decoded.split('/').collect();
-    let last = segments.len().saturating_sub(1);
-    let mut trailing_slash = false;
-    let mut dot_segments = false;
-    for (i, seg) in segments.iter().enumerate() {
-        // Path parameters (`/admin;jsessionid=x/`) are cut off: Java servlet
-        // containers route without them, so `/admin;x/panel` is `/admin/panel`
-        // to them, and `/..;/` is `/../`.
-        match seg.split(';').next().unwrap_or_default() {
-            "" => trailing_slash = i == last && i > 0,
-            "." => {
-                dot_segments = true;
-                trailing_slash = i == last && i > 0;
-            }
-            ".." => {
-                dot_segments = true;
-                out.pop();
-                trailing_slash = i == last;
-            }
-            s => {
-                out.push(s);
-                trailing_slash = false;
-            }
-        }
-    }
-    let mut path = String::with_capacity(decoded.len() + 1);
-    for seg in &out {
-        path.push('/');
-        path.push_str(seg);
-    }
-    if trailing_slash || path.is_empty() {
-        path.push('/');
-    }
-    (path, dot_segments)
-}
-
-/// Whether [`normalize`] would leave `raw` as it is, as it does nearly every
-/// path a browser sends: absolute, nothing percent-encoded, no `;`, and no
-/// empty, `.` or `..` segment (but a trailing `/`). Checked without allocating.
-fn is_normal(raw: &str) -> bool {
-    let Some(rest) = raw.strip_prefix('/') else {
-        return false;
-    };
-    if rest.is_empty() {
-        return true;
-    }
-    let segments = rest.strip_suffix('/').unwrap_or(rest);
-    !raw.contains(['%', ';']) && segments.split('/').all(|s| !matches!(s, "" | "." | ".."))
-}
-
 impl Rule {
     fn from_config(c: &RuleConfig) -> Self {
         Self {
             pattern: Pattern::parse(&c.path),
+            folded: Pattern::parse(&c.path.to_lowercase()),
             methods: c
                 .methods
                 .iter()

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::App;
 use crate::identity::encode_header_value;
-use crate::policy::{Denied, Requirement, unambiguous_path};
+use crate::policy::{Denied, PathRefused, Requirement, collapse_slashes};
 use crate::respond::{self, Problem};
 use crate::server::ConnInfo;
 use crate::session::Session;
@@ -20,19 +20,24 @@ pub const ACCESS_TOKEN_HEADER: &str = "x-forwarded-access-token";
 
 pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
     let html = respond::wants_html(req.method(), req.headers());
-    let Some(path) = unambiguous_path(req.uri().path()) else {
-        return respond::problem(
-            Problem::bad_request("The request path has `.` or `..` segments; send it resolved."),
-            html,
-        );
+    let requirement = match app.policy.judge(req.method(), req.uri().path()) {
+        Ok(requirement) => requirement,
+        Err(refused) => return respond::problem(Problem::from(refused), html),
     };
-    let requirement = app.policy.requirement(req.method(), &path);
+    // The upstream gets the path as the rules judged it: `//public/x` could
+    // be read as host `public`, path `/x`.
+    if let Some(collapsed) = collapse_slashes(req.uri().path()) {
+        match with_path(req.uri(), &collapsed) {
+            Some(uri) => *req.uri_mut() = uri,
+            None => return respond::problem(Problem::from(PathRefused::NotAbsolute), html),
+        }
+    }
     let Authenticated {
         session,
         set_cookies,
     } = authenticate(app, req.headers());
 
-    let admitted = match admit(app, session.as_deref(), requirement) {
+    let admitted = match admit(app, session.as_deref(), &requirement) {
         Admission::Anonymous => None,
         Admission::User(session) => Some(session),
         Admission::Denied(denied) => {
@@ -86,17 +91,28 @@ pub enum Admission<'s> {
 pub fn admit<'s>(
     app: &App,
     session: Option<&'s Session>,
-    requirement: Requirement<'_>,
+    requirement: &Requirement<'_>,
 ) -> Admission<'s> {
     match (session, requirement) {
         (Some(s), _) => match app.policy.authorize(&s.identity, requirement) {
             Ok(()) => Admission::User(s),
-            Err(_) if requirement == Requirement::Public => Admission::Anonymous,
+            Err(_) if *requirement == Requirement::Public => Admission::Anonymous,
             Err(denied) => Admission::Denied(denied),
         },
         (None, Requirement::Public) => Admission::Anonymous,
-        (None, Requirement::SignedIn { api, .. }) => Admission::SignInFirst { api },
+        (None, Requirement::SignedIn { api, .. }) => Admission::SignInFirst { api: *api },
     }
+}
+
+/// `uri` with its path replaced (query, and any scheme and authority, kept).
+fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    Uri::from_parts(parts).ok()
 }
 
 /// The session of this request, if any, and the Set-Cookie values the response

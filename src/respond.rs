@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use crate::identity::IdentityError;
-use crate::policy::Denied;
+use crate::policy::{Denied, PathRefused};
 use crate::provider::ProviderError;
 use crate::session::FlowError;
 use crate::upstream::UpstreamError;
@@ -142,6 +142,12 @@ impl From<UpstreamError> for Problem {
                 humantime::format_duration(after)
             )),
         }
+    }
+}
+
+impl From<PathRefused> for Problem {
+    fn from(refused: PathRefused) -> Self {
+        Self::bad_request(refused.to_string())
     }
 }
 

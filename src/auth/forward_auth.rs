@@ -1,13 +1,11 @@
 //! `GET /oauth2/auth` (forward-auth for nginx `auth_request`, Traefik
 //! `forwardAuth`, Caddy `forward_auth`) and `GET /oauth2/userinfo`.
 
-use std::borrow::Cow;
-
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use crate::headers::is_trusted;
-use crate::policy::{Requirement, unambiguous_path};
+use crate::policy::{Groups, Requirement};
 use crate::proxy::{Admission, admit, authenticate, set_identity_headers};
 use crate::respond::with_cookies;
 use crate::respond::{self, Problem};
@@ -20,22 +18,21 @@ use crate::{App, Body, empty};
 pub fn check<B>(app: &App, req: &Request<B>, conn: &ConnInfo) -> Response<Body> {
     // Canonical, so an IPv4 proxy reaching a dual-stack listener still matches.
     let trusted = is_trusted(conn.peer_ip.ip(), &app.config.server.trusted_proxies);
-    let target = match trusted.then(|| original_target(req.headers())) {
-        Some(Original::Target(method, path)) => Some((method, path)),
-        Some(Original::NotSaid) | None => None,
+    let requirement = match trusted.then(|| original_target(req.headers())) {
+        Some(Original::Target(method, path)) => match judge(app, &method, path) {
+            Ok(requirement) => requirement,
+            Err(why) => return respond::problem(Problem::forbidden(why), false),
+        },
+        Some(Original::NotSaid) | None => Requirement::SignedIn {
+            groups: Groups::default(),
+            api: true,
+        },
         Some(Original::Refused(why)) => {
             return respond::problem(Problem::forbidden(why), false);
         }
     };
-    let requirement = match &target {
-        Some((method, path)) => app.policy.requirement(method, path),
-        None => Requirement::SignedIn {
-            groups: &[],
-            api: true,
-        },
-    };
     let authn = authenticate(app, req.headers());
-    let resp = match admit(app, authn.session.as_deref(), requirement) {
+    let resp = match admit(app, authn.session.as_deref(), &requirement) {
         Admission::Anonymous => accepted(),
         Admission::User(session) => {
             let mut resp = accepted();
@@ -48,6 +45,17 @@ pub fn check<B>(app: &App, req: &Request<B>, conn: &ConnInfo) -> Response<Body> 
     with_cookies(resp, authn.set_cookies)
 }
 
+/// The rules' verdict on the original path, which the front proxy passes on
+/// as it is: a path it would forward with `//` is refused, not collapsed.
+fn judge<'a>(app: &'a App, method: &Method, path: &str) -> Result<Requirement<'a>, String> {
+    if path.contains("//") {
+        return Err("The original URI has an empty segment (`//`).".into());
+    }
+    app.policy
+        .judge(method, path)
+        .map_err(|refused| format!("The original URI is refused: {refused}"))
+}
+
 fn accepted() -> Response<Body> {
     let mut resp = Response::new(empty());
     *resp.status_mut() = StatusCode::ACCEPTED;
@@ -56,7 +64,7 @@ fn accepted() -> Response<Body> {
 
 /// What a trusted front proxy says the original request was.
 enum Original<'h> {
-    Target(Method, Cow<'h, str>),
+    Target(Method, &'h str),
     /// No original URI at all: the default rule applies, as for anyone else.
     NotSaid,
     /// Said in a way that cannot be relied on: refused, never guessed, since
@@ -97,12 +105,7 @@ fn original_target(headers: &HeaderMap) -> Original<'_> {
         return Original::Refused("The original method is not an HTTP method.");
     };
     let path = uri.split(['?', '#']).next().unwrap_or("/");
-    // The front proxy may pass such a path on unresolved: refused, as the
-    // proxy path refuses it (`policy::unambiguous_path`).
-    match unambiguous_path(path) {
-        Some(path) => Original::Target(method, path),
-        None => Original::Refused("The original URI has `.` or `..` segments."),
-    }
+    Original::Target(method, path)
 }
 
 /// The one value of `name`, if sent; more than one, or one that is not

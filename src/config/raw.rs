@@ -97,6 +97,10 @@ struct RawAccess {
     require_email_verified: bool,
     #[serde(default)]
     bearer_tokens: bool,
+    #[serde(default)]
+    case_sensitive_paths: bool,
+    #[serde(default)]
+    allow_encoded_slashes: bool,
 }
 
 impl Default for RawAccess {
@@ -108,6 +112,8 @@ impl Default for RawAccess {
             allowed_groups: vec![],
             require_email_verified: true,
             bearer_tokens: false,
+            case_sensitive_paths: false,
+            allow_encoded_slashes: false,
         }
     }
 }
@@ -479,6 +485,8 @@ impl RawAccess {
             allowed_emails_file: a.allowed_emails_file,
             allowed_groups: a.allowed_groups,
             require_email_verified: a.require_email_verified,
+            case_sensitive_paths: a.case_sensitive_paths,
+            allow_encoded_slashes: a.allow_encoded_slashes,
         };
         if a.bearer_tokens {
             p.add(

@@ -153,6 +153,37 @@ async fn trusted_original_uri_with_dot_segments_is_refused() {
 }
 
 #[tokio::test]
+async fn trusted_original_uri_is_judged_under_every_reading() {
+    let h = behind_trusted_proxy().await;
+    let mut anonymous = h.browser();
+    let mut grace = h.signed_in("grace").await;
+    for family in FAMILIES {
+        // nginx passes `$request_uri` on as it came: a `//` run could be read
+        // as a host by the upstream, and cannot be collapsed here.
+        for uri in [
+            "//public/private",
+            "/public//x",
+            "/public/..\\private",
+            "/public/%252e%252e/x",
+        ] {
+            assert_eq!(
+                auth(&h, &mut anonymous, family, "GET", uri).await,
+                StatusCode::FORBIDDEN,
+                "anonymous {family:?} GET {uri}"
+            );
+        }
+        // Read case-insensitively it is the admins' rule.
+        for uri in ["/ADMIN/users", "/admin\\users", "/admin./users"] {
+            assert_eq!(
+                auth(&h, &mut grace, family, "POST", uri).await,
+                StatusCode::FORBIDDEN,
+                "grace {family:?} POST {uri}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn untrusted_original_uri_and_method_are_ignored() {
     let h = Harness::with(Setup {
         extra_toml: RULES.into(),

@@ -6,6 +6,7 @@ mod fakes;
 mod forward_auth;
 mod id_token;
 mod login_flow;
+mod path_confusion;
 mod providers;
 mod proxying;
 mod readiness;
