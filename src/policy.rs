@@ -424,4 +424,6 @@ fn glob_match(parts: &[GlobPart], path: &str) -> bool {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

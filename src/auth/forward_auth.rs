@@ -146,3 +146,6 @@ pub fn userinfo<B>(app: &App, req: &Request<B>) -> Response<Body> {
     };
     with_cookies(resp, authn.set_cookies)
 }
+
+#[cfg(test)]
+mod proptests;
