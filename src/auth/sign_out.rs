@@ -21,8 +21,7 @@ pub fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
             .insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
         return resp;
     }
-    let mut cookies = app.sessions.clear(req.headers());
-    cookies.extend(app.sessions.clear_flows(req.headers()));
+    let cookies = app.sessions.clear_all(req.headers());
     let resp = match rd {
         Some(rd) => respond::redirect(&rd),
         None => respond::html(StatusCode::OK, pages::signed_out()),
