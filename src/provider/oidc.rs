@@ -5,8 +5,9 @@
 //! Metadata and the JWKS are `ArcSwap` snapshots: the request path never takes a
 //! lock. Only an id_token signed by an unknown key takes the re-fetch mutex.
 //! Coalesced and rate-limited, re-fetching still follows a genuine rotation within
-//! [`JWKS_REFETCH_INTERVAL`]: a sign-in that meets an unknown key shares a fetch
-//! begun after it met it, or waits out the interval and fetches.
+//! [`JWKS_REFETCH_INTERVAL`]: a sign-in that meets an unknown key tries the keys
+//! of any fetch since, and is refused only once the keys of a fetch begun after
+//! it met the unknown key do not verify it (waiting out the interval for that fetch).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -110,7 +111,7 @@ pub(super) struct OidcProvider {
     discovered: ArcSwapOption<Discovered>,
     jwks: ArcSwapOption<CoreJsonWebKeySet>,
     /// When the last JWKS fetch began (successful or not). Held across a re-fetch,
-    /// so that concurrent unknown `kid`s queue for it and share its outcome.
+    /// so that concurrent unknown `kid`s queue for it and try its keys.
     jwks_fetched_at: tokio::sync::Mutex<Option<Instant>>,
 }
 
@@ -283,7 +284,7 @@ impl OidcProvider {
             .ok_or_else(|| ProviderError::NotReady {
                 provider: self.id().to_owned(),
             })?;
-        let mut refetched = false;
+        let mut unknown_kid_at = None;
         loop {
             let verifier = self.verifier(discovered, &jwks);
             match id_token.claims(&verifier, nonce) {
@@ -311,16 +312,16 @@ impl OidcProvider {
                 }
                 Err(ClaimsVerificationError::SignatureVerification(
                     SignatureVerificationError::NoMatchingKey,
-                )) if !refetched => {
-                    refetched = true;
-                    jwks = self.refetch_jwks(Instant::now()).await.unwrap_or(jwks);
-                }
-                Err(ClaimsVerificationError::SignatureVerification(
-                    SignatureVerificationError::NoMatchingKey,
                 )) => {
-                    return Err(ProviderError::InvalidIdToken(
-                        "signed by a key the provider's JWKS does not contain".into(),
-                    ));
+                    let since = *unknown_kid_at.get_or_insert_with(Instant::now);
+                    match self.refetch_jwks(&jwks, since).await {
+                        Some(newer) => jwks = newer,
+                        None => {
+                            return Err(ProviderError::InvalidIdToken(
+                                "signed by a key the provider's JWKS does not contain".into(),
+                            ));
+                        }
+                    }
                 }
                 Err(e) => return Err(invalid_id_token(&e)),
             }
@@ -352,27 +353,40 @@ impl OidcProvider {
             })
     }
 
-    /// The JWKS from a fetch begun after `unknown_kid_at`: one already made (a
-    /// concurrent caller's), else a new one, made no sooner than
-    /// [`JWKS_REFETCH_INTERVAL`] after the last. A failed fetch leaves the keys as
-    /// they were, and is shared all the same.
-    async fn refetch_jwks(&self, unknown_kid_at: Instant) -> Option<Arc<CoreJsonWebKeySet>> {
+    /// Keys to try after `tried` failed to verify a token whose key was unknown
+    /// at `since`: the current keys when they have changed since (a concurrent
+    /// fetch), else those of a new fetch, begun no sooner than
+    /// [`JWKS_REFETCH_INTERVAL`] after the last; `None` once `tried` came from a
+    /// fetch begun after `since` (or that fetch failed): nothing newer to learn.
+    async fn refetch_jwks(
+        &self,
+        tried: &Arc<CoreJsonWebKeySet>,
+        since: Instant,
+    ) -> Option<Arc<CoreJsonWebKeySet>> {
         let mut fetched_at = self.jwks_fetched_at.lock().await;
-        let shared = fetched_at.is_some_and(|at| at > unknown_kid_at);
-        if !shared {
-            if let Some(at) = *fetched_at {
-                tokio::time::sleep_until(at + JWKS_REFETCH_INTERVAL).await;
+        let current = self.jwks.load_full()?;
+        if !Arc::ptr_eq(&current, tried) {
+            return Some(current);
+        }
+        if fetched_at.is_some_and(|at| at > since) {
+            return None;
+        }
+        if let Some(at) = *fetched_at {
+            tokio::time::sleep_until(at + JWKS_REFETCH_INTERVAL).await;
+        }
+        *fetched_at = Some(Instant::now());
+        let url = self.ready().ok()?.jwks_uri.clone();
+        match JsonWebKeySet::fetch_async(&url, &self.http).await {
+            Ok(jwks) => {
+                let jwks = Arc::new(jwks);
+                self.jwks.store(Some(jwks.clone()));
+                Some(jwks)
             }
-            *fetched_at = Some(Instant::now());
-            let url = self.ready().ok()?.jwks_uri.clone();
-            match JsonWebKeySet::fetch_async(&url, &self.http).await {
-                Ok(jwks) => self.jwks.store(Some(Arc::new(jwks))),
-                Err(e) => {
-                    tracing::warn!(provider = %self.id(), error = %describe_discovery_error(&e), "could not re-fetch the JWKS");
-                }
+            Err(e) => {
+                tracing::warn!(provider = %self.id(), error = %describe_discovery_error(&e), "could not re-fetch the JWKS");
+                None
             }
         }
-        self.jwks.load_full()
     }
 
     fn token_error(
