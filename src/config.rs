@@ -371,7 +371,30 @@ pub fn load(path: &Path, named_by_operator: bool) -> Result<Config, ConfigError>
             )],
         });
     }
-    from_figment(figment.merge(Env::prefixed("PORTCULLIS_").split("__")))
+    from_figment(figment.merge(environment()))
+}
+
+/// The `PORTCULLIS_*` variables that can name a key. Every key sits in a table,
+/// so a variable without `__` never does; Kubernetes sets such variables for a
+/// Service named `portcullis` (`PORTCULLIS_PORT`, `PORTCULLIS_SERVICE_HOST`, ...),
+/// so they are skipped and named once at debug. A misspelt key with `__` is kept,
+/// and refused by validation.
+fn environment() -> Env {
+    let prefixed = || Env::prefixed("PORTCULLIS_");
+    let skipped: Vec<String> = prefixed()
+        .filter(|key| !key.as_str().contains("__"))
+        .iter()
+        .map(|(key, _)| format!("PORTCULLIS_{}", key.as_str().to_ascii_uppercase()))
+        .collect();
+    if !skipped.is_empty() {
+        tracing::debug!(
+            variables = ?skipped,
+            "ignoring PORTCULLIS_ variables without `__`: no configuration key is at the top level"
+        );
+    }
+    prefixed()
+        .filter(|key| key.as_str().contains("__"))
+        .split("__")
 }
 
 /// Validates configuration from any figment (tests build one from a TOML string).

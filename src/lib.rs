@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod head_limit;
 pub mod headers;
 pub mod identity;
 pub mod pages;
@@ -144,7 +145,8 @@ impl App {
             _ => None,
         };
         let limits = ServerLimits {
-            max_header_bytes: s.max_header_bytes,
+            // `server.max_header_bytes` itself is enforced in `handle`.
+            max_header_bytes: head_limit::hard_cap(s.max_header_bytes),
             header_read_timeout: s.header_read_timeout,
         };
         let tunnels = self.upstream.tunnels();
@@ -156,6 +158,9 @@ impl App {
 
 impl Handler for App {
     async fn handle(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        if let Some(refused) = head_limit::refuse_oversized(self, &req) {
+            return refused;
+        }
         // DESIGN §8.3: on every path, before anything reads them.
         self.spoof_guard.strip(req.headers_mut());
         if req.uri().path().starts_with("/oauth2/") {

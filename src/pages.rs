@@ -12,10 +12,11 @@ const LAYOUT: &str = include_str!("pages/layout.html");
 const SIGN_IN: &str = include_str!("pages/sign_in.html");
 const ERROR: &str = include_str!("pages/error.html");
 const SIGNED_OUT: &str = include_str!("pages/signed_out.html");
+const CONFIRM_SIGN_OUT: &str = include_str!("pages/confirm_sign_out.html");
 
 /// No scripts, no framing; the only styles are the inline ones in the layout and
-/// the only images are provider icons (same site, https or data:). Sign-in
-/// buttons are plain links, so `form-action 'self'` costs nothing.
+/// the only images are provider icons (same site, https or data:). The one form,
+/// the sign-out confirmation, posts to portcullis itself (`form-action 'self'`).
 const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Everything but RFC 3986 unreserved characters, for a query value or a path segment.
@@ -115,6 +116,19 @@ pub fn error(status: StatusCode, title: &str, detail: &str) -> String {
 
 pub fn signed_out() -> String {
     page("Signed out", SIGNED_OUT)
+}
+
+/// Asks before signing out, for a sign-out another site sent: a button that
+/// POSTs to `/oauth2/sign_out`, with `rd` (already checked) when it was given.
+pub fn confirm_sign_out(rd: Option<&str>) -> String {
+    let action = match rd {
+        Some(rd) => format!("/oauth2/sign_out?rd={}", utf8_percent_encode(rd, COMPONENT)),
+        None => "/oauth2/sign_out".to_owned(),
+    };
+    page(
+        "Sign out?",
+        &render(CONFIRM_SIGN_OUT, &[("action", &escape(&action))]),
+    )
 }
 
 /// `main` (already escaped markup) inside the shared layout.

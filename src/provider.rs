@@ -18,6 +18,7 @@ mod oauth2;
 mod oidc;
 mod token;
 
+pub use self::oidc::JWKS_REFETCH_INTERVAL;
 pub(crate) use self::token::clip;
 
 use std::sync::{Arc, Weak};

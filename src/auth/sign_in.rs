@@ -53,7 +53,7 @@ pub fn start<B>(app: &App, req: &Request<B>, provider_id: &str) -> Response<Body
     let mut resp = respond::redirect(url.as_str());
     resp.headers_mut()
         .append(SET_COOKIE, app.sessions.start_flow(&flow));
-    resp
+    with_cookies(resp, app.sessions.make_room_for_flow(req.headers()))
 }
 
 pub(super) fn unknown_provider() -> Problem {

@@ -1,6 +1,10 @@
-//! `GET|POST /oauth2/sign_out?rd=`: ends the session locally.
+//! `GET|POST /oauth2/sign_out?rd=`: ends the session locally, unless another
+//! site sent the request (`<img src=".../oauth2/sign_out">`, a cross-site form):
+//! then the user is asked first, with a button that posts from portcullis' own page.
 
-use http::{Request, Response, StatusCode};
+use http::header::{ORIGIN, REFERER, REFERRER_POLICY};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use url::Url;
 
 use super::query_param;
 use crate::redirect::safe_rd;
@@ -8,11 +12,39 @@ use crate::respond::with_cookies;
 use crate::{App, Body, pages, respond};
 
 pub fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let mut cookies = app.sessions.clear(req.headers());
-    cookies.extend(app.sessions.clear_flows(req.headers()));
-    let resp = match query_param(req, "rd") {
-        Some(rd) => respond::redirect(&safe_rd(Some(&rd))),
+    let rd = query_param(req, "rd").map(|rd| safe_rd(Some(&rd)));
+    if sent_by_another_site(req.headers(), &app.config.server.public_url) {
+        let mut resp = respond::html(StatusCode::OK, pages::confirm_sign_out(rd.as_deref()));
+        // `no-referrer` would make the form's POST say `Origin: null`, which
+        // browsers without `Sec-Fetch-Site` would have judged foreign again.
+        resp.headers_mut()
+            .insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+        return resp;
+    }
+    let cookies = app.sessions.clear_all(req.headers());
+    let resp = match rd {
+        Some(rd) => respond::redirect(&rd),
         None => respond::html(StatusCode::OK, pages::signed_out()),
     };
     with_cookies(resp, cookies)
+}
+
+/// What the browser says of the request's initiator: `Sec-Fetch-Site:
+/// cross-site` (Fetch Metadata), or, from a browser that sends no
+/// `Sec-Fetch-Site`, an `Origin` (else a `Referer`) that is not public_url's
+/// origin (`Origin: null` included). A typed URL, a bookmark and same-site
+/// pages are not another site; neither is a client that sends none of these.
+fn sent_by_another_site(headers: &HeaderMap, public_url: &Url) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site.as_bytes().eq_ignore_ascii_case(b"cross-site");
+    }
+    let Some(initiator) = headers.get(ORIGIN).or_else(|| headers.get(REFERER)) else {
+        return false;
+    };
+    let origin = initiator
+        .to_str()
+        .ok()
+        .and_then(|value| Url::parse(value).ok())
+        .map(|url| url.origin());
+    origin != Some(public_url.origin())
 }

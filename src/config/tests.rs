@@ -326,6 +326,28 @@ fn facebook_urls_derive_from_the_graph_version() {
 }
 
 #[test]
+fn a_facebook_userinfo_override_without_fields_keeps_the_presets() {
+    let me = |userinfo: &str| {
+        let p = provider(&format!(
+            "kind = \"facebook\"\nclient_secret = \"s\"\nuserinfo_url = \"{userinfo}\""
+        ))
+        .unwrap();
+        oauth2(&p).userinfo_url.to_string()
+    };
+    let graph = "https://graph.example.com/v21.0/me";
+    assert_eq!(me(graph), format!("{graph}?fields=id,name,email,picture"));
+    assert_eq!(
+        me(&format!("{graph}?locale=de_DE")),
+        format!("{graph}?locale=de_DE&fields=id,name,email,picture")
+    );
+    // The operator's own fields are theirs to choose.
+    assert_eq!(
+        me(&format!("{graph}?fields=id,email")),
+        format!("{graph}?fields=id,email")
+    );
+}
+
+#[test]
 fn microsoft_tenant_shapes_the_issuer_and_is_checked() {
     let p = provider(
         "kind = \"microsoft\"\ntenant = \"contoso.onmicrosoft.com\"\nallowed_tenants = [\"ABC-1\"]",

@@ -127,6 +127,20 @@ fn signed_out_page_offers_to_sign_in_again() {
 }
 
 #[test]
+fn sign_out_confirmation_posts_to_sign_out_with_rd_encoded() {
+    let page = confirm_sign_out(Some(INJECTION));
+    assert!(
+        page.contains(r#"<form method="post" action="/oauth2/sign_out?rd=%3Cscript%3Ealert%28%27x%27%29%3C%2Fscript%3E%22%26">"#),
+        "{page}"
+    );
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(page.contains(r#"<button class="button" type="submit">"#));
+    let page = confirm_sign_out(None);
+    assert!(page.contains(r#"action="/oauth2/sign_out">"#), "{page}");
+    assert!(!page.contains("{{"));
+}
+
+#[test]
 fn render_inserts_values_once_without_rescanning_them() {
     assert_eq!(
         render("a {{x}} b {{y}}", &[("x", "{{y}}"), ("y", "2")]),

@@ -4,10 +4,14 @@
 //!
 //! Metadata and the JWKS are `ArcSwap` snapshots: the request path never takes a
 //! lock. Only an id_token signed by an unknown key takes the re-fetch mutex.
+//! Coalesced and rate-limited, re-fetching still follows a genuine rotation within
+//! [`JWKS_REFETCH_INTERVAL`]: a sign-in that meets an unknown key tries the keys
+//! of any fetch since, and is refused only once the keys of a fetch begun after
+//! it met the unknown key do not verify it (waiting out the interval for that fetch).
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use base64::Engine;
@@ -28,6 +32,7 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tokio::time::Instant;
 use url::Url;
 
 use super::http::{HttpError, ProviderHttp};
@@ -36,8 +41,9 @@ use super::{Callback, FlowSecrets, ProviderError, SignedIn, google, microsoft};
 use crate::config::{IdTokenChecks, OidcSettings, ProviderConfig, TokenAuthMethod};
 use crate::session::Tokens;
 
-/// An unknown `kid` re-fetches the JWKS at most this often (key rotation, not a DoS lever).
-const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
+/// JWKS fetches are at least this far apart: a rotation is followed within it,
+/// and unknown `kid`s cannot make portcullis hammer the provider.
+pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
 /// How far in the future an id_token's `iat` may be: clock skew between us and the provider.
 const IAT_SKEW: Duration = Duration::from_secs(60);
 /// Claims userinfo may not override: they describe the id_token, not the user.
@@ -104,8 +110,9 @@ pub(super) struct OidcProvider {
     http: ProviderHttp,
     discovered: ArcSwapOption<Discovered>,
     jwks: ArcSwapOption<CoreJsonWebKeySet>,
-    /// When an unknown `kid` last re-fetched the JWKS; held only during that re-fetch.
-    jwks_refetched_at: tokio::sync::Mutex<Option<Instant>>,
+    /// When the last JWKS fetch began (successful or not). Held across a re-fetch,
+    /// so that concurrent unknown `kid`s queue for it and try its keys.
+    jwks_fetched_at: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for OidcProvider {
@@ -126,7 +133,7 @@ impl OidcProvider {
             http,
             discovered: ArcSwapOption::empty(),
             jwks: ArcSwapOption::empty(),
-            jwks_refetched_at: tokio::sync::Mutex::new(None),
+            jwks_fetched_at: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -277,6 +284,7 @@ impl OidcProvider {
             .ok_or_else(|| ProviderError::NotReady {
                 provider: self.id().to_owned(),
             })?;
+        let mut unknown_kid_at = None;
         loop {
             let verifier = self.verifier(discovered, &jwks);
             match id_token.claims(&verifier, nonce) {
@@ -304,14 +312,17 @@ impl OidcProvider {
                 }
                 Err(ClaimsVerificationError::SignatureVerification(
                     SignatureVerificationError::NoMatchingKey,
-                )) => match self.refetch_jwks(&jwks).await {
-                    Some(fresh) => jwks = fresh,
-                    None => {
-                        return Err(ProviderError::InvalidIdToken(
-                            "signed by a key the provider's JWKS does not contain".into(),
-                        ));
+                )) => {
+                    let since = *unknown_kid_at.get_or_insert_with(Instant::now);
+                    match self.refetch_jwks(&jwks, since).await {
+                        Some(newer) => jwks = newer,
+                        None => {
+                            return Err(ProviderError::InvalidIdToken(
+                                "signed by a key the provider's JWKS does not contain".into(),
+                            ));
+                        }
                     }
-                },
+                }
                 Err(e) => return Err(invalid_id_token(&e)),
             }
         }
@@ -342,18 +353,28 @@ impl OidcProvider {
             })
     }
 
-    /// Re-fetches the JWKS unless another caller already did (coalesced) or one was
-    /// fetched within [`JWKS_REFETCH_INTERVAL`]. Returns the JWKS to retry with.
-    async fn refetch_jwks(&self, seen: &Arc<CoreJsonWebKeySet>) -> Option<Arc<CoreJsonWebKeySet>> {
-        let mut refetched_at = self.jwks_refetched_at.lock().await;
+    /// Keys to try after `tried` failed to verify a token whose key was unknown
+    /// at `since`: the current keys when they have changed since (a concurrent
+    /// fetch), else those of a new fetch, begun no sooner than
+    /// [`JWKS_REFETCH_INTERVAL`] after the last; `None` once `tried` came from a
+    /// fetch begun after `since` (or that fetch failed): nothing newer to learn.
+    async fn refetch_jwks(
+        &self,
+        tried: &Arc<CoreJsonWebKeySet>,
+        since: Instant,
+    ) -> Option<Arc<CoreJsonWebKeySet>> {
+        let mut fetched_at = self.jwks_fetched_at.lock().await;
         let current = self.jwks.load_full()?;
-        if !Arc::ptr_eq(&current, seen) {
+        if !Arc::ptr_eq(&current, tried) {
             return Some(current);
         }
-        if refetched_at.is_some_and(|at| at.elapsed() < JWKS_REFETCH_INTERVAL) {
+        if fetched_at.is_some_and(|at| at > since) {
             return None;
         }
-        *refetched_at = Some(Instant::now());
+        if let Some(at) = *fetched_at {
+            tokio::time::sleep_until(at + JWKS_REFETCH_INTERVAL).await;
+        }
+        *fetched_at = Some(Instant::now());
         let url = self.ready().ok()?.jwks_uri.clone();
         match JsonWebKeySet::fetch_async(&url, &self.http).await {
             Ok(jwks) => {
@@ -419,6 +440,7 @@ impl OidcProvider {
             refuse_plain_http_endpoints(&metadata)?;
         }
         let metadata = self.with_configured_endpoints(metadata);
+        *self.jwks_fetched_at.lock().await = Some(Instant::now());
         let jwks = JsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http)
             .await
             .map_err(|e| describe_discovery_error(&e))?;

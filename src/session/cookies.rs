@@ -198,6 +198,30 @@ impl SessionCookies {
         self.deletions(names)
     }
 
+    /// Set-Cookie values deleting every portcullis cookie the request carried:
+    /// the session's and the sign-in flows'.
+    pub fn clear_all(&self, request_headers: &HeaderMap) -> Vec<HeaderValue> {
+        let mut all = self.clear(request_headers);
+        all.extend(self.clear_flows(request_headers));
+        all
+    }
+
+    /// Bytes the request's `Cookie` headers spend on portcullis' cookies, each
+    /// with its `; `: `(flow cookies, session chunks)`.
+    pub fn own_cookie_bytes(&self, headers: &HeaderMap) -> (usize, usize) {
+        let (mut flows, mut session) = (0, 0);
+        for pair in cookie_pairs(headers) {
+            // The pair's name and value, `=` and `; `.
+            let len = pair.name.len() + pair.value.len() + 3;
+            if self.is_flow_name(pair.name) {
+                flows += len;
+            } else if self.chunk_suffix(pair.name).is_some() {
+                session += len;
+            }
+        }
+        (flows, session)
+    }
+
     /// Whether to re-store the session with `last_seen_at = now`, so that an idle
     /// timeout counts from the last request without a write on every request.
     pub fn needs_touch(&self, session: &Session, now: u64) -> bool {

@@ -10,6 +10,10 @@ use super::cookies::{SessionCookies, cookie_pairs, set_cookie};
 
 /// How long a sign-in may take, and how long a taken state is remembered.
 pub(super) const FLOW_LIFETIME_SECS: u64 = 600;
+/// Sign-ins one browser may have in progress. Each start adds a flow cookie
+/// (about 300 bytes), so a page that starts sign-in in a loop would otherwise
+/// push the `Cookie` header past `server.max_header_bytes` for ten minutes.
+pub const MAX_FLOWS: usize = 5;
 
 /// One sign-in in progress. `state`, `nonce` and `pkce_verifier` are secrets.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -57,7 +61,7 @@ impl SessionCookies {
         format!("{}_flow_{hex}", self.name)
     }
 
-    /// The Set-Cookie that starts a sign-in.
+    /// The Set-Cookie that starts a sign-in; send [`Self::make_room_for_flow`]'s with it.
     pub fn start_flow(&self, flow: &Flow) -> HeaderValue {
         let name = self.flow_cookie_name(&flow.state);
         // A Flow holds strings and a number: serialising cannot fail.
@@ -65,6 +69,30 @@ impl SessionCookies {
         let value = self.keys.seal(&name, &json);
         let max_age = format!("Max-Age={FLOW_LIFETIME_SECS}");
         self.flow_set_cookie(&name, &value, &max_age)
+    }
+
+    /// Set-Cookie values deleting the request's flow cookies but the newest
+    /// [`MAX_FLOWS`]` - 1`, making room for one more. Age is the sealed creation
+    /// time (a cookie that does not open is oldest), then the order sent, which
+    /// browsers keep by creation for cookies of one path (RFC 6265 §5.4).
+    pub fn make_room_for_flow(&self, headers: &HeaderMap) -> Vec<HeaderValue> {
+        let keep = MAX_FLOWS - 1;
+        let mut flows: Vec<(u64, &[u8])> = cookie_pairs(headers)
+            .filter(|p| self.is_flow_name(p.name))
+            .map(|p| {
+                let created_at = self.open_flow(p.name, p.value).map_or(0, |f| f.created_at);
+                (created_at, p.name)
+            })
+            .collect();
+        let Some(surplus) = flows.len().checked_sub(keep) else {
+            return Vec::new();
+        };
+        flows.sort_by_key(|&(created_at, _)| created_at);
+        flows[..surplus]
+            .iter()
+            .filter_map(|(_, name)| std::str::from_utf8(name).ok())
+            .map(|name| self.flow_set_cookie(name, "", super::cookies::DELETE))
+            .collect()
     }
 
     /// The flow for the callback's `state`, taken at most once, and the Set-Cookie
@@ -119,10 +147,7 @@ impl SessionCookies {
         }
         // A stale duplicate (another path or domain) must not hide the real one.
         let flow = values
-            .find_map(|value| {
-                let plaintext = self.keys.open(name, value).ok()?;
-                serde_json::from_slice::<Flow>(&plaintext).ok()
-            })
+            .find_map(|value| self.open_flow(name.as_bytes(), value))
             .ok_or(FlowError::Invalid)?;
         if !bool::from(flow.state.as_bytes().ct_eq(state.as_bytes())) {
             return Err(FlowError::StateMismatch);
@@ -140,6 +165,14 @@ impl SessionCookies {
             return Err(FlowError::Replayed);
         }
         Ok(flow)
+    }
+
+    fn open_flow(&self, name: &[u8], value: &[u8]) -> Option<Flow> {
+        let plaintext = self
+            .keys
+            .open(std::str::from_utf8(name).ok()?, value)
+            .ok()?;
+        serde_json::from_slice(&plaintext).ok()
     }
 
     /// Flow cookies are host-only, live under `/oauth2/` and are always

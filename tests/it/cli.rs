@@ -138,3 +138,90 @@ fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
     assert!(!line.contains('\u{1b}'), "escape codes in {line:?}");
     assert!(!line.contains("log-secret"), "{line}");
 }
+
+/// What Kubernetes sets in every pod of a namespace with a Service named
+/// `portcullis` (ports 4180, named `http`, and 9180, named `metrics`).
+const KUBERNETES_SERVICE_LINKS: [(&str, &str); 14] = [
+    ("PORTCULLIS_SERVICE_HOST", "10.0.0.7"),
+    ("PORTCULLIS_SERVICE_PORT", "4180"),
+    ("PORTCULLIS_SERVICE_PORT_HTTP", "4180"),
+    ("PORTCULLIS_SERVICE_PORT_METRICS", "9180"),
+    ("PORTCULLIS_PORT", "tcp://10.0.0.7:4180"),
+    ("PORTCULLIS_PORT_4180_TCP", "tcp://10.0.0.7:4180"),
+    ("PORTCULLIS_PORT_4180_TCP_PROTO", "tcp"),
+    ("PORTCULLIS_PORT_4180_TCP_PORT", "4180"),
+    ("PORTCULLIS_PORT_4180_TCP_ADDR", "10.0.0.7"),
+    ("PORTCULLIS_PORT_9180_TCP", "tcp://10.0.0.7:9180"),
+    ("PORTCULLIS_PORT_9180_TCP_PROTO", "tcp"),
+    ("PORTCULLIS_PORT_9180_TCP_PORT", "9180"),
+    ("PORTCULLIS_PORT_9180_TCP_ADDR", "10.0.0.7"),
+    // The configuration itself, as a pod spec would give it.
+    (
+        "PORTCULLIS_SESSION__SECRET",
+        "env-secret-0123456789abcdef0123456789",
+    ),
+];
+
+fn kubernetes_config() -> String {
+    write_config(
+        "kubernetes.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[providers.corp]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"c\"\n",
+    )
+}
+
+#[test]
+fn kubernetes_service_link_variables_are_not_configuration() {
+    let path = kubernetes_config();
+    let mut env = KUBERNETES_SERVICE_LINKS.to_vec();
+    env.push(("RUST_LOG", "portcullis=debug"));
+    let (code, out, err) = portcullis(&["check", "--config", &path], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("[redacted]"),
+        "the secret still came from the environment: {out}"
+    );
+    // Named once at debug, by name only.
+    assert!(err.contains("PORTCULLIS_SERVICE_HOST"), "{err}");
+    assert!(!err.contains("10.0.0.7"), "{err}");
+
+    // And it runs.
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["run", "--config", &path])
+        .envs(KUBERNETES_SERVICE_LINKS)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start portcullis");
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut listening = false;
+    for line in lines.take(20).map_while(Result::ok) {
+        if line.contains("portcullis listening") {
+            listening = true;
+            break;
+        }
+        seen.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listening, "portcullis did not start: {seen:?}");
+}
+
+#[test]
+fn a_misspelt_key_in_the_environment_is_still_refused_by_name() {
+    let path = kubernetes_config();
+    let mut env = KUBERNETES_SERVICE_LINKS.to_vec();
+    env.push(("PORTCULLIS_SERVER__LISTN", "0.0.0.0:4180"));
+    let (code, _, err) = portcullis(&["check", "--config", &path], &env);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("server.listn:"), "{err}");
+    assert!(
+        err.contains("`listen`"),
+        "the fix names the key meant: {err}"
+    );
+    assert!(
+        !err.lines().any(|l| l.trim_start().starts_with("port")),
+        "service links are not keys: {err}"
+    );
+}

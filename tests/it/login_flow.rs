@@ -495,3 +495,113 @@ async fn unknown_endpoints_are_404_and_wrong_methods_405_with_allow() {
     assert_eq!(resp.status, StatusCode::FOUND);
     assert_eq!(resp.location(), "/x");
 }
+
+/// `(method, headers)` of a sign-out request and whether it should sign out.
+type SignOutCase = (http::Method, &'static [(&'static str, &'static str)], bool);
+
+#[tokio::test]
+async fn a_sign_out_another_site_sent_asks_first_and_same_site_ones_sign_out() {
+    use http::Method;
+    let h = Harness::start().await;
+    let ours = h.base.clone();
+    let our_page = format!("{ours}/reports");
+    let cases: Vec<SignOutCase> = vec![
+        // Fetch Metadata decides where browsers send it.
+        (Method::GET, &[("sec-fetch-site", "cross-site")], false),
+        (
+            Method::GET,
+            &[("sec-fetch-site", "cross-site"), ("origin", "http://x")],
+            false,
+        ),
+        (Method::POST, &[("sec-fetch-site", "cross-site")], false),
+        (Method::GET, &[("sec-fetch-site", "same-site")], true),
+        (Method::GET, &[("sec-fetch-site", "none")], true),
+        (
+            Method::POST,
+            &[("sec-fetch-site", "same-origin"), ("origin", "null")],
+            true,
+        ),
+        // Without it, Origin, else Referer.
+        (
+            Method::GET,
+            &[("referer", "https://evil.example/page")],
+            false,
+        ),
+        (Method::POST, &[("origin", "https://evil.example")], false),
+        (Method::POST, &[("origin", "null")], false),
+        (
+            Method::POST,
+            &[("origin", "https://evil.example"), ("referer", "OURS")],
+            false,
+        ),
+        (Method::GET, &[("referer", "OURS")], true),
+        (Method::POST, &[("origin", "OURS")], true),
+        // A typed URL, a bookmark, curl.
+        (Method::GET, &[], true),
+        (Method::POST, &[], true),
+    ];
+    for (method, headers, signs_out) in cases {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|&(k, v)| match (k, v) {
+                ("origin", "OURS") => (k, ours.as_str()),
+                ("referer", "OURS") => (k, our_page.as_str()),
+                kv => kv,
+            })
+            .collect();
+        let case = format!("{method} {headers:?}");
+        let mut b = h.signed_in("ada").await;
+        b.start(&h, "/unfinished").await;
+        let resp = b
+            .request(
+                method,
+                &h.url("/oauth2/sign_out?rd=%2Fbye%3Fa%3D1"),
+                &headers,
+                Bytes::new(),
+            )
+            .await;
+        let info = b.get_json(&h.url("/oauth2/userinfo")).await;
+        if signs_out {
+            assert_eq!(resp.status, StatusCode::FOUND, "{case}");
+            assert_eq!(resp.location(), "/bye?a=1", "{case}");
+            assert_eq!(info.status, StatusCode::UNAUTHORIZED, "{case}");
+            continue;
+        }
+        assert_eq!(resp.status, StatusCode::OK, "{case}");
+        assert!(
+            resp.set_cookies().is_empty(),
+            "{case}: {:?}",
+            resp.set_cookies()
+        );
+        assert_eq!(info.status, StatusCode::OK, "{case}: still signed in");
+        let page = resp.text();
+        assert!(
+            page.contains(r#"<form method="post" action="/oauth2/sign_out?rd=%2Fbye%3Fa%3D1">"#),
+            "{case}: {page}"
+        );
+        assert!(
+            resp.header("content-security-policy")
+                .is_some_and(|csp| csp.contains("form-action 'self'")),
+            "{case}"
+        );
+        assert_eq!(resp.header("x-frame-options"), Some("DENY"), "{case}");
+        // So that its POST carries our Origin, not `null`, where Sec-Fetch-Site is unknown.
+        assert_eq!(
+            resp.header("referrer-policy"),
+            Some("same-origin"),
+            "{case}"
+        );
+        // The page's own button: a same-origin POST, which signs out.
+        let confirmed = b
+            .request(
+                Method::POST,
+                &h.url("/oauth2/sign_out?rd=%2Fbye%3Fa%3D1"),
+                &[("sec-fetch-site", "same-origin"), ("origin", ours.as_str())],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(confirmed.status, StatusCode::FOUND, "{case}");
+        assert_eq!(confirmed.location(), "/bye?a=1", "{case}");
+        assert!(b.cookies.is_empty(), "{case}: {:?}", b.cookies);
+    }
+}

@@ -228,3 +228,161 @@ async fn sign_in_page_deletes_broken_session_cookies_and_keeps_a_good_session() 
     assert!(page.set_cookies().is_empty(), "{:?}", page.set_cookies());
     assert!(!signed_in.session_cookies().is_empty());
 }
+
+/// The flow cookies `b` holds.
+fn flows(b: &crate::support::Browser) -> Vec<String> {
+    b.cookies
+        .keys()
+        .filter(|k| k.starts_with("_portcullis_flow_"))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_page_that_starts_sign_in_in_a_loop_holds_five_flows_and_still_signs_in() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    // About 330 bytes a flow: unbounded, 100 starts fill the 32 KiB head limit.
+    for _ in 0..120 {
+        b.start(&h, "/again").await;
+    }
+    assert_eq!(flows(&b).len(), 5, "{:?}", flows(&b));
+    let done = b.sign_in(&h, "ada", "/").await;
+    assert_eq!(done.status, StatusCode::FOUND, "{}", done.text());
+    let out = b.get(&h.url("/oauth2/sign_out")).await;
+    assert_eq!(out.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_sixth_sign_in_drops_the_oldest_flow() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    let mut older = Vec::new();
+    for _ in 0..3 {
+        older.push(b.start(&h, "/older").await);
+    }
+    let older_flows = flows(&b);
+    // Flows know their age to the second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut newer = Vec::new();
+    for _ in 0..4 {
+        let before = flows(&b);
+        newer.push(b.start(&h, "/newer").await);
+        let started: Vec<String> = flows(&b)
+            .into_iter()
+            .filter(|f| !before.contains(f))
+            .collect();
+        assert_eq!(started.len(), 1);
+    }
+    let kept = flows(&b);
+    assert_eq!(kept.len(), 5, "{kept:?}");
+    let older_kept = older_flows.iter().filter(|f| kept.contains(f)).count();
+    assert_eq!(
+        older_kept, 1,
+        "two of the three older flows dropped: {kept:?}"
+    );
+    // The newest sign-ins finish; a dropped one is refused, and signs nobody in.
+    let callback = b.authorize(&newer[0], "ada").await;
+    assert_eq!(b.get(&callback).await.status, StatusCode::FOUND);
+    b.cookies.retain(|k, _| k.contains("_flow_"));
+    let mut refused = 0;
+    for authorize in &older {
+        let callback = b.authorize(authorize, "ada").await;
+        let done = b.get(&callback).await;
+        if done.status == StatusCode::BAD_REQUEST {
+            refused += 1;
+        } else {
+            assert_eq!(done.status, StatusCode::FOUND, "{}", done.text());
+        }
+    }
+    assert_eq!(refused, 2);
+}
+
+#[tokio::test]
+async fn a_head_over_the_limit_from_flow_cookies_gets_a_431_that_deletes_only_them() {
+    let h = Harness::start().await;
+    let mut b = h.signed_in("ada").await;
+    b.cookies.insert("app".into(), "kept".into());
+    // 40 KB of flow cookies, as browsers from before the five-flow bound may hold.
+    let junk: Vec<String> = (0..64)
+        .map(|i| format!("_portcullis_flow_{i:016x}"))
+        .collect();
+    for name in &junk {
+        b.cookies.insert(name.clone(), "x".repeat(600));
+    }
+    let resp = b.get(&h.url("/reports")).await;
+    assert_eq!(resp.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(resp.text().contains("have been cleared"), "{}", resp.text());
+    assert_eq!(resp.header("x-frame-options"), Some("DENY"));
+    for name in &junk {
+        assert!(deletes_cookie(&resp, name, "/oauth2/"), "{name}");
+    }
+    assert_eq!(
+        resp.set_cookies().len(),
+        junk.len(),
+        "the session and the app's cookie stay"
+    );
+    // The next request fits, still signed in.
+    let next = b.get_json(&h.url("/reports")).await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.text());
+    assert_eq!(
+        next.upstream_header("x-forwarded-user").as_deref(),
+        Some("ada")
+    );
+    assert_eq!(next.upstream_header("cookie").as_deref(), Some("app=kept"));
+}
+
+#[tokio::test]
+async fn a_head_over_the_limit_from_session_cookies_gets_a_431_that_deletes_them() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    b.cookies.insert("_portcullis".into(), "x".repeat(3900));
+    for i in 1..10 {
+        b.cookies
+            .insert(format!("_portcullis_{i}"), "x".repeat(3900));
+    }
+    b.cookies
+        .insert("_portcullis_flow_0123456789abcdef".into(), "x".repeat(300));
+    let resp = b.get_json(&h.url("/oauth2/sign_in")).await;
+    assert_eq!(resp.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(resp.json()["error"], "request_header_fields_too_large");
+    assert!(
+        b.cookies.is_empty(),
+        "every portcullis cookie deleted: {:?}",
+        b.cookies
+    );
+    let page = b.get(&h.url("/oauth2/sign_in")).await;
+    assert_eq!(page.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_head_over_the_limit_for_other_reasons_deletes_nothing() {
+    let h = Harness::start().await;
+    let mut b = h.signed_in("ada").await;
+    let big = "a".repeat(40 * 1024);
+    let resp = b
+        .request(
+            http::Method::GET,
+            &h.url("/reports"),
+            &[("accept", "text/html"), ("x-big", &big)],
+            Default::default(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(resp.set_cookies().is_empty(), "{:?}", resp.set_cookies());
+    assert!(!resp.text().contains("cleared"), "{}", resp.text());
+    assert_eq!(b.get_json(&h.url("/reports")).await.status, StatusCode::OK);
+    // Past the hard cap, hyper refuses the head before portcullis sees it.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let huge = "a".repeat(portcullis::head_limit::hard_cap(32 * 1024) + 1);
+    let head = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n");
+    let _ = s.write_all(head.as_bytes()).await;
+    let mut out = String::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        s.read_to_string(&mut out),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 431"), "{out:?}");
+}

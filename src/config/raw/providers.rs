@@ -61,6 +61,8 @@ const MICROSOFT_LOGIN: &str = "https://login.microsoftonline.com";
 const FACEBOOK_GRAPH: &str = "https://graph.facebook.com";
 const FACEBOOK_WWW: &str = "https://www.facebook.com";
 const FACEBOOK_GRAPH_VERSION: &str = "v21.0";
+/// What Graph's `/me` is asked for; without `fields` it answers only `id` and `name`.
+const FACEBOOK_FIELDS: &str = "fields=id,name,email,picture";
 
 pub(super) fn validate_providers(
     raw: BTreeMap<String, RawProvider>,
@@ -366,10 +368,19 @@ impl RawProvider {
             FACEBOOK_WWW,
         );
         let (auth, token, me) = facebook_urls(&www, &graph, version);
+        let mut userinfo_url = p.url_or(&key("userinfo_url"), self.userinfo_url.as_deref(), || me);
+        // An override that names no fields would get no email: it keeps the preset's.
+        if !userinfo_url.query_pairs().any(|(name, _)| name == "fields") {
+            let query = match userinfo_url.query() {
+                Some(q) if !q.is_empty() => format!("{q}&{FACEBOOK_FIELDS}"),
+                _ => FACEBOOK_FIELDS.to_owned(),
+            };
+            userinfo_url.set_query(Some(&query));
+        }
         OAuth2Settings {
             auth_url: p.url_or(&key("auth_url"), self.auth_url.as_deref(), || auth),
             token_url: p.url_or(&key("token_url"), self.token_url.as_deref(), || token),
-            userinfo_url: p.url_or(&key("userinfo_url"), self.userinfo_url.as_deref(), || me),
+            userinfo_url,
             emails_url: None,
             profile: Profile::Facebook,
         }
@@ -542,14 +553,13 @@ fn github_urls(base: &Url) -> (Url, Url, Url) {
     )
 }
 
-/// Facebook's login dialog, token endpoint and Graph `/me`, all of one Graph version.
+/// Facebook's login dialog, token endpoint and Graph `/me` (its fields are added
+/// by the caller, to an override too), all of one Graph version.
 fn facebook_urls(www: &Url, graph: &Url, version: &str) -> (Url, Url, Url) {
-    let mut me = join_path(graph, &format!("/{version}/me"));
-    me.set_query(Some("fields=id,name,email,picture"));
     (
         join_path(www, &format!("/{version}/dialog/oauth")),
         join_path(graph, &format!("/{version}/oauth/access_token")),
-        me,
+        join_path(graph, &format!("/{version}/me")),
     )
 }
 

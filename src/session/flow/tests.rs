@@ -245,3 +245,45 @@ fn debug_output_hides_the_secrets() {
     assert!(!printed.contains("verifier-1"));
     assert!(printed.contains("/app?x=1"));
 }
+
+#[test]
+fn making_room_for_a_flow_deletes_all_but_the_newest_four() {
+    let c = cookies();
+    let started = |state: &str, age: u64| {
+        c.start_flow(&Flow {
+            created_at: NOW - age,
+            ..flow(state)
+        })
+    };
+    // Sent in no order of age, with a look-alike that does not open.
+    let set = [
+        started("three", 3),
+        started("one", 1),
+        started("five", 5),
+        started("zero", 0),
+        started("four", 4),
+        started("two", 2),
+    ];
+    let junk = HeaderValue::from_static("_portcullis_flow_0123456789abcdef=junk");
+    let mut sent: Vec<&HeaderValue> = set.iter().collect();
+    sent.insert(2, &junk);
+    let deleted: Vec<String> = c
+        .make_room_for_flow(&request_with(&sent))
+        .iter()
+        .map(|d| {
+            assert!(d.to_str().unwrap().contains("Max-Age=0; "), "{d:?}");
+            name_of(d).to_owned()
+        })
+        .collect();
+    let name = |state| c.flow_cookie_name(state);
+    assert_eq!(
+        deleted,
+        [
+            "_portcullis_flow_0123456789abcdef".to_owned(),
+            name("five"),
+            name("four")
+        ]
+    );
+    let four: Vec<&HeaderValue> = set[..4].iter().collect();
+    assert!(c.make_room_for_flow(&request_with(&four)).is_empty());
+}

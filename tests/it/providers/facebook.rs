@@ -8,6 +8,11 @@ use crate::fakes::find;
 use portcullis::demo::idp::IdpOptions;
 
 fn facebook_toml(fake: &FakeFacebook) -> String {
+    facebook_toml_with_me(fake, "/me?fields=id,name,email,picture")
+}
+
+/// `me` is the `userinfo_url` override, after the versioned base.
+fn facebook_toml_with_me(fake: &FakeFacebook, me: &str) -> String {
     let v = fake.versioned();
     format!(
         r#"
@@ -17,7 +22,7 @@ client_id = "{CLIENT_ID}"
 client_secret = "{CLIENT_SECRET}"
 auth_url = "{v}/dialog/oauth"
 token_url = "{v}/oauth/access_token"
-userinfo_url = "{v}/me?fields=id,name,email,picture"
+userinfo_url = "{v}{me}"
 "#
     )
 }
@@ -50,6 +55,29 @@ async fn facebook_signs_in_with_the_graph_profile() {
     );
     let info = b.get_json(&h.url("/oauth2/userinfo")).await;
     assert_eq!(info.json()["email_verified"], true);
+}
+
+#[tokio::test]
+async fn a_userinfo_override_without_fields_still_gets_the_email() {
+    let fake = FakeFacebook::start(vec![mark()]).await;
+    let h = harness(
+        IdpOptions::default(),
+        &facebook_toml_with_me(&fake, "/me?locale=en_GB"),
+    )
+    .await;
+    fake.queue_user("10158123456789012");
+    let mut b = h.browser();
+    let (_, done) = sign_in(&mut b, &h, "facebook", None).await;
+    let app = upstream_view(&mut b, &h, &done).await;
+    assert_identity(
+        &app,
+        "10158123456789012",
+        Some("mark@fb.example"),
+        None,
+        "facebook",
+    );
+    let me = &fake.server.requests_to("/me")[0];
+    assert_eq!(me.query_param("locale"), Some("en_GB"));
 }
 
 #[tokio::test]
