@@ -134,12 +134,14 @@ impl Policy {
     pub fn new(config: &Config) -> std::io::Result<Self> {
         let access = config.access.clone();
         let emails = Arc::new(ArcSwap::from_pointee(read_emails(&access)?));
+        let rules: Vec<Rule> = config.rules.iter().map(Rule::from_config).collect();
         Ok(Self {
-            rules: config.rules.iter().map(Rule::from_config).collect(),
             paths: PathOptions {
                 case_sensitive: access.case_sensitive_paths,
                 encoded_slashes: access.allow_encoded_slashes,
+                fold_unchanged: config.rules.iter().any(|r| r.path.to_lowercase() != r.path),
             },
+            rules,
             access,
             emails,
         })

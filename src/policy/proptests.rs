@@ -31,6 +31,9 @@ api = true
 [[rules]]
 path = "/static/*.css"
 public = true
+[[rules]]
+path = "/Reports/**"
+groups = ["finance"]
 "#;
 
 /// The policy with each combination of the two path options, made once.
@@ -81,6 +84,8 @@ const PIECES: &[&str] = &[
     "api",
     "static",
     "a.css",
+    "reports",
+    "REPORTS",
     "x",
     "%EF%BD%81",
     "\u{ff41}",

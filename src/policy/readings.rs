@@ -43,6 +43,9 @@ pub struct PathOptions {
     pub case_sensitive: bool,
     /// `%2F` and `%5C` are allowed; read both as data and as separators.
     pub encoded_slashes: bool,
+    /// Some rule has capitals: where case is folded, a path is compared with
+    /// the folded patterns even when folding leaves it as it is.
+    pub fold_unchanged: bool,
 }
 
 /// One reading of a path: normalised (decoded, `//` collapsed, no dot
@@ -59,7 +62,7 @@ pub type Readings<'a> = SmallVec<[Reading<'a>; 1]>;
 
 /// Every reading of `raw` (a request target's path, no query), or why it is refused.
 pub fn read(raw: &str, options: PathOptions) -> Result<Readings<'_>, PathRefused> {
-    if is_plain(raw, options) {
+    if is_plain(raw, options) && (options.case_sensitive || !options.fold_unchanged) {
         let mut one = Readings::new();
         one.push(Reading {
             path: Cow::Borrowed(raw),
@@ -162,7 +165,7 @@ fn read_slowly(raw: &str, options: PathOptions) -> Result<Vec<Reading<'static>>,
         let path = normalise(variant)?;
         let folded = (!options.case_sensitive)
             .then(|| path.to_lowercase())
-            .filter(|lower| *lower != path);
+            .filter(|lower| options.fold_unchanged || *lower != path);
         for (path, folded) in [(Some(path), false), (folded, true)] {
             if let Some(path) = path {
                 let reading = Reading {
@@ -253,13 +256,13 @@ fn map_segments<'s>(s: &'s str, f: impl Fn(&'s str) -> &'s str) -> String {
 }
 
 /// What Windows makes of a path segment: the name before any `:` stream
-/// (`admin::$INDEX_ALLOCATION`), without trailing dots and spaces. A
-/// segment of only dots and spaces (`.. `) becomes `..`, refused as a dot
-/// segment, since Windows resolves it as one or to nothing.
+/// (`admin::$INDEX_ALLOCATION`), without trailing dots and spaces. A name of
+/// only dots and spaces (`.. `) becomes `..`, refused as a dot segment, since
+/// Windows resolves it as one or to nothing.
 fn windows_name(segment: &str) -> &str {
     let name = segment.split(':').next().unwrap_or_default();
     let trimmed = name.trim_end_matches(['.', ' ']);
-    if trimmed.is_empty() && !segment.is_empty() {
+    if trimmed.is_empty() && !name.is_empty() {
         ".."
     } else {
         trimmed

@@ -251,6 +251,26 @@ groups = ["admins"]
 }
 
 #[test]
+fn a_rule_with_capitals_holds_for_every_case_of_its_path_unless_case_sensitive() {
+    let rule = "[[rules]]\npath = \"/Admin/\"\ngroups = [\"admins\"]\n";
+    let p = policy(rule);
+    let admins = ["admins".to_string()];
+    for path in ["/Admin/x", "/admin/x", "/ADMIN/x"] {
+        assert_eq!(
+            judged(&p, &Method::GET, path),
+            signed_in(&admins, false),
+            "{path}"
+        );
+    }
+    let p = policy(&format!("{rule}[access]\ncase_sensitive_paths = true\n"));
+    assert_eq!(
+        judged(&p, &Method::GET, "/Admin/x"),
+        signed_in(&admins, false)
+    );
+    assert_eq!(judged(&p, &Method::GET, "/admin/x"), signed_in(&[], false));
+}
+
+#[test]
 fn globs_match_within_and_across_segments_on_long_paths_too() {
     let p = policy(
         r#"

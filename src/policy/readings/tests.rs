@@ -3,6 +3,7 @@ use super::*;
 const DEFAULT: PathOptions = PathOptions {
     case_sensitive: false,
     encoded_slashes: false,
+    fold_unchanged: false,
 };
 
 fn paths(raw: &str, options: PathOptions) -> Vec<(String, bool)> {
@@ -132,6 +133,26 @@ fn the_operator_can_say_the_upstream_is_case_sensitive() {
     };
     assert_eq!(paths("/Admin/x", options), plain("/Admin/x"));
     assert_eq!(paths("/Admin/x", DEFAULT).len(), 2);
+}
+
+#[test]
+fn a_lower_case_path_is_folded_too_where_rules_have_capitals() {
+    let options = PathOptions {
+        fold_unchanged: true,
+        ..DEFAULT
+    };
+    assert_eq!(
+        paths("/admin/x", options),
+        [
+            ("/admin/x".to_owned(), false),
+            ("/admin/x".to_owned(), true)
+        ]
+    );
+    let case_sensitive = PathOptions {
+        case_sensitive: true,
+        ..options
+    };
+    assert_eq!(paths("/admin/x", case_sensitive), plain("/admin/x"));
 }
 
 #[test]
