@@ -51,6 +51,9 @@ struct RawServer {
     trusted_proxies: Vec<String>,
     max_header_bytes: Option<usize>,
     header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,6 +325,23 @@ impl RawServer {
             s.header_read_timeout.as_deref(),
             "30s",
         );
+        let idle_timeout = p.duration("server.idle_timeout", s.idle_timeout.as_deref(), "120s");
+        let body_read_timeout = p.duration(
+            "server.body_read_timeout",
+            s.body_read_timeout.as_deref(),
+            "30s",
+        );
+        let max_connections = match s.max_connections {
+            Some(0) => {
+                p.add(
+                    "server.max_connections",
+                    "must be at least 1; leave it out for the default (derived from the open-file limit)",
+                );
+                1
+            }
+            Some(n) => n,
+            None => default_max_connections(open_file_limit()),
+        };
 
         if s.metrics_listen.is_some() {
             p.add(
@@ -337,8 +357,42 @@ impl RawServer {
             trusted_proxies,
             max_header_bytes,
             header_read_timeout,
+            idle_timeout,
+            body_read_timeout,
+            max_connections,
         }
     }
+}
+
+/// `server.max_connections` when not set: 10,000, or fewer when the process
+/// may not open enough files for them. Each proxied connection can hold two
+/// descriptors (the client's and one to the upstream), and
+/// [`RESERVED_FILES`] stay free for listeners, providers and files, so the cap
+/// is reached before `accept` starts failing with "too many open files".
+pub(super) fn default_max_connections(open_file_limit: Option<u64>) -> usize {
+    const DEFAULT: usize = 10_000;
+    match open_file_limit {
+        Some(limit) => {
+            let fit = limit.saturating_sub(RESERVED_FILES) / 2;
+            usize::try_from(fit).unwrap_or(DEFAULT).clamp(1, DEFAULT)
+        }
+        None => DEFAULT,
+    }
+}
+
+/// Descriptors kept free of client connections (see [`default_max_connections`]).
+const RESERVED_FILES: u64 = 64;
+
+/// The process's soft limit on open files (`ulimit -n`), where the system
+/// says (Linux's /proc); `None` when unknown or unlimited.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl RawUpstream {
