@@ -410,6 +410,8 @@ impl<H: Handler> ConnectionTask<H> {
                                 told_to_go = true;
                                 phase = Phase::Closing;
                                 timer.as_mut().reset(now + limits.keep_alive_timeout);
+                                // Polled again at once, to send the GOAWAY.
+                                cx.waker().wake_by_ref();
                             }
                         }
                     }
