@@ -521,3 +521,102 @@ async fn switching_protocols_unasked_is_502_and_opens_no_tunnel() {
     assert!(tunnels.is_empty());
     s.stop().await;
 }
+
+// === the client's request body (issue #10 items 5 and 6) ===
+
+/// An app that reads each request body whole and reports how that went.
+struct Recorder(mpsc::UnboundedSender<Result<usize, String>>);
+
+impl Handler for Recorder {
+    async fn handle(&self, req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
+        let got = req.into_body().collect().await;
+        let _ = self
+            .0
+            .send(got.map(|b| b.to_bytes().len()).map_err(|e| e.to_string()));
+        Response::new(full("read"))
+    }
+}
+
+/// A proxy with `body_read_timeout` in front of a [`Recorder`].
+async fn recorded(
+    body_read_timeout: Duration,
+) -> (Running, Running, mpsc::UnboundedReceiver<Result<usize, String>>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = spawn(Recorder(tx), LIMITS, None, TaskTracker::new()).await;
+    let upstream = Upstream::new(&config(&format!("http://{}", app.addr), Duration::from_secs(5)))
+        .with_body_read_timeout(body_read_timeout);
+    let proxy = spawn(Forward(upstream), LIMITS, None, TaskTracker::new()).await;
+    (app, proxy, rx)
+}
+
+/// Writes `bytes` and reads the answer until the proxy closes (at most 5 s).
+async fn send_raw(stream: &mut TcpStream, bytes: &[u8]) -> (String, bool) {
+    stream.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .is_ok();
+    (String::from_utf8_lossy(&answer).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn a_stalled_request_body_is_408_and_frees_both_connections() {
+    let (app, proxy, mut got) = recorded(Duration::from_millis(300)).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    // One byte of ten, then nothing: a slow POST.
+    let (answer, closed) = send_raw(
+        &mut stream,
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\na",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(closed, "the client connection is still held");
+    // The upstream saw its request end unfinished: the upstream connection
+    // was closed, not kept waiting for the rest.
+    let seen = tokio::time::timeout(Duration::from_secs(5), got.recv())
+        .await
+        .expect("the upstream is still waiting for the body")
+        .unwrap();
+    assert!(seen.is_err(), "the upstream got a whole body: {seen:?}");
+    proxy.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_but_steady_request_body_is_not_cut_off() {
+    let (app, proxy, mut got) = recorded(Duration::from_millis(400)).await;
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+    let request = Request::post(proxy.url("/upload"))
+        .body(StreamBody::new(tokio_stream(rx)))
+        .unwrap();
+    let client: Client<_, StreamBody<_>> = Client::builder(TokioExecutor::new()).build_http();
+    let pending = tokio::spawn(client.request(request));
+    // Longer in all than the timeout, never a gap as long.
+    for _ in 0..8 {
+        tx.send(Ok(Frame::data(Bytes::from("x")))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(tx);
+    let response = pending.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(got.recv().await.unwrap(), Ok(8));
+    proxy.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_request_body_is_400_not_502() {
+    let (app, proxy, _got) = recorded(Duration::from_secs(5)).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (answer, _) = send_raw(
+        &mut stream,
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("invalid_request"), "{answer}");
+    assert!(!answer.contains("upstream_unavailable"), "{answer}");
+    proxy.stop().await;
+    app.stop().await;
+}
