@@ -209,8 +209,12 @@ impl SessionCookies {
     }
 
     /// Removes portcullis' cookies from the `Cookie` header(s) bound upstream; the
-    /// app's cookies are kept byte for byte, joined into one header (RFC 9113 §8.2.3).
+    /// app's cookies are kept byte for byte, joined into one header. Several
+    /// `Cookie` fields (HTTP/2 sends each cookie as its own, RFC 9113 §8.2.3)
+    /// are joined even when none is portcullis': HTTP/1.1 allows one `Cookie`
+    /// header (RFC 6265 §5.4), and the upstream leg is HTTP/1.1.
     pub fn strip_own_cookies(&self, headers: &mut HeaderMap) {
+        let several = headers.get_all(COOKIE).iter().nth(1).is_some();
         let mut own = false;
         // A piece without `=` is a nameless cookie (RFC 6265bis §5.6 step 3): not ours.
         let kept: Vec<&[u8]> = cookie_pieces(headers)
@@ -222,7 +226,7 @@ impl SessionCookies {
                 _ => true,
             })
             .collect();
-        if !own {
+        if !own && !several {
             return;
         }
         let joined = kept.join(&b"; "[..]);

@@ -476,7 +476,7 @@ fn strip_keeps_other_cookies_byte_for_byte() {
 }
 
 #[test]
-fn strip_joins_several_cookie_headers_and_leaves_foreign_ones_alone() {
+fn strip_joins_several_cookie_headers_with_or_without_own_ones() {
     let s = store();
     let mut h = HeaderMap::new();
     h.append(COOKIE, HeaderValue::from_static("a=1"));
@@ -485,9 +485,19 @@ fn strip_joins_several_cookie_headers_and_leaves_foreign_ones_alone() {
     s.strip_own_cookies(&mut h);
     assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), ["a=1; b=2"]);
 
-    let mut untouched = HeaderMap::new();
-    untouched.append(COOKIE, HeaderValue::from_static("a=1 ;  b=2"));
-    untouched.append(COOKIE, HeaderValue::from_static("c=3"));
+    // HTTP/2 cookie fields, none of them portcullis': still one header for
+    // the HTTP/1.1 upstream (RFC 9113 §8.2.3).
+    let mut foreign = HeaderMap::new();
+    foreign.append(COOKIE, HeaderValue::from_static("a=1 ;  b=2"));
+    foreign.append(COOKIE, HeaderValue::from_static("c=3"));
+    s.strip_own_cookies(&mut foreign);
+    assert_eq!(
+        foreign.get_all(COOKIE).iter().collect::<Vec<_>>(),
+        ["a=1; b=2; c=3"]
+    );
+
+    // One foreign header is left as it was, byte for byte.
+    let mut untouched = cookie_header("a=1 ;  b=2");
     let before = untouched.clone();
     s.strip_own_cookies(&mut untouched);
     assert_eq!(untouched, before);

@@ -1,0 +1,103 @@
+//! Protocol hygiene through a running portcullis (issue #10 item 6): what the
+//! upstream receives when a client sends HTTP/2 cookie fields, an
+//! absolute-form target or a malformed body.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{Harness, Setup};
+
+async fn public() -> Harness {
+    Harness::with(Setup {
+        extra_toml: "[[rules]]\npath = \"/public/\"\npublic = true\n".into(),
+        ..Setup::default()
+    })
+    .await
+}
+
+/// The echo upstream's JSON `headers` pairs named `name`, one per header line.
+fn upstream_values(json: &Value, name: &str) -> Vec<String> {
+    json["headers"]
+        .as_array()
+        .expect("echo upstream JSON")
+        .iter()
+        .filter(|pair| pair[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|pair| pair[1].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Writes `request` raw and reads until portcullis closes (at most 5 s).
+async fn raw(h: &Harness, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn http2_cookie_fields_reach_the_upstream_as_one_cookie_header() {
+    let h = public().await;
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<Bytes>>();
+    let request = Request::get(h.url("/public/x"))
+        .header("accept", "application/json")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(Empty::new())
+        .unwrap();
+    assert_eq!(request.headers().get_all("cookie").iter().count(), 2);
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(upstream_values(&json, "cookie"), ["a=1; b=2"]);
+}
+
+#[tokio::test]
+async fn an_absolute_form_target_is_forwarded_with_its_authority_as_host() {
+    let h = public().await;
+    let answer = raw(
+        &h,
+        b"GET http://app.example/public/x HTTP/1.1\r\nHost: other.example\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let json: Value = serde_json::from_str(&answer[answer.find("\r\n\r\n").unwrap() + 4..])
+        .unwrap_or_else(|_| panic!("not the echo's JSON: {answer}"));
+    assert_eq!(upstream_values(&json, "host"), ["app.example"]);
+    assert_eq!(upstream_values(&json, "x-forwarded-host"), ["app.example"]);
+    assert_eq!(json["uri"], "/public/x");
+}
+
+#[tokio::test]
+async fn two_host_headers_are_refused_before_the_upstream() {
+    let h = public().await;
+    let answer = raw(
+        &h,
+        b"GET /public/x HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_body_is_400_not_upstream_unavailable() {
+    let h = public().await;
+    let answer = raw(
+        &h,
+        b"POST /public/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nnot-a-size\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(!answer.contains("upstream_unavailable"), "{answer}");
+}
