@@ -448,7 +448,8 @@ impl RawSession {
                 format_args!("every secret needs at least {MIN_SECRET_LEN} bytes"),
             );
         }
-        let cookie_name = ss.cookie_name.unwrap_or_else(|| "_portcullis".to_owned());
+        let named = ss.cookie_name.is_some();
+        let mut cookie_name = ss.cookie_name.unwrap_or_else(|| "_portcullis".to_owned());
         if cookie_name.is_empty()
             || !cookie_name
                 .bytes()
@@ -472,6 +473,24 @@ impl RawSession {
                 true
             }
         };
+        // RFC 6265bis §4.1.3: a prefixed name is a promise browsers enforce,
+        // and a cookie that breaks it is dropped (so sign-in would loop).
+        if cookie_name.starts_with("__Host-") && (!secure || ss.domain.is_some()) {
+            p.add(
+                "session.cookie_name",
+                "a \"__Host-\" cookie needs secure cookies and no session.domain; remove session.domain (or the prefix), and use an https public_url or secure = true",
+            );
+        } else if cookie_name.starts_with("__Secure-") && !secure {
+            p.add(
+                "session.cookie_name",
+                "a \"__Secure-\" cookie needs secure cookies; use an https public_url or secure = true, or drop the prefix",
+            );
+        }
+        // Unnamed, on https, host-only: bound to this host with `__Host-`, so
+        // a sibling subdomain can neither plant nor shadow the session cookie.
+        if !named && secure && ss.domain.is_none() && public_url.scheme() == "https" {
+            cookie_name.insert_str(0, crate::session::cookies::HOST_PREFIX);
+        }
         if let Some(domain) = &ss.domain {
             let host_chars = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
             if domain.trim_start_matches('.').is_empty() || !domain.bytes().all(host_chars) {
