@@ -164,9 +164,9 @@ pub fn settle_host<B>(req: &mut http::Request<B>) -> Result<(), &'static str> {
 /// registered name, an IPv4 address or an IP literal in brackets; empty is
 /// allowed (RFC 9112 §3.2). No user info, path, query or whitespace.
 fn is_host(value: &[u8]) -> bool {
-    value.iter().all(|&b| {
-        b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b)
-    })
+    value
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
 }
 
 /// Removes every header a client might send to impersonate what portcullis sets

@@ -134,9 +134,9 @@ impl From<UpstreamError> for Problem {
             UpstreamError::Protocol(_) => {
                 Self::bad_gateway("The application behind portcullis gave no usable answer.")
             }
-            UpstreamError::ClientBody(ClientBodyError::Unreadable(_)) => Self::bad_request(
-                "The request body is malformed or was cut short.",
-            ),
+            UpstreamError::ClientBody(ClientBodyError::Unreadable(_)) => {
+                Self::bad_request("The request body is malformed or was cut short.")
+            }
             UpstreamError::ClientBody(ClientBodyError::Stalled(after)) => Self::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",

@@ -356,10 +356,9 @@ impl<H: Handler> ConnectionTask<H> {
             async move {
                 let response = match crate::headers::settle_host(&mut req) {
                     Ok(()) => handler.handle(req, conn).await,
-                    Err(why) => crate::respond::problem(
-                        crate::respond::Problem::bad_request(why),
-                        false,
-                    ),
+                    Err(why) => {
+                        crate::respond::problem(crate::respond::Problem::bad_request(why), false)
+                    }
                 };
                 Ok::<_, Infallible>(response.map(|body| ServedBody { body, _open: open }))
             }

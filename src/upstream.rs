@@ -306,9 +306,11 @@ impl hyper::body::Body for ClientBody {
                 if frame.is_none() || this.body.is_end_stream() {
                     this.sent.take();
                 }
-                std::task::Poll::Ready(frame.map(|frame| {
-                    frame.map_err(|e| BoxError::from(ClientBodyError::Unreadable(e)))
-                }))
+                std::task::Poll::Ready(
+                    frame.map(|frame| {
+                        frame.map_err(|e| BoxError::from(ClientBodyError::Unreadable(e)))
+                    }),
+                )
             }
             std::task::Poll::Pending => {
                 if !this.waiting {

@@ -195,7 +195,10 @@ mod tests {
     fn an_untrusted_original_uri_is_warned_about_once_per_peer() {
         let warned = OncePerPeer::new(16);
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        assert!(!warning_due(&warned, &HeaderMap::new(), a), "no header, no warning");
+        assert!(
+            !warning_due(&warned, &HeaderMap::new(), a),
+            "no header, no warning"
+        );
         assert!(warning_due(&warned, &with("x-original-uri"), a));
         assert!(!warning_due(&warned, &with("x-original-uri"), a));
         assert!(!warning_due(&warned, &with("x-forwarded-uri"), a));

@@ -424,11 +424,19 @@ async fn an_http2_connection_with_a_stream_open_is_not_idle() {
     tokio::spawn(connection);
     // The first stream ends the first-request wait at once; the second is
     // open far longer than the idle timeout and must still be answered.
-    let first = sender.send_request(Request::get(server.url("/a")).body(Empty::<Bytes>::new()).unwrap());
+    let first = sender.send_request(
+        Request::get(server.url("/a"))
+            .body(Empty::<Bytes>::new())
+            .unwrap(),
+    );
     let response = first.await.unwrap();
     assert_eq!(text(response).await, "HTTP/2.0 /a");
     let response = sender
-        .send_request(Request::get(server.url("/b")).body(Empty::<Bytes>::new()).unwrap())
+        .send_request(
+            Request::get(server.url("/b"))
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(text(response).await, "HTTP/2.0 /b");
@@ -509,12 +517,23 @@ async fn connections_over_max_connections_are_closed_at_once() {
     let server = spawn(describe(), limits, None, TaskTracker::new()).await;
     let mut first = TcpStream::connect(server.addr).await.unwrap();
     let mut second = TcpStream::connect(server.addr).await.unwrap();
-    assert!(keep_alive_request(&mut first).await.starts_with("HTTP/1.1 200"));
-    assert!(keep_alive_request(&mut second).await.starts_with("HTTP/1.1 200"));
+    assert!(
+        keep_alive_request(&mut first)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        keep_alive_request(&mut second)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
 
     let mut third = TcpStream::connect(server.addr).await.unwrap();
     let answer = raw_exchange(&mut third, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    assert!(answer.is_empty(), "the third connection was served: {answer}");
+    assert!(
+        answer.is_empty(),
+        "the third connection was served: {answer}"
+    );
 
     // A place frees when a connection ends.
     drop(first);
@@ -533,7 +552,11 @@ async fn connections_over_max_connections_are_closed_at_once() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(served, "no connection served after one closed");
-    assert!(keep_alive_request(&mut second).await.starts_with("HTTP/1.1 200"));
+    assert!(
+        keep_alive_request(&mut second)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     server.stop().await;
 }
 

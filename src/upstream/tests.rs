@@ -540,11 +540,18 @@ impl Handler for Recorder {
 /// A proxy with `body_read_timeout` in front of a [`Recorder`].
 async fn recorded(
     body_read_timeout: Duration,
-) -> (Running, Running, mpsc::UnboundedReceiver<Result<usize, String>>) {
+) -> (
+    Running,
+    Running,
+    mpsc::UnboundedReceiver<Result<usize, String>>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let app = spawn(Recorder(tx), LIMITS, None, TaskTracker::new()).await;
-    let upstream = Upstream::new(&config(&format!("http://{}", app.addr), Duration::from_secs(5)))
-        .with_body_read_timeout(body_read_timeout);
+    let upstream = Upstream::new(&config(
+        &format!("http://{}", app.addr),
+        Duration::from_secs(5),
+    ))
+    .with_body_read_timeout(body_read_timeout);
     let proxy = spawn(Forward(upstream), LIMITS, None, TaskTracker::new()).await;
     (app, proxy, rx)
 }

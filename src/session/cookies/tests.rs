@@ -542,7 +542,10 @@ fn a_host_prefixed_session_keeps_the_prefix_everywhere() {
     let cookie = set[0].to_str().unwrap();
     // __Host-: Secure, Path=/ and no Domain, or browsers drop it.
     assert!(cookie.starts_with("__Host-_portcullis="), "{cookie}");
-    assert!(cookie.contains("; Path=/;") && cookie.contains("; Secure"), "{cookie}");
+    assert!(
+        cookie.contains("; Path=/;") && cookie.contains("; Secure"),
+        "{cookie}"
+    );
     assert!(!cookie.contains("Domain="), "{cookie}");
     let loaded = s.load(&browser_sends(&set), NOW);
     assert!(loaded.session.is_some());
@@ -550,7 +553,10 @@ fn a_host_prefixed_session_keeps_the_prefix_everywhere() {
     // Chunks carry the prefix too.
     let big = s.store_at(&session(9000), &HeaderMap::new(), NOW).unwrap();
     assert!(big.len() > 1);
-    assert!(big.iter().all(|c| c.to_str().unwrap().starts_with("__Host-_portcullis")));
+    assert!(
+        big.iter()
+            .all(|c| c.to_str().unwrap().starts_with("__Host-_portcullis"))
+    );
     assert!(s.load(&browser_sends(&big), NOW).session.is_some());
 
     // Flow cookies live under /oauth2/, where __Host- is not allowed: __Secure-.
@@ -566,5 +572,9 @@ fn a_host_prefixed_session_keeps_the_prefix_everywhere() {
     s.strip_own_cookies(&mut h);
     assert_eq!(h.get(COOKIE).unwrap(), "a=1");
     // A sibling's cookie of the unprefixed name opens no session.
-    assert!(s.load(&cookie_header("_portcullis=x"), NOW).session.is_none());
+    assert!(
+        s.load(&cookie_header("_portcullis=x"), NOW)
+            .session
+            .is_none()
+    );
 }
