@@ -239,6 +239,9 @@ impl Problems {
     }
 }
 
+/// `session.cookie_name` unless set (see the `__Host-` default).
+const DEFAULT_COOKIE_NAME: &str = "_portcullis";
+
 /// A secret must carry at least 32 bytes; `portcullis secret` makes one.
 const MIN_SECRET_LEN: usize = 32;
 
@@ -448,8 +451,15 @@ impl RawSession {
                 format_args!("every secret needs at least {MIN_SECRET_LEN} bytes"),
             );
         }
-        let named = ss.cookie_name.is_some();
-        let mut cookie_name = ss.cookie_name.unwrap_or_else(|| "_portcullis".to_owned());
+        // The default name, written out (as the reference config.toml does) or
+        // not, may take the `__Host-` prefix below; any other is used as written.
+        let named = ss
+            .cookie_name
+            .as_deref()
+            .is_some_and(|name| name != DEFAULT_COOKIE_NAME);
+        let mut cookie_name = ss
+            .cookie_name
+            .unwrap_or_else(|| DEFAULT_COOKIE_NAME.to_owned());
         if cookie_name.is_empty()
             || !cookie_name
                 .bytes()
@@ -486,8 +496,9 @@ impl RawSession {
                 "a \"__Secure-\" cookie needs secure cookies; use an https public_url or secure = true, or drop the prefix",
             );
         }
-        // Unnamed, on https, host-only: bound to this host with `__Host-`, so
-        // a sibling subdomain can neither plant nor shadow the session cookie.
+        // The default name, on https, host-only: bound to this host with
+        // `__Host-`, so a sibling subdomain can neither plant nor shadow the
+        // session cookie.
         if !named && secure && ss.domain.is_none() && public_url.scheme() == "https" {
             cookie_name.insert_str(0, crate::session::cookies::HOST_PREFIX);
         }

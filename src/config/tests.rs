@@ -680,6 +680,8 @@ fn https_host_only_session_cookie_defaults_to_a_host_prefixed_name() {
         .cookie_name
     };
     assert_eq!(https(""), "__Host-_portcullis");
+    // The default written out, as the reference config.toml has it, is the default.
+    assert_eq!(https("cookie_name = \"_portcullis\""), "__Host-_portcullis");
     // A shared domain, a name of the operator's or insecure cookies keep theirs.
     assert_eq!(https("domain = \".example.com\""), "_portcullis");
     assert_eq!(https("cookie_name = \"_app\""), "_app");
