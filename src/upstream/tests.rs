@@ -627,3 +627,27 @@ async fn a_malformed_chunked_request_body_is_400_not_502() {
     proxy.stop().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_that_stalls_after_the_answer_began_resets_the_response() {
+    let app = spawn(App::default(), LIMITS, None, TaskTracker::new()).await;
+    let upstream = Upstream::new(&config(
+        &format!("http://{}", app.addr),
+        Duration::from_secs(5),
+    ))
+    .with_body_read_timeout(Duration::from_millis(300));
+    let proxy = spawn(Forward(upstream), LIMITS, None, TaskTracker::new()).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    // `/duplex` answers at once and streams the request body back.
+    let (answer, closed) = send_raw(
+        &mut stream,
+        b"POST /duplex HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(closed, "the connection is still held");
+    // Cut short: the head promised ten bytes, or chunks that never ended.
+    assert!(!answer.ends_with("\r\n0\r\n\r\n"), "{answer}");
+    proxy.stop().await;
+    app.stop().await;
+}
