@@ -142,7 +142,7 @@ impl From<UpstreamError> for Problem {
                 "request_timeout",
                 "Request timed out",
                 format!(
-                    "The request body stopped arriving for {}.",
+                    "The request body stalled: less than 1 KiB arrived in {}.",
                     humantime::format_duration(after)
                 ),
                 Source::Client,

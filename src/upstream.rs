@@ -50,8 +50,9 @@ pub enum ClientBodyError {
     /// Malformed (a bad chunk), cut short, or reset by the client.
     #[error("the client's request body could not be read: {0}")]
     Unreadable(#[source] hyper::Error),
-    /// No body bytes for `server.body_read_timeout` while waiting for them.
-    #[error("the client sent no request body bytes for {}", humantime::format_duration(*.0))]
+    /// Less than 1 KiB of body (and not its end) within
+    /// `server.body_read_timeout` while waiting for it.
+    #[error("the client sent less than 1 KiB of request body in {}", humantime::format_duration(*.0))]
     Stalled(Duration),
 }
 
@@ -192,6 +193,7 @@ impl Upstream {
                 sent: Some(sent),
                 stall: Box::pin(tokio::time::sleep(self.body_read_timeout)),
                 waiting: false,
+                progress: 0,
                 timeout: self.body_read_timeout,
             };
             (body.boxed(), Some(body_sent))
@@ -278,18 +280,27 @@ impl Upstream {
 /// A client's request body on its way upstream. It says when it has been
 /// sent in full (or given up), tells its own failures apart from the
 /// upstream's ([`ClientBodyError`]), and ends the request when the client
-/// stalls: a wait for bytes longer than `timeout` is an error, which makes
-/// hyper abandon the request and close the upstream connection. The wait is
-/// timed only while portcullis is waiting for the client, not while the
-/// upstream is slow to take what it was given.
+/// stalls: waiting longer than `timeout` for the next [`PROGRESS_BYTES`] (or
+/// the end) is an error, which makes hyper abandon the request and close the
+/// upstream connection. So a pause of `timeout` ends it, and so does a
+/// trickle (a byte every few seconds, the slow POST) that never pauses that
+/// long. The wait is timed only while portcullis is waiting for the client,
+/// not while the upstream is slow to take what it was given.
 struct ClientBody {
     body: Incoming,
     sent: Option<oneshot::Sender<()>>,
     stall: std::pin::Pin<Box<tokio::time::Sleep>>,
-    /// The last poll found no bytes: `stall` runs from then.
+    /// Waiting for the client: `stall` runs.
     waiting: bool,
+    /// Bytes received since `stall` was last set.
+    progress: usize,
     timeout: Duration,
 }
+
+/// What a request body must bring within each `server.body_read_timeout`
+/// (unless it ends first): 1 KiB per 30 s by default, far below any real
+/// upload, far above a slow-POST trickle.
+const PROGRESS_BYTES: usize = 1024;
 
 impl hyper::body::Body for ClientBody {
     type Data = bytes::Bytes;
@@ -302,7 +313,15 @@ impl hyper::body::Body for ClientBody {
         let this = &mut *self;
         match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
             std::task::Poll::Ready(frame) => {
-                this.waiting = false;
+                if let Some(Ok(frame)) = &frame
+                    && let Some(data) = frame.data_ref()
+                {
+                    this.progress += data.len();
+                    if this.progress >= PROGRESS_BYTES {
+                        this.progress = 0;
+                        this.waiting = false;
+                    }
+                }
                 if frame.is_none() || this.body.is_end_stream() {
                     this.sent.take();
                 }

@@ -599,15 +599,56 @@ async fn a_slow_but_steady_request_body_is_not_cut_off() {
         .unwrap();
     let client: Client<_, StreamBody<_>> = Client::builder(TokioExecutor::new()).build_http();
     let pending = tokio::spawn(client.request(request));
-    // Longer in all than the timeout, never a gap as long.
+    // Longer in all than the timeout, never a gap as long, and more than a
+    // KiB each time.
     for _ in 0..8 {
-        tx.send(Ok(Frame::data(Bytes::from("x")))).await.unwrap();
+        let kib = Bytes::from(vec![b'x'; 1024]);
+        tx.send(Ok(Frame::data(kib))).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    tx.send(Ok(Frame::data(Bytes::from("end")))).await.unwrap();
     drop(tx);
     let response = pending.await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(got.recv().await.unwrap(), Ok(8));
+    assert_eq!(got.recv().await.unwrap(), Ok(8 * 1024 + 3));
+    proxy.stop().await;
+    app.stop().await;
+}
+
+/// The slow POST: a byte at a time, never pausing as long as the timeout,
+/// never bringing a KiB within it.
+#[tokio::test]
+async fn a_trickled_request_body_is_408() {
+    let (app, proxy, mut got) = recorded(Duration::from_millis(400)).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    for _ in 0..50 {
+        // Stops when portcullis has answered (and closed): a write then fails.
+        if stream.write_all(b"a").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await
+        {
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let seen = tokio::time::timeout(Duration::from_secs(5), got.recv())
+        .await
+        .expect("the upstream is still waiting for the body")
+        .unwrap();
+    assert!(seen.is_err(), "the upstream got a whole body: {seen:?}");
     proxy.stop().await;
     app.stop().await;
 }
