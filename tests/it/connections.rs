@@ -101,3 +101,70 @@ async fn a_malformed_chunked_body_is_400_not_upstream_unavailable() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(!answer.contains("upstream_unavailable"), "{answer}");
 }
+
+// === the [server] connection keys, through the config (issue #10 item 5) ===
+
+async fn with_server(keys: &str) -> Harness {
+    Harness::with(Setup {
+        extra_toml: "[[rules]]\npath = \"/public/\"\npublic = true\n".into(),
+        server_toml: keys.into(),
+        ..Setup::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn server_idle_timeout_closes_an_idle_http2_connection() {
+    let h = with_server("idle_timeout = \"300ms\"").await;
+    let tcp = TcpStream::connect(h.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let response = sender
+        .send_request(
+            Request::get(h.url("/public/x"))
+                .header("accept", "application/json")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ended = tokio::time::timeout(Duration::from_secs(5), connection).await;
+    assert!(ended.is_ok(), "the idle HTTP/2 connection is still open");
+}
+
+#[tokio::test]
+async fn server_max_connections_closes_the_connection_past_it() {
+    let h = with_server("max_connections = 1").await;
+    let mut first = TcpStream::connect(h.addr).await.unwrap();
+    first
+        .write_all(b"GET /oauth2/healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(2), first.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // The first is kept alive; the second finds no place.
+    let answer = raw(&h, b"GET /oauth2/healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(answer.is_empty(), "served past max_connections: {answer}");
+}
+
+#[tokio::test]
+async fn server_body_read_timeout_answers_a_stalled_body_with_408() {
+    let h = with_server("body_read_timeout = \"300ms\"").await;
+    let answer = raw(
+        &h,
+        b"POST /public/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+}
