@@ -416,7 +416,8 @@ impl<H: Handler> ConnectionTask<H> {
                     }
                     Phase::Closing if open => timer.as_mut().reset(now + limits.keep_alive_timeout),
                     Phase::Closing => return Poll::Ready(None),
-                    Phase::Untimed => unreachable!("the loop does not run untimed"),
+                    // Not reached: the loop does not run untimed.
+                    Phase::Untimed => break,
                 }
             }
             Poll::Pending
