@@ -145,7 +145,9 @@ pub async fn serve<H: Handler>(
             handler: handler.clone(),
             stopping: stopping.clone(),
             limits,
-            _slot: slot,
+            slot: ConnectionSlot {
+                _permit: Arc::new(slot),
+            },
         };
         // Two kinds of task, so a plain connection's task is not sized for the
         // TLS stream and handshake it never has (each connection holds its
@@ -248,8 +250,16 @@ struct ConnectionTask<H> {
     stopping: CancellationToken,
     limits: ServerLimits,
     /// The connection's place under `server.max_connections`, given back when
-    /// the task ends.
-    _slot: OwnedSemaphorePermit,
+    /// the task ends, or, after an upgrade, when the tunnel does.
+    slot: ConnectionSlot,
+}
+
+/// A connection's place under `server.max_connections`. An upgrade request
+/// carries a copy in its extensions, which the tunnel keeps for as long as it
+/// holds the client's socket: hyper is done with the connection by then.
+#[derive(Clone)]
+pub struct ConnectionSlot {
+    _permit: Arc<OwnedSemaphorePermit>,
 }
 
 /// What a connection's requests tell its task: whether one has come, and for
@@ -333,7 +343,7 @@ impl<H: Handler> ConnectionTask<H> {
             handler,
             stopping,
             limits,
-            _slot,
+            slot,
         } = self;
         let peer = conn.peer;
         let activity = Arc::new(Activity {
@@ -351,6 +361,11 @@ impl<H: Handler> ConnectionTask<H> {
                 seen.open.fetch_add(1, Ordering::AcqRel);
                 OpenStream(Arc::clone(&seen))
             });
+            // Only a request that may upgrade pays for this (HTTP/1.1 with
+            // `Upgrade`; the upstream decides the rest).
+            if req.headers().contains_key(http::header::UPGRADE) {
+                req.extensions_mut().insert(slot.clone());
+            }
             let handler = handler.clone();
             let conn = conn.clone();
             async move {

@@ -173,6 +173,14 @@ impl Upstream {
         // Taken before the request moves into the client: the upgraded
         // connection only exists once hyper has sent our 101 to the client.
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        // The client connection's place under `server.max_connections`: the
+        // tunnel holds its socket after hyper lets go of it.
+        let slot = upgrade
+            .then(|| {
+                req.extensions_mut()
+                    .remove::<crate::server::ConnectionSlot>()
+            })
+            .flatten();
 
         let (mut parts, body) = req.into_parts();
         parts.uri = self.target(&parts.method, &parts.uri)?;
@@ -237,8 +245,10 @@ impl Upstream {
         match (response.status(), client_upgrade) {
             (StatusCode::SWITCHING_PROTOCOLS, Some(client_upgrade)) => {
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
-                self.tunnels
-                    .spawn(tunnel::run(client_upgrade, upstream_upgrade));
+                self.tunnels.spawn(async move {
+                    tunnel::run(client_upgrade, upstream_upgrade).await;
+                    drop(slot);
+                });
                 headers::strip_hop_by_hop_keep_upgrade(response.headers_mut());
             }
             (StatusCode::SWITCHING_PROTOCOLS, None) => {

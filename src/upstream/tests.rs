@@ -692,3 +692,69 @@ async fn a_body_that_stalls_after_the_answer_began_resets_the_response() {
     proxy.stop().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_tunnel_keeps_its_place_under_max_connections() {
+    let app = spawn(App::default(), LIMITS, None, TaskTracker::new()).await;
+    let upstream = Upstream::new(&config(
+        &format!("http://{}", app.addr),
+        Duration::from_secs(5),
+    ));
+    let tunnels = upstream.tunnels();
+    let limits = crate::server::ServerLimits {
+        max_connections: 1,
+        ..LIMITS
+    };
+    let proxy = spawn(Forward(upstream), limits, None, tunnels.clone()).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: chatproto\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    stream.write_all(b"ping").await.unwrap();
+    let mut reply = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&reply, b"pong:ping");
+
+    // hyper is done with the upgraded connection, the tunnel is not: no place.
+    let (answer, _) = send_raw(
+        &mut TcpStream::connect(proxy.addr).await.unwrap(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.is_empty(),
+        "served while the tunnel holds the place: {answer}"
+    );
+
+    // The tunnel closes; its place comes back.
+    drop(stream);
+    let mut served = false;
+    for _ in 0..50 {
+        let (answer, _) = send_raw(
+            &mut TcpStream::connect(proxy.addr).await.unwrap(),
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if answer.starts_with("HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "the tunnel's place was not given back");
+    proxy.stop().await;
+    app.stop().await;
+}
