@@ -647,3 +647,21 @@ async fn http2_userinfo_in_authority_is_400() {
     assert!(text(response).await.contains("user info"));
     server.stop().await;
 }
+
+/// A flood past max_connections is one warning per 10 s, with a count.
+#[test]
+fn refusals_are_logged_once_per_period_with_a_count() {
+    let mut refusals = Refusals::default();
+    refusals.note(2);
+    let logged = refusals.last_logged.expect("the first refusal is logged");
+    assert_eq!(refusals.unlogged, 0);
+    for _ in 0..1000 {
+        refusals.note(2);
+    }
+    assert_eq!(
+        refusals.last_logged,
+        Some(logged),
+        "logged again within the period"
+    );
+    assert_eq!(refusals.unlogged, 1000, "counted for the next line");
+}
