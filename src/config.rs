@@ -45,6 +45,14 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     #[serde(serialize_with = "ser_duration")]
     pub header_read_timeout: Duration,
+    /// An HTTP/2 connection with no stream open for this long is closed.
+    #[serde(serialize_with = "ser_duration")]
+    pub idle_timeout: Duration,
+    /// Longest wait for the next bytes of a request body being forwarded.
+    #[serde(serialize_with = "ser_duration")]
+    pub body_read_timeout: Duration,
+    /// Client connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]

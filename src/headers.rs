@@ -109,6 +109,66 @@ pub fn lists_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool 
         .any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// Settles which host a request is for, before anything reads `Host`, or says
+/// why the request is refused (400):
+///
+/// - more than one `Host`, or one that is not a host (RFC 9112 §3.2);
+/// - HTTP/1.1 without `Host` (RFC 9112 §3.2);
+/// - an absolute-form target (`GET http://a.example/x`): its authority is the
+///   host, and `Host` becomes it (RFC 9112 §3.2.2); with user info, refused;
+/// - HTTP/2: user info in `:authority` (RFC 9113 §8.3.1), or a `host` header
+///   naming another host than `:authority` (ibid.: "malformed").
+///
+/// Allocates only to rewrite an absolute-form request's `Host`.
+pub fn settle_host<B>(req: &mut http::Request<B>) -> Result<(), &'static str> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("The request has more than one Host header.");
+    }
+    if host.is_some_and(|host| !is_host(host.as_bytes())) {
+        return Err("The Host header is not a host name.");
+    }
+    let authority = req.uri().authority();
+    if authority.is_some_and(|a| a.as_str().contains('@')) {
+        return Err("The request's authority carries user info.");
+    }
+    if req.version() >= Version::HTTP_2 {
+        return match (authority, host) {
+            (Some(authority), Some(host))
+                if !host
+                    .as_bytes()
+                    .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
+            {
+                Err("The Host header names another host than :authority.")
+            }
+            _ => Ok(()),
+        };
+    }
+    match authority {
+        // Absolute-form (or CONNECT's authority-form): the target names the host.
+        Some(authority) => {
+            let value = HeaderValue::from_str(authority.as_str())
+                .map_err(|_| "The request's authority is not a host name.")?;
+            req.headers_mut().insert(HOST, value);
+            Ok(())
+        }
+        None if host.is_none() && req.version() == Version::HTTP_11 => {
+            Err("An HTTP/1.1 request needs a Host header.")
+        }
+        None => Ok(()),
+    }
+}
+
+/// `uri-host [ ":" port ]` as far as its bytes go (RFC 3986 §3.2.2): a
+/// registered name, an IPv4 address or an IP literal in brackets; empty is
+/// allowed (RFC 9112 §3.2). No user info, path, query or whitespace.
+fn is_host(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
+}
+
 /// Removes every header a client might send to impersonate what portcullis sets
 /// (DESIGN §5): names compare case-insensitively with `_` taken as `-`, because
 /// many servers and CGI gateways merge `X_Forwarded_User` into `X-Forwarded-User`.

@@ -126,7 +126,8 @@ impl App {
         Ok(Arc::new(Self {
             sessions: SessionCookies::new(&config.session),
             providers: Providers::start(&config).map_err(StartError::ProviderTls)?,
-            upstream: Upstream::new(&config.upstream),
+            upstream: Upstream::new(&config.upstream)
+                .with_body_read_timeout(config.server.body_read_timeout),
             policy,
             spoof_guard,
             config,
@@ -148,6 +149,10 @@ impl App {
             // `server.max_header_bytes` itself is enforced in `handle`.
             max_header_bytes: head_limit::hard_cap(s.max_header_bytes),
             header_read_timeout: s.header_read_timeout,
+            idle_timeout: s.idle_timeout,
+            keep_alive_interval: server::KEEP_ALIVE_INTERVAL,
+            keep_alive_timeout: server::KEEP_ALIVE_TIMEOUT,
+            max_connections: s.max_connections,
         };
         let tunnels = self.upstream.tunnels();
         server::serve(listener, tls, limits, self, tunnels, shutdown)

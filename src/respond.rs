@@ -10,7 +10,7 @@ use crate::identity::IdentityError;
 use crate::policy::{Denied, PathRefused};
 use crate::provider::ProviderError;
 use crate::session::FlowError;
-use crate::upstream::UpstreamError;
+use crate::upstream::{ClientBodyError, UpstreamError};
 use crate::{Body, full, pages};
 
 /// Who failed, which decides how loudly it is logged: a client's mistake is
@@ -134,6 +134,19 @@ impl From<UpstreamError> for Problem {
             UpstreamError::Protocol(_) => {
                 Self::bad_gateway("The application behind portcullis gave no usable answer.")
             }
+            UpstreamError::ClientBody(ClientBodyError::Unreadable(_)) => {
+                Self::bad_request("The request body is malformed or was cut short.")
+            }
+            UpstreamError::ClientBody(ClientBodyError::Stalled(after)) => Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "Request timed out",
+                format!(
+                    "The request body stalled: less than 1 KiB arrived in {}.",
+                    humantime::format_duration(after)
+                ),
+                Source::Client,
+            ),
             UpstreamError::InvalidTarget(why) => {
                 Self::bad_request(format!("This request cannot be forwarded: {why}."))
             }

@@ -38,6 +38,37 @@ pub enum UpstreamError {
     /// `OPTIONS *`): the client's mistake, not the upstream's.
     #[error("request target cannot be forwarded: {0}")]
     InvalidTarget(&'static str),
+    /// The client's request body failed before the upstream answered: the
+    /// client's doing, not the upstream's (400 or 408, never 502).
+    #[error("{0}")]
+    ClientBody(ClientBodyError),
+}
+
+/// Why the body a client was sending could not be forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBodyError {
+    /// Malformed (a bad chunk), cut short, or reset by the client.
+    #[error("the client's request body could not be read: {0}")]
+    Unreadable(#[source] hyper::Error),
+    /// Less than 1 KiB of body (and not its end) within
+    /// `server.body_read_timeout` while waiting for it.
+    #[error("the client sent less than 1 KiB of request body in {}", humantime::format_duration(*.0))]
+    Stalled(Duration),
+}
+
+impl ClientBodyError {
+    /// The client-body failure behind an error from sending the request, if
+    /// that is what ended it (hyper wraps the body's error as its cause).
+    fn find<'e>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e Self> {
+        let mut cause = Some(error);
+        while let Some(error) = cause {
+            if let Some(found) = error.downcast_ref::<Self>() {
+                return Some(found);
+            }
+            cause = error.source();
+        }
+        None
+    }
 }
 
 /// The app behind portcullis.
@@ -49,8 +80,14 @@ pub struct Upstream {
     /// The path of `upstream.url` without its trailing `/`; prefixed to every request.
     base_path: String,
     timeout: Duration,
+    /// Longest wait for the next bytes of a client's request body.
+    body_read_timeout: Duration,
     tunnels: TaskTracker,
 }
+
+/// [`Upstream::with_body_read_timeout`] unless told otherwise (the
+/// `server.body_read_timeout` default).
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Upstream {
     /// # Panics
@@ -99,8 +136,18 @@ impl Upstream {
             host: host_header,
             base_path: url.path().trim_end_matches('/').to_owned(),
             timeout: cfg.timeout,
+            body_read_timeout: BODY_READ_TIMEOUT,
             tunnels: TaskTracker::new(),
         }
+    }
+
+    /// A client whose request body stalls for `timeout` (no bytes while
+    /// portcullis waits for them) has its request ended: `408` before the
+    /// upstream has answered, a reset after; the upstream connection is closed.
+    #[must_use]
+    pub fn with_body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
+        self
     }
 
     /// The upgraded connections (WebSocket and the like) in flight, for the
@@ -126,6 +173,14 @@ impl Upstream {
         // Taken before the request moves into the client: the upgraded
         // connection only exists once hyper has sent our 101 to the client.
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        // The client connection's place under `server.max_connections`: the
+        // tunnel holds its socket after hyper lets go of it.
+        let slot = upgrade
+            .then(|| {
+                req.extensions_mut()
+                    .remove::<crate::server::ConnectionSlot>()
+            })
+            .flatten();
 
         let (mut parts, body) = req.into_parts();
         parts.uri = self.target(&parts.method, &parts.uri)?;
@@ -136,13 +191,18 @@ impl Upstream {
         }
         // `upstream.timeout` counts from the end of the request body: a slow
         // upload is the client's time, not the upstream's.
+        // A body-less request (every GET) pays for no timer.
         let (body, body_sent) = if body.is_end_stream() {
             (body.map_err(BoxError::from).boxed(), None)
         } else {
             let (sent, body_sent) = oneshot::channel();
-            let body = SignalsEnd {
+            let body = ClientBody {
                 body,
                 sent: Some(sent),
+                stall: Box::pin(tokio::time::sleep(self.body_read_timeout)),
+                waiting: false,
+                progress: 0,
+                timeout: self.body_read_timeout,
             };
             (body.boxed(), Some(body_sent))
         };
@@ -169,6 +229,13 @@ impl Upstream {
                 return Err(UpstreamError::Unreachable(error));
             }
             Ok(Err(SendError::Protocol(error))) => {
+                if let Some(client) = ClientBodyError::find(&error) {
+                    tracing::debug!(error = %client, "request body failed; nothing forwarded in full");
+                    return Err(UpstreamError::ClientBody(match client {
+                        ClientBodyError::Stalled(after) => ClientBodyError::Stalled(*after),
+                        ClientBodyError::Unreadable(_) => ClientBodyError::Unreadable(error),
+                    }));
+                }
                 tracing::warn!(error = %error_chain(&error), "upstream request failed");
                 return Err(UpstreamError::Protocol(error.into()));
             }
@@ -178,8 +245,10 @@ impl Upstream {
         match (response.status(), client_upgrade) {
             (StatusCode::SWITCHING_PROTOCOLS, Some(client_upgrade)) => {
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
-                self.tunnels
-                    .spawn(tunnel::run(client_upgrade, upstream_upgrade));
+                self.tunnels.spawn(async move {
+                    tunnel::run(client_upgrade, upstream_upgrade).await;
+                    drop(slot);
+                });
                 headers::strip_hop_by_hop_keep_upgrade(response.headers_mut());
             }
             (StatusCode::SWITCHING_PROTOCOLS, None) => {
@@ -218,13 +287,32 @@ impl Upstream {
     }
 }
 
-/// A request body that says when it has been sent in full (or given up).
-struct SignalsEnd {
+/// A client's request body on its way upstream. It says when it has been
+/// sent in full (or given up), tells its own failures apart from the
+/// upstream's ([`ClientBodyError`]), and ends the request when the client
+/// stalls: waiting longer than `timeout` for the next [`PROGRESS_BYTES`] (or
+/// the end) is an error, which makes hyper abandon the request and close the
+/// upstream connection. So a pause of `timeout` ends it, and so does a
+/// trickle (a byte every few seconds, the slow POST) that never pauses that
+/// long. The wait is timed only while portcullis is waiting for the client,
+/// not while the upstream is slow to take what it was given.
+struct ClientBody {
     body: Incoming,
     sent: Option<oneshot::Sender<()>>,
+    stall: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Waiting for the client: `stall` runs.
+    waiting: bool,
+    /// Bytes received since `stall` was last set.
+    progress: usize,
+    timeout: Duration,
 }
 
-impl hyper::body::Body for SignalsEnd {
+/// What a request body must bring within each `server.body_read_timeout`
+/// (unless it ends first): 1 KiB per 30 s by default, far below any real
+/// upload, far above a slow-POST trickle.
+const PROGRESS_BYTES: usize = 1024;
+
+impl hyper::body::Body for ClientBody {
     type Data = bytes::Bytes;
     type Error = BoxError;
 
@@ -232,11 +320,42 @@ impl hyper::body::Body for SignalsEnd {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        let frame = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_frame(cx));
-        if frame.is_none() || self.body.is_end_stream() {
-            self.sent.take();
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
+            std::task::Poll::Ready(frame) => {
+                if let Some(Ok(frame)) = &frame
+                    && let Some(data) = frame.data_ref()
+                {
+                    this.progress += data.len();
+                    if this.progress >= PROGRESS_BYTES {
+                        this.progress = 0;
+                        this.waiting = false;
+                    }
+                }
+                if frame.is_none() || this.body.is_end_stream() {
+                    this.sent.take();
+                }
+                std::task::Poll::Ready(
+                    frame.map(|frame| {
+                        frame.map_err(|e| BoxError::from(ClientBodyError::Unreadable(e)))
+                    }),
+                )
+            }
+            std::task::Poll::Pending => {
+                if !this.waiting {
+                    this.waiting = true;
+                    let due = tokio::time::Instant::now() + this.timeout;
+                    this.stall.as_mut().reset(due);
+                }
+                if this.stall.as_mut().poll(cx).is_ready() {
+                    this.sent.take();
+                    return std::task::Poll::Ready(Some(Err(BoxError::from(
+                        ClientBodyError::Stalled(this.timeout),
+                    ))));
+                }
+                std::task::Poll::Pending
+            }
         }
-        std::task::Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -1,6 +1,9 @@
 //! `GET /oauth2/auth` (forward-auth for nginx `auth_request`, Traefik
 //! `forwardAuth`, Caddy `forward_auth`) and `GET /oauth2/userinfo`.
 
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::json;
 
@@ -18,6 +21,15 @@ use crate::{App, Body, empty};
 pub fn check<B>(app: &App, req: &Request<B>, conn: &ConnInfo) -> Response<Body> {
     // Canonical, so an IPv4 proxy reaching a dual-stack listener still matches.
     let trusted = is_trusted(conn.peer_ip.ip(), &app.config.server.trusted_proxies);
+    if !trusted && warning_due(&UNTRUSTED_SENDERS, req.headers(), conn.peer_ip.ip()) {
+        tracing::warn!(
+            peer = %conn.peer_ip.ip(),
+            "forward-auth: X-Original-URI / X-Forwarded-Uri from a peer not in \
+             server.trusted_proxies is ignored, so its requests are judged by the default \
+             rule (signed in) and not by [[rules]]; if this peer is your front proxy, add \
+             its address to server.trusted_proxies (logged once per peer)"
+        );
+    }
     let requirement = match trusted.then(|| original_target(req.headers())) {
         Some(Original::Target(method, path)) => match judge(app, &method, path) {
             Ok(requirement) => requirement,
@@ -54,6 +66,32 @@ fn judge<'a>(app: &'a App, method: &Method, path: &str) -> Result<Requirement<'a
     app.policy
         .judge(method, path)
         .map_err(|refused| format!("The original URI is refused: {refused}"))
+}
+
+/// Peers already warned about sending original-request headers untrusted.
+static UNTRUSTED_SENDERS: LazyLock<OncePerPeer> = LazyLock::new(|| OncePerPeer::new(1024));
+
+/// Remembers peers, to say something once per peer: bounded (the least
+/// recently seen are forgotten past `capacity`, and may be told again).
+pub(crate) struct OncePerPeer(moka::sync::Cache<IpAddr, ()>);
+
+impl OncePerPeer {
+    pub(crate) fn new(capacity: u64) -> Self {
+        Self(moka::sync::Cache::new(capacity))
+    }
+
+    /// True the first time `peer` is seen.
+    pub(crate) fn first_time(&self, peer: IpAddr) -> bool {
+        self.0.entry(peer).or_insert(()).is_fresh()
+    }
+}
+
+/// Whether an untrusted `peer` sent an original URI, for the first time:
+/// a `trusted_proxies` mistake otherwise turns every rule into the default
+/// one without a word. Costs nothing when neither header is present.
+fn warning_due(warned: &OncePerPeer, headers: &HeaderMap, peer: IpAddr) -> bool {
+    (headers.contains_key("x-original-uri") || headers.contains_key("x-forwarded-uri"))
+        && warned.first_time(peer)
 }
 
 fn accepted() -> Response<Body> {
@@ -145,6 +183,44 @@ pub fn userinfo<B>(app: &App, req: &Request<B>) -> Response<Body> {
         }
     };
     with_cookies(resp, authn.set_cookies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, http::HeaderValue::from_static("/admin/x"));
+        headers
+    }
+
+    #[test]
+    fn an_untrusted_original_uri_is_warned_about_once_per_peer() {
+        let warned = OncePerPeer::new(16);
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        assert!(
+            !warning_due(&warned, &HeaderMap::new(), a),
+            "no header, no warning"
+        );
+        assert!(warning_due(&warned, &with("x-original-uri"), a));
+        assert!(!warning_due(&warned, &with("x-original-uri"), a));
+        assert!(!warning_due(&warned, &with("x-forwarded-uri"), a));
+        assert!(warning_due(&warned, &with("x-forwarded-uri"), b));
+        assert!(!warning_due(&warned, &with("x-original-uri"), b));
+    }
+
+    #[test]
+    fn the_peers_remembered_are_bounded() {
+        let warned = OncePerPeer::new(16);
+        for i in 0..=255u8 {
+            for j in 0..=3u8 {
+                warned.first_time(IpAddr::from([10, 1, j, i]));
+            }
+        }
+        warned.0.run_pending_tasks();
+        assert!(warned.0.entry_count() <= 16, "{}", warned.0.entry_count());
+    }
 }
 
 #[cfg(test)]

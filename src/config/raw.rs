@@ -51,6 +51,9 @@ struct RawServer {
     trusted_proxies: Vec<String>,
     max_header_bytes: Option<usize>,
     header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +245,9 @@ impl Problems {
     }
 }
 
+/// `session.cookie_name` unless set (see the `__Host-` default).
+const DEFAULT_COOKIE_NAME: &str = "_portcullis";
+
 /// A secret must carry at least 32 bytes; `portcullis secret` makes one.
 const MIN_SECRET_LEN: usize = 32;
 
@@ -328,6 +334,23 @@ impl RawServer {
             s.header_read_timeout.as_deref(),
             "30s",
         );
+        let idle_timeout = p.duration("server.idle_timeout", s.idle_timeout.as_deref(), "120s");
+        let body_read_timeout = p.duration(
+            "server.body_read_timeout",
+            s.body_read_timeout.as_deref(),
+            "30s",
+        );
+        let max_connections = match s.max_connections {
+            Some(0) => {
+                p.add(
+                    "server.max_connections",
+                    "must be at least 1; leave it out for the default (derived from the open-file limit)",
+                );
+                1
+            }
+            Some(n) => n,
+            None => default_max_connections(open_file_limit()),
+        };
 
         if s.metrics_listen.is_some() {
             p.add(
@@ -343,8 +366,42 @@ impl RawServer {
             trusted_proxies,
             max_header_bytes,
             header_read_timeout,
+            idle_timeout,
+            body_read_timeout,
+            max_connections,
         }
     }
+}
+
+/// `server.max_connections` when not set: 10,000, or fewer when the process
+/// may not open enough files for them. Each proxied connection can hold two
+/// descriptors (the client's and one to the upstream), and
+/// [`RESERVED_FILES`] stay free for listeners, providers and files, so the cap
+/// is reached before `accept` starts failing with "too many open files".
+pub(super) fn default_max_connections(open_file_limit: Option<u64>) -> usize {
+    const DEFAULT: usize = 10_000;
+    match open_file_limit {
+        Some(limit) => {
+            let fit = limit.saturating_sub(RESERVED_FILES) / 2;
+            usize::try_from(fit).unwrap_or(DEFAULT).clamp(1, DEFAULT)
+        }
+        None => DEFAULT,
+    }
+}
+
+/// Descriptors kept free of client connections (see [`default_max_connections`]).
+const RESERVED_FILES: u64 = 64;
+
+/// The process's soft limit on open files (`ulimit -n`), where the system
+/// says (Linux's /proc); `None` when unknown or unlimited.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl RawUpstream {
@@ -400,7 +457,15 @@ impl RawSession {
                 format_args!("every secret needs at least {MIN_SECRET_LEN} bytes"),
             );
         }
-        let cookie_name = ss.cookie_name.unwrap_or_else(|| "_portcullis".to_owned());
+        // The default name, written out (as the reference config.toml does) or
+        // not, may take the `__Host-` prefix below; any other is used as written.
+        let named = ss
+            .cookie_name
+            .as_deref()
+            .is_some_and(|name| name != DEFAULT_COOKIE_NAME);
+        let mut cookie_name = ss
+            .cookie_name
+            .unwrap_or_else(|| DEFAULT_COOKIE_NAME.to_owned());
         if cookie_name.is_empty()
             || !cookie_name
                 .bytes()
@@ -424,6 +489,25 @@ impl RawSession {
                 true
             }
         };
+        // RFC 6265bis §4.1.3: a prefixed name is a promise browsers enforce,
+        // and a cookie that breaks it is dropped (so sign-in would loop).
+        if cookie_name.starts_with("__Host-") && (!secure || ss.domain.is_some()) {
+            p.add(
+                "session.cookie_name",
+                "a \"__Host-\" cookie needs secure cookies and no session.domain; remove session.domain (or the prefix), and use an https public_url or secure = true",
+            );
+        } else if cookie_name.starts_with("__Secure-") && !secure {
+            p.add(
+                "session.cookie_name",
+                "a \"__Secure-\" cookie needs secure cookies; use an https public_url or secure = true, or drop the prefix",
+            );
+        }
+        // The default name, on https, host-only: bound to this host with
+        // `__Host-`, so a sibling subdomain can neither plant nor shadow the
+        // session cookie.
+        if !named && secure && ss.domain.is_none() && public_url.scheme() == "https" {
+            cookie_name.insert_str(0, crate::session::cookies::HOST_PREFIX);
+        }
         if let Some(domain) = &ss.domain {
             let host_chars = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
             if domain.trim_start_matches('.').is_empty() || !domain.bytes().all(host_chars) {

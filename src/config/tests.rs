@@ -684,3 +684,91 @@ fn an_https_issuer_refuses_configured_plain_http_endpoints_by_key() {
     );
     assert!(!got.contains("userinfo_url"), "{got}");
 }
+
+/// [`MINIMAL`] with `extra` keys in its `[session]` table.
+fn with_session(extra: &str) -> String {
+    MINIMAL.replace("[session]\n", &format!("[session]\n{extra}\n"))
+}
+
+#[test]
+fn https_host_only_session_cookie_defaults_to_a_host_prefixed_name() {
+    let https = |extra: &str| {
+        parse(&format!(
+            "{}\n[server]\npublic_url = \"https://app.example.com\"\n",
+            with_session(extra)
+        ))
+        .unwrap()
+        .session
+        .cookie_name
+    };
+    assert_eq!(https(""), "__Host-_portcullis");
+    // The default written out, as the reference config.toml has it, is the default.
+    assert_eq!(https("cookie_name = \"_portcullis\""), "__Host-_portcullis");
+    // A shared domain, a name of the operator's or insecure cookies keep theirs.
+    assert_eq!(https("domain = \".example.com\""), "_portcullis");
+    assert_eq!(https("cookie_name = \"_app\""), "_app");
+    assert_eq!(https("secure = false"), "_portcullis");
+    assert_eq!(parse(MINIMAL).unwrap().session.cookie_name, "_portcullis");
+}
+
+#[test]
+fn a_prefixed_cookie_name_must_keep_its_promise() {
+    for (extra, public_url) in [
+        ("cookie_name = \"__Host-app\"", "http://127.0.0.1:4180"),
+        (
+            "cookie_name = \"__Host-app\"\ndomain = \".example.com\"",
+            "https://app.example.com",
+        ),
+        ("cookie_name = \"__Secure-app\"", "http://127.0.0.1:4180"),
+    ] {
+        let got = problems(&format!(
+            "{}\n[server]\npublic_url = \"{public_url}\"\n",
+            with_session(extra)
+        ));
+        assert!(
+            got.iter().any(|p| p.starts_with("session.cookie_name:")),
+            "{extra}: {got:?}"
+        );
+    }
+    let c = parse(&format!(
+        "{}\n[server]\npublic_url = \"https://app.example.com\"\n",
+        with_session("cookie_name = \"__Host-app\"")
+    ))
+    .unwrap();
+    assert_eq!(c.session.cookie_name, "__Host-app");
+}
+
+#[test]
+fn connection_limits_have_defaults_and_are_checked() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(120));
+    assert_eq!(c.server.body_read_timeout, Duration::from_secs(30));
+    assert!(c.server.max_connections >= 1);
+    let c = parse(&format!(
+        "{MINIMAL}\n[server]\nidle_timeout = \"5s\"\nbody_read_timeout = \"2s\"\nmax_connections = 7\n"
+    ))
+    .unwrap();
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.body_read_timeout, Duration::from_secs(2));
+    assert_eq!(c.server.max_connections, 7);
+    let got = problems(&format!(
+        "{MINIMAL}\n[server]\nidle_timeout = \"0s\"\nbody_read_timeout = \"soon\"\nmax_connections = 0\n"
+    ));
+    for key in [
+        "server.idle_timeout:",
+        "server.body_read_timeout:",
+        "server.max_connections:",
+    ] {
+        assert!(got.iter().any(|p| p.starts_with(key)), "{key} {got:?}");
+    }
+}
+
+#[test]
+fn default_max_connections_fits_the_open_file_limit() {
+    use super::raw::default_max_connections;
+    assert_eq!(default_max_connections(None), 10_000);
+    assert_eq!(default_max_connections(Some(1_048_576)), 10_000);
+    // systemd's default soft limit: two descriptors a connection, 64 spare.
+    assert_eq!(default_max_connections(Some(1024)), 480);
+    assert_eq!(default_max_connections(Some(10)), 1);
+}

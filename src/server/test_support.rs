@@ -15,6 +15,10 @@ use super::{Handler, ServerLimits, serve};
 pub(crate) const LIMITS: ServerLimits = ServerLimits {
     max_header_bytes: 16 * 1024,
     header_read_timeout: Duration::from_secs(5),
+    idle_timeout: Duration::from_secs(60),
+    keep_alive_interval: Duration::from_secs(20),
+    keep_alive_timeout: Duration::from_secs(20),
+    max_connections: 1000,
 };
 
 pub(crate) struct Running {

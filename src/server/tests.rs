@@ -27,6 +27,13 @@ impl Handler for Describe {
         let headers = response.headers_mut();
         headers.insert("x-peer", conn.peer.to_string().parse().unwrap());
         headers.insert("x-tls", conn.tls.to_string().parse().unwrap());
+        let hosts: Vec<&str> = req
+            .headers()
+            .get_all(http::header::HOST)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        headers.insert("x-host", hosts.join(" | ").parse().unwrap());
         response
     }
 }
@@ -328,4 +335,333 @@ async fn a_failed_tls_handshake_does_not_stop_the_server() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(text(response).await, "HTTP/2.0 /after");
     server.stop().await;
+}
+
+// === connections that end (issue #10 item 5) ===
+
+/// An HTTP/2 frame: 9-byte header, then `payload`.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut frame = vec![len[1], len[2], len[3], kind, flags];
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The client preface and an empty SETTINGS frame.
+fn h2_preface() -> Vec<u8> {
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend(h2_frame(0x4, 0, 0, &[]));
+    bytes
+}
+
+/// HPACK for `GET http://localhost/`: static-table `:method GET`, `:scheme
+/// http`, `:path /`, and `:authority` as a literal without indexing.
+fn h2_get_block() -> Vec<u8> {
+    let mut block = vec![0x82, 0x86, 0x84, 0x01, 9];
+    block.extend_from_slice(b"localhost");
+    block
+}
+
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+/// Reads until the server closes the connection; `false` if it is still open
+/// after `wait`.
+async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut sink = Vec::new();
+    tokio::time::timeout(wait, stream.read_to_end(&mut sink))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_told_to_go_away() {
+    let limits = ServerLimits {
+        idle_timeout: Duration::from_millis(300),
+        ..LIMITS
+    };
+    let server = spawn(describe(), limits, None, TaskTracker::new()).await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = Request::get(server.url("/first"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(text(response).await, "HTTP/2.0 /first");
+    // The server's GOAWAY ends the client's connection; without an idle
+    // timeout it stays open for as long as the test runs.
+    let ended = tokio::time::timeout(Duration::from_secs(5), connection).await;
+    assert!(ended.is_ok(), "the idle HTTP/2 connection is still open");
+    assert!(sender.is_closed());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_http2_connection_with_a_stream_open_is_not_idle() {
+    let limits = ServerLimits {
+        idle_timeout: Duration::from_millis(200),
+        ..LIMITS
+    };
+    let server = spawn(
+        Describe {
+            delay: Duration::from_millis(900),
+        },
+        limits,
+        None,
+        TaskTracker::new(),
+    )
+    .await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    // The first stream ends the first-request wait at once; the second is
+    // open far longer than the idle timeout and must still be answered.
+    let first = sender.send_request(
+        Request::get(server.url("/a"))
+            .body(Empty::<Bytes>::new())
+            .unwrap(),
+    );
+    let response = first.await.unwrap();
+    assert_eq!(text(response).await, "HTTP/2.0 /a");
+    let response = sender
+        .send_request(
+            Request::get(server.url("/b"))
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(response).await, "HTTP/2.0 /b");
+    server.stop().await;
+}
+
+/// A HEADERS frame without END_HEADERS: the server waits for a CONTINUATION
+/// that never comes. After a first whole request (so the first-request timer
+/// is over), a keep-alive PING the client cannot answer ends the connection.
+#[tokio::test]
+async fn a_header_block_left_open_is_dropped_by_keep_alive() {
+    let limits = ServerLimits {
+        keep_alive_interval: Duration::from_millis(200),
+        keep_alive_timeout: Duration::from_millis(200),
+        ..LIMITS
+    };
+    let server = spawn(describe(), limits, None, TaskTracker::new()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut bytes = h2_preface();
+    bytes.extend(h2_frame(0x1, END_STREAM | END_HEADERS, 1, &h2_get_block()));
+    bytes.extend(h2_frame(0x1, END_STREAM, 3, &h2_get_block()));
+    stream.write_all(&bytes).await.unwrap();
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(5)).await,
+        "a half-sent header block held the connection"
+    );
+    server.stop().await;
+}
+
+/// The same, with keep-alive pings too rare to matter: the idle timeout (no
+/// stream is open while a header block is unfinished) ends it.
+#[tokio::test]
+async fn a_header_block_left_open_is_dropped_by_the_idle_timeout() {
+    let limits = ServerLimits {
+        idle_timeout: Duration::from_millis(300),
+        keep_alive_interval: Duration::from_secs(60),
+        keep_alive_timeout: Duration::from_millis(300),
+        ..LIMITS
+    };
+    let server = spawn(describe(), limits, None, TaskTracker::new()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut bytes = h2_preface();
+    bytes.extend(h2_frame(0x1, END_STREAM | END_HEADERS, 1, &h2_get_block()));
+    bytes.extend(h2_frame(0x1, END_STREAM, 3, &h2_get_block()));
+    stream.write_all(&bytes).await.unwrap();
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(5)).await,
+        "a half-sent header block held the connection"
+    );
+    server.stop().await;
+}
+
+/// One request on a kept-alive HTTP/1.1 connection, read to the end of its body.
+async fn keep_alive_request(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /kept HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(b"HTTP/1.1 /kept") {
+        let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
+            .await
+            .expect("no answer")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn connections_over_max_connections_are_closed_at_once() {
+    let limits = ServerLimits {
+        max_connections: 2,
+        ..LIMITS
+    };
+    let server = spawn(describe(), limits, None, TaskTracker::new()).await;
+    let mut first = TcpStream::connect(server.addr).await.unwrap();
+    let mut second = TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        keep_alive_request(&mut first)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        keep_alive_request(&mut second)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    let answer = raw_exchange(&mut third, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        answer.is_empty(),
+        "the third connection was served: {answer}"
+    );
+
+    // A place frees when a connection ends.
+    drop(first);
+    let mut served = false;
+    for _ in 0..50 {
+        let mut next = TcpStream::connect(server.addr).await.unwrap();
+        let answer = raw_exchange(
+            &mut next,
+            b"GET /again HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if answer.starts_with("HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "no connection served after one closed");
+    assert!(
+        keep_alive_request(&mut second)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    server.stop().await;
+}
+
+// === protocol hygiene (issue #10 item 6) ===
+
+#[tokio::test]
+async fn two_host_headers_are_400() {
+    let server = spawn(describe(), LIMITS, None, TaskTracker::new()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let answer = raw_exchange(
+        &mut stream,
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("more than one Host"), "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_http11_request_without_host_is_400() {
+    let server = spawn(describe(), LIMITS, None, TaskTracker::new()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let answer = raw_exchange(&mut stream, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_absolute_form_target_names_the_host() {
+    let server = spawn(describe(), LIMITS, None, TaskTracker::new()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let answer = raw_exchange(
+        &mut stream,
+        b"GET http://front.example/p HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("x-host: front.example\r\n"), "{answer}");
+
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let answer = raw_exchange(
+        &mut stream,
+        b"GET http://user@front.example/p HTTP/1.1\r\nHost: front.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    server.stop().await;
+}
+
+/// An HTTP/2 request over a new prior-knowledge connection.
+async fn h2_request(server: &Running, request: Request<Empty<Bytes>>) -> Response<Incoming> {
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender.send_request(request).await.unwrap()
+}
+
+#[tokio::test]
+async fn http2_host_must_match_authority() {
+    let server = spawn(describe(), LIMITS, None, TaskTracker::new()).await;
+    let request = |host: &str| {
+        Request::get("http://front.example/p")
+            .header("host", host)
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let refused = h2_request(&server, request("other.example")).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(text(refused).await.contains("another host than :authority"));
+
+    let same = h2_request(&server, request("FRONT.example")).await;
+    assert_eq!(same.status(), StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn http2_userinfo_in_authority_is_400() {
+    let server = spawn(describe(), LIMITS, None, TaskTracker::new()).await;
+    let request = Request::get("http://user:pw@front.example/p")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = h2_request(&server, request).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(text(response).await.contains("user info"));
+    server.stop().await;
+}
+
+/// A flood past max_connections is one warning per 10 s, with a count.
+#[test]
+fn refusals_are_logged_once_per_period_with_a_count() {
+    let mut refusals = Refusals::default();
+    refusals.note(2);
+    let logged = refusals.last_logged.expect("the first refusal is logged");
+    assert_eq!(refusals.unlogged, 0);
+    for _ in 0..1000 {
+        refusals.note(2);
+    }
+    assert_eq!(
+        refusals.last_logged,
+        Some(logged),
+        "logged again within the period"
+    );
+    assert_eq!(refusals.unlogged, 1000, "counted for the next line");
 }

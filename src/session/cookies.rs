@@ -41,7 +41,15 @@ pub struct Loaded {
 /// Reads and writes the session cookies and the sign-in flow cookies; owns the keys.
 pub struct SessionCookies {
     pub(super) keys: SessionKeys,
+    /// `session.cookie_name`: the session cookie, and `<name>_<n>` its chunks.
     pub(super) name: String,
+    /// The base of flow cookie names: the session's, but `__Secure-` for a
+    /// `__Host-` one, since flow cookies live under `/oauth2/` and a `__Host-`
+    /// cookie must have `Path=/` (browsers refuse it otherwise).
+    pub(super) flow_name: String,
+    /// With a `__Host-` name, the same name unprefixed: what older versions
+    /// wrote. Still recognised as portcullis' own, so it is kept from the upstream.
+    unprefixed: Option<String>,
     pub(super) secure: bool,
     same_site: SameSite,
     domain: Option<String>,
@@ -98,6 +106,11 @@ impl SessionCookies {
         Self {
             keys: SessionKeys::new(config),
             name: config.cookie_name.clone(),
+            flow_name: flow_name(&config.cookie_name),
+            unprefixed: config
+                .cookie_name
+                .strip_prefix(HOST_PREFIX)
+                .map(str::to_owned),
             secure: config.secure,
             same_site: config.same_site,
             domain: config.domain.clone(),
@@ -233,8 +246,12 @@ impl SessionCookies {
     }
 
     /// Removes portcullis' cookies from the `Cookie` header(s) bound upstream; the
-    /// app's cookies are kept byte for byte, joined into one header (RFC 9113 §8.2.3).
+    /// app's cookies are kept byte for byte, joined into one header. Several
+    /// `Cookie` fields (HTTP/2 sends each cookie as its own, RFC 9113 §8.2.3)
+    /// are joined even when none is portcullis': HTTP/1.1 allows one `Cookie`
+    /// header (RFC 6265 §5.4), and the upstream leg is HTTP/1.1.
     pub fn strip_own_cookies(&self, headers: &mut HeaderMap) {
+        let several = headers.get_all(COOKIE).iter().nth(1).is_some();
         let mut own = false;
         // A piece without `=` is a nameless cookie (RFC 6265bis §5.6 step 3): not ours.
         let kept: Vec<&[u8]> = cookie_pieces(headers)
@@ -246,7 +263,7 @@ impl SessionCookies {
                 _ => true,
             })
             .collect();
-        if !own {
+        if !own && !several {
             return;
         }
         let joined = kept.join(&b"; "[..]);
@@ -267,19 +284,17 @@ impl SessionCookies {
     }
 
     fn is_own_name(&self, name: &[u8]) -> bool {
-        self.chunk_suffix(name).is_some() || self.is_flow_name(name)
+        self.chunk_suffix(name).is_some()
+            || self.is_flow_name(name)
+            || self
+                .unprefixed
+                .as_ref()
+                .is_some_and(|base| suffix_of(base, name).is_some())
     }
 
     /// `Some("")` for the base name, `Some(digits)` for `<name>_<digits>`.
     fn chunk_suffix<'a>(&self, name: &'a [u8]) -> Option<&'a [u8]> {
-        let rest = name.strip_prefix(self.name.as_bytes())?;
-        if rest.is_empty() {
-            return Some(rest);
-        }
-        let digits = rest.strip_prefix(b"_")?;
-        // At most three digits, as `chunk_index` reads them: a longer name is
-        // not one portcullis could have written.
-        (matches!(digits.len(), 1..=3) && digits.iter().all(u8::is_ascii_digit)).then_some(digits)
+        suffix_of(&self.name, name)
     }
 
     /// `<name>` for chunk 0, `<name>_<i>` after.
@@ -408,6 +423,31 @@ impl SessionCookies {
                 set_cookie(format!("{name}={attributes}"))
             })
             .collect()
+    }
+}
+
+/// `Some("")` for `base`, `Some(digits)` for `<base>_<digits>`.
+fn suffix_of<'a>(base: &str, name: &'a [u8]) -> Option<&'a [u8]> {
+    let rest = name.strip_prefix(base.as_bytes())?;
+    if rest.is_empty() {
+        return Some(rest);
+    }
+    let digits = rest.strip_prefix(b"_")?;
+    // At most three digits, as `chunk_index` reads them: a longer name is
+    // not one portcullis could have written.
+    (matches!(digits.len(), 1..=3) && digits.iter().all(u8::is_ascii_digit)).then_some(digits)
+}
+
+/// The prefix that binds a cookie to its host (RFC 6265bis §4.1.3.2):
+/// `Secure`, `Path=/`, no `Domain`, so no sibling subdomain can set or shadow it.
+pub const HOST_PREFIX: &str = "__Host-";
+
+/// The base of flow cookie names for the session cookie `name`: see
+/// [`SessionCookies::flow_name`].
+fn flow_name(name: &str) -> String {
+    match name.strip_prefix(HOST_PREFIX) {
+        Some(rest) => format!("__Secure-{rest}"),
+        None => name.to_owned(),
     }
 }
 

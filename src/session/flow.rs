@@ -53,12 +53,13 @@ pub enum FlowError {
 }
 
 impl SessionCookies {
-    /// `<cookie_name>_flow_<first 16 hex digits of SHA-256(state)>`: one per flow,
+    /// `<cookie_name>_flow_<first 16 hex digits of SHA-256(state)>` (with
+    /// `__Secure-` for a `__Host-` cookie_name): one per flow,
     /// so sign-ins in two tabs keep their own cookie.
     pub fn flow_cookie_name(&self, state: &str) -> String {
         let digest = Sha256::digest(state.as_bytes());
         let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}_flow_{hex}", self.name)
+        format!("{}_flow_{hex}", self.flow_name)
     }
 
     /// The Set-Cookie that starts a sign-in; send [`Self::make_room_for_flow`]'s with it.
@@ -124,7 +125,7 @@ impl SessionCookies {
     }
 
     pub(super) fn is_flow_name(&self, name: &[u8]) -> bool {
-        name.strip_prefix(self.name.as_bytes())
+        name.strip_prefix(self.flow_name.as_bytes())
             .and_then(|rest| rest.strip_prefix(b"_flow_"))
             .is_some_and(|hex| {
                 hex.len() == 16 && hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

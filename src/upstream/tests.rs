@@ -521,3 +521,240 @@ async fn switching_protocols_unasked_is_502_and_opens_no_tunnel() {
     assert!(tunnels.is_empty());
     s.stop().await;
 }
+
+// === the client's request body (issue #10 items 5 and 6) ===
+
+/// An app that reads each request body whole and reports how that went.
+struct Recorder(mpsc::UnboundedSender<Result<usize, String>>);
+
+impl Handler for Recorder {
+    async fn handle(&self, req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
+        let got = req.into_body().collect().await;
+        let _ = self
+            .0
+            .send(got.map(|b| b.to_bytes().len()).map_err(|e| e.to_string()));
+        Response::new(full("read"))
+    }
+}
+
+/// A proxy with `body_read_timeout` in front of a [`Recorder`].
+async fn recorded(
+    body_read_timeout: Duration,
+) -> (
+    Running,
+    Running,
+    mpsc::UnboundedReceiver<Result<usize, String>>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = spawn(Recorder(tx), LIMITS, None, TaskTracker::new()).await;
+    let upstream = Upstream::new(&config(
+        &format!("http://{}", app.addr),
+        Duration::from_secs(5),
+    ))
+    .with_body_read_timeout(body_read_timeout);
+    let proxy = spawn(Forward(upstream), LIMITS, None, TaskTracker::new()).await;
+    (app, proxy, rx)
+}
+
+/// Writes `bytes` and reads the answer until the proxy closes (at most 5 s).
+async fn send_raw(stream: &mut TcpStream, bytes: &[u8]) -> (String, bool) {
+    stream.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .is_ok();
+    (String::from_utf8_lossy(&answer).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn a_stalled_request_body_is_408_and_frees_both_connections() {
+    let (app, proxy, mut got) = recorded(Duration::from_millis(300)).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    // One byte of ten, then nothing: a slow POST.
+    let (answer, closed) = send_raw(
+        &mut stream,
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\na",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(closed, "the client connection is still held");
+    // The upstream saw its request end unfinished: the upstream connection
+    // was closed, not kept waiting for the rest.
+    let seen = tokio::time::timeout(Duration::from_secs(5), got.recv())
+        .await
+        .expect("the upstream is still waiting for the body")
+        .unwrap();
+    assert!(seen.is_err(), "the upstream got a whole body: {seen:?}");
+    proxy.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_but_steady_request_body_is_not_cut_off() {
+    let (app, proxy, mut got) = recorded(Duration::from_millis(400)).await;
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+    let request = Request::post(proxy.url("/upload"))
+        .body(StreamBody::new(tokio_stream(rx)))
+        .unwrap();
+    let client: Client<_, StreamBody<_>> = Client::builder(TokioExecutor::new()).build_http();
+    let pending = tokio::spawn(client.request(request));
+    // Longer in all than the timeout, never a gap as long, and more than a
+    // KiB each time.
+    for _ in 0..8 {
+        let kib = Bytes::from(vec![b'x'; 1024]);
+        tx.send(Ok(Frame::data(kib))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tx.send(Ok(Frame::data(Bytes::from("end")))).await.unwrap();
+    drop(tx);
+    let response = pending.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(got.recv().await.unwrap(), Ok(8 * 1024 + 3));
+    proxy.stop().await;
+    app.stop().await;
+}
+
+/// The slow POST: a byte at a time, never pausing as long as the timeout,
+/// never bringing a KiB within it.
+#[tokio::test]
+async fn a_trickled_request_body_is_408() {
+    let (app, proxy, mut got) = recorded(Duration::from_millis(400)).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    for _ in 0..50 {
+        // Stops when portcullis has answered (and closed): a write then fails.
+        if stream.write_all(b"a").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await
+        {
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let seen = tokio::time::timeout(Duration::from_secs(5), got.recv())
+        .await
+        .expect("the upstream is still waiting for the body")
+        .unwrap();
+    assert!(seen.is_err(), "the upstream got a whole body: {seen:?}");
+    proxy.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_request_body_is_400_not_502() {
+    let (app, proxy, _got) = recorded(Duration::from_secs(5)).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (answer, _) = send_raw(
+        &mut stream,
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("invalid_request"), "{answer}");
+    assert!(!answer.contains("upstream_unavailable"), "{answer}");
+    proxy.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_after_the_answer_began_resets_the_response() {
+    let app = spawn(App::default(), LIMITS, None, TaskTracker::new()).await;
+    let upstream = Upstream::new(&config(
+        &format!("http://{}", app.addr),
+        Duration::from_secs(5),
+    ))
+    .with_body_read_timeout(Duration::from_millis(300));
+    let proxy = spawn(Forward(upstream), LIMITS, None, TaskTracker::new()).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    // `/duplex` answers at once and streams the request body back.
+    let (answer, closed) = send_raw(
+        &mut stream,
+        b"POST /duplex HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(closed, "the connection is still held");
+    // Cut short: the head promised ten bytes, or chunks that never ended.
+    assert!(!answer.ends_with("\r\n0\r\n\r\n"), "{answer}");
+    proxy.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_tunnel_keeps_its_place_under_max_connections() {
+    let app = spawn(App::default(), LIMITS, None, TaskTracker::new()).await;
+    let upstream = Upstream::new(&config(
+        &format!("http://{}", app.addr),
+        Duration::from_secs(5),
+    ));
+    let tunnels = upstream.tunnels();
+    let limits = crate::server::ServerLimits {
+        max_connections: 1,
+        ..LIMITS
+    };
+    let proxy = spawn(Forward(upstream), limits, None, tunnels.clone()).await;
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: chatproto\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    stream.write_all(b"ping").await.unwrap();
+    let mut reply = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&reply, b"pong:ping");
+
+    // hyper is done with the upgraded connection, the tunnel is not: no place.
+    let (answer, _) = send_raw(
+        &mut TcpStream::connect(proxy.addr).await.unwrap(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.is_empty(),
+        "served while the tunnel holds the place: {answer}"
+    );
+
+    // The tunnel closes; its place comes back.
+    drop(stream);
+    let mut served = false;
+    for _ in 0..50 {
+        let (answer, _) = send_raw(
+            &mut TcpStream::connect(proxy.addr).await.unwrap(),
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if answer.starts_with("HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "the tunnel's place was not given back");
+    proxy.stop().await;
+    app.stop().await;
+}

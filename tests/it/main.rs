@@ -2,6 +2,7 @@
 
 mod browser;
 mod cli;
+mod connections;
 mod fakes;
 mod forward_auth;
 mod id_token;

@@ -476,7 +476,7 @@ fn strip_keeps_other_cookies_byte_for_byte() {
 }
 
 #[test]
-fn strip_joins_several_cookie_headers_and_leaves_foreign_ones_alone() {
+fn strip_joins_several_cookie_headers_with_or_without_own_ones() {
     let s = store();
     let mut h = HeaderMap::new();
     h.append(COOKIE, HeaderValue::from_static("a=1"));
@@ -485,9 +485,19 @@ fn strip_joins_several_cookie_headers_and_leaves_foreign_ones_alone() {
     s.strip_own_cookies(&mut h);
     assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), ["a=1; b=2"]);
 
-    let mut untouched = HeaderMap::new();
-    untouched.append(COOKIE, HeaderValue::from_static("a=1 ;  b=2"));
-    untouched.append(COOKIE, HeaderValue::from_static("c=3"));
+    // HTTP/2 cookie fields, none of them portcullis': still one header for
+    // the HTTP/1.1 upstream (RFC 9113 §8.2.3).
+    let mut foreign = HeaderMap::new();
+    foreign.append(COOKIE, HeaderValue::from_static("a=1 ;  b=2"));
+    foreign.append(COOKIE, HeaderValue::from_static("c=3"));
+    s.strip_own_cookies(&mut foreign);
+    assert_eq!(
+        foreign.get_all(COOKIE).iter().collect::<Vec<_>>(),
+        ["a=1; b=2; c=3"]
+    );
+
+    // One foreign header is left as it was, byte for byte.
+    let mut untouched = cookie_header("a=1 ;  b=2");
     let before = untouched.clone();
     s.strip_own_cookies(&mut untouched);
     assert_eq!(untouched, before);
@@ -523,4 +533,48 @@ fn a_session_too_large_to_read_back_is_not_written() {
     let s = store();
     let too_large = s.store_at(&session(200_000), &HeaderMap::new(), NOW);
     assert!(too_large.is_err(), "written though it could never load");
+}
+
+#[test]
+fn a_host_prefixed_session_keeps_the_prefix_everywhere() {
+    let s = store_with(|c| c.cookie_name = "__Host-_portcullis".into());
+    let set = s.store_at(&session(10), &HeaderMap::new(), NOW).unwrap();
+    let cookie = set[0].to_str().unwrap();
+    // __Host-: Secure, Path=/ and no Domain, or browsers drop it.
+    assert!(cookie.starts_with("__Host-_portcullis="), "{cookie}");
+    assert!(
+        cookie.contains("; Path=/;") && cookie.contains("; Secure"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Domain="), "{cookie}");
+    let loaded = s.load(&browser_sends(&set), NOW);
+    assert!(loaded.session.is_some());
+
+    // Chunks carry the prefix too.
+    let big = s.store_at(&session(9000), &HeaderMap::new(), NOW).unwrap();
+    assert!(big.len() > 1);
+    assert!(
+        big.iter()
+            .all(|c| c.to_str().unwrap().starts_with("__Host-_portcullis"))
+    );
+    assert!(s.load(&browser_sends(&big), NOW).session.is_some());
+
+    // Flow cookies live under /oauth2/, where __Host- is not allowed: __Secure-.
+    let flow = s.flow_cookie_name("state");
+    assert!(flow.starts_with("__Secure-_portcullis_flow_"), "{flow}");
+    assert!(s.is_own_cookie(&flow));
+
+    // Kept from the upstream: every name portcullis writes, and the
+    // unprefixed session cookie of older versions.
+    let mut h = cookie_header(&format!(
+        "a=1; __Host-_portcullis=x; __Host-_portcullis_1=y; {flow}=z; _portcullis=old; _portcullis_1=old"
+    ));
+    s.strip_own_cookies(&mut h);
+    assert_eq!(h.get(COOKIE).unwrap(), "a=1");
+    // A sibling's cookie of the unprefixed name opens no session.
+    assert!(
+        s.load(&cookie_header("_portcullis=x"), NOW)
+            .session
+            .is_none()
+    );
 }
