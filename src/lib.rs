@@ -9,6 +9,8 @@
 pub mod auth;
 pub mod config;
 pub mod demo;
+#[cfg(test)]
+mod fuzz;
 pub mod headers;
 pub mod identity;
 pub mod pages;
