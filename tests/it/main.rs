@@ -6,6 +6,7 @@ mod fakes;
 mod forward_auth;
 mod id_token;
 mod login_flow;
+mod open_redirects;
 mod providers;
 mod proxying;
 mod readiness;
