@@ -1,7 +1,8 @@
 //! Properties of `rd` validation (issue #10 item 9): no accepted `rd` leads a
 //! browser off-site, however a WHATWG URL parser (the `url` crate) reads it,
 //! whether as sent, as the `Location` portcullis writes, as a link on the
-//! sign-in page, or after an intermediary percent-decodes it again.
+//! sign-in page, or after an intermediary percent-decodes it again; nor to a
+//! path starting with `//`, which an app redirecting on it would send off-site.
 
 use http::header::LOCATION;
 use percent_encoding::percent_decode_str;
@@ -141,6 +142,15 @@ fn assert_same_origin(base: &Url, target: &str, what: &str) -> Result<(), TestCa
         target,
         landed
     );
+    // A path starting with `//` is a network-path reference to whatever app
+    // echoes it in a redirect of its own (a trailing-slash redirect, say).
+    prop_assert!(
+        !landed.path().starts_with("//"),
+        "{} {:?} lands on a path starting with //: {}",
+        what,
+        target,
+        landed
+    );
     Ok(())
 }
 
@@ -176,7 +186,7 @@ pub(super) fn accepted_rd_stays_on_site(rd: &str) -> Result<(), TestCaseError> {
 }
 
 /// `href`, `src` and `action` attribute values of `html`, unescaped.
-pub(crate) fn link_targets(html: &str) -> Vec<String> {
+fn link_targets(html: &str) -> Vec<String> {
     let mut targets = Vec::new();
     for attribute in ["href=\"", "src=\"", "action=\"", "formaction=\""] {
         let mut rest = html;

@@ -148,6 +148,12 @@ impl Check<'_> {
             "{endpoint}: {landed} carries credentials; payload {:?}",
             self.payload
         );
+        // An app that redirects on such a path would send the browser off-site.
+        assert!(
+            !landed.path().starts_with("//"),
+            "{endpoint}: {landed} has a path starting with //; payload {:?}",
+            self.payload
+        );
         landed
     }
 
