@@ -315,4 +315,6 @@ pub fn is_trusted(ip: IpAddr, trusted_proxies: &[IpNet]) -> bool {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

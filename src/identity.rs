@@ -94,10 +94,18 @@ impl Identity {
     }
 }
 
-/// Printable ASCII as it is; anything else as an RFC 2047 encoded word.
+/// Printable ASCII as it is; anything else as an RFC 2047 encoded word. Also
+/// encoded: a value with a space at either end, which HTTP parsers trim (RFC
+/// 9110 §5.5), and a value holding `=?` anywhere, which RFC 2047 decoders may
+/// read as an encoded word (most find them anywhere in a value, not only at
+/// its start), so an encoded word is always portcullis' own.
 pub fn encode_header_value(value: &str) -> Option<http::HeaderValue> {
     use base64::Engine;
-    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) && !value.starts_with("=?") {
+    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
+        && !value.contains("=?");
+    if plain {
         return http::HeaderValue::from_str(value).ok();
     }
     let encoded = base64::engine::general_purpose::STANDARD.encode(value.as_bytes());
@@ -129,6 +137,9 @@ fn string_list(v: &Value) -> Vec<String> {
         other => scalar_string(other).into_iter().collect(),
     }
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
@@ -179,6 +190,32 @@ mod tests {
                 .to_str()
                 .unwrap()
                 .starts_with("=?UTF-8?B?PT9")
+        );
+    }
+
+    /// Found by the header value property: an HTTP parser trims the spaces,
+    /// so the upstream read `admin` for the claim ` admin `.
+    #[test]
+    fn a_value_with_a_space_at_either_end_is_encoded() {
+        assert_eq!(encode_header_value(" ").unwrap(), "=?UTF-8?B?IA==?=");
+        assert_eq!(
+            encode_header_value(" admin ").unwrap(),
+            "=?UTF-8?B?IGFkbWluIA==?="
+        );
+        assert_eq!(encode_header_value("Ada Lovelace").unwrap(), "Ada Lovelace");
+    }
+
+    /// Found by the header value property: RFC 2047 decoders find encoded
+    /// words anywhere in a value, so `x=?UTF-8?B?YWRtaW4=?=` read as `xadmin`.
+    #[test]
+    fn a_value_holding_an_encoded_word_anywhere_is_encoded() {
+        assert_eq!(
+            encode_header_value("x=?UTF-8?B?YWRtaW4=?=").unwrap(),
+            "=?UTF-8?B?eD0/VVRGLTg/Qj9ZV1J0YVc0PT89?="
+        );
+        assert_eq!(
+            encode_header_value("Ada =?").unwrap(),
+            "=?UTF-8?B?QWRhID0/?="
         );
     }
 }

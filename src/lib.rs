@@ -10,6 +10,8 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod head_limit;
+#[cfg(test)]
+mod fuzz;
 pub mod headers;
 pub mod identity;
 pub mod pages;

@@ -100,4 +100,6 @@ fn stays_on_site(form: &str) -> bool {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

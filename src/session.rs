@@ -2,6 +2,8 @@
 
 pub mod cookies;
 pub mod flow;
+#[cfg(test)]
+mod flow_proptests;
 pub mod keys;
 
 use std::sync::OnceLock;

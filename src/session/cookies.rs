@@ -541,4 +541,6 @@ pub(super) fn set_cookie(cookie: String) -> Option<HeaderValue> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

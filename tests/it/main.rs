@@ -7,6 +7,7 @@ mod fakes;
 mod forward_auth;
 mod id_token;
 mod login_flow;
+mod open_redirects;
 mod path_confusion;
 mod providers;
 mod proxying;
