@@ -9,9 +9,9 @@
 pub mod auth;
 pub mod config;
 pub mod demo;
-pub mod head_limit;
 #[cfg(test)]
 mod fuzz;
+pub mod head_limit;
 pub mod headers;
 pub mod identity;
 pub mod pages;
