@@ -227,17 +227,30 @@ fn covers(judged: &Requirement<'_>, theirs: &Requirement<'_>) -> bool {
     }
 }
 
+/// The path, and the two options an operator may set.
+fn judged_path() -> impl Strategy<Value = (String, bool, bool)> {
+    (raw_path(), any::<bool>(), any::<bool>())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(10_000))]
 
     #[test]
     fn a_path_is_refused_or_its_verdict_covers_every_upstreams_reading(
-        raw in raw_path(),
-        case_sensitive in any::<bool>(),
-        encoded_slashes in any::<bool>(),
+        (raw, case_sensitive, encoded_slashes) in judged_path(),
     ) {
         check_path(&raw, case_sensitive, encoded_slashes)?;
     }
+}
+
+#[test]
+#[ignore = "fuzz target: FUZZ_SECONDS=600 cargo test --lib fuzz_ -- --ignored"]
+fn fuzz_path_readings() {
+    crate::fuzz::fuzz(
+        "path_readings",
+        judged_path(),
+        |(raw, case_sensitive, encoded_slashes)| check_path(&raw, case_sensitive, encoded_slashes),
+    );
 }
 
 fn check_path(raw: &str, case_sensitive: bool, encoded_slashes: bool) -> Result<(), TestCaseError> {

@@ -35,29 +35,45 @@ proptest! {
 
     #[test]
     fn only_one_consistent_original_request_is_believed(sent in headers()) {
-        let mut map = HeaderMap::new();
-        for (name, value) in &sent {
-            if let Ok(value) = HeaderValue::from_bytes(value) {
-                map.append(NAMES[*name], value);
-            }
+        only_one_consistent_request(&sent)?;
+    }
+}
+
+#[test]
+#[ignore = "fuzz target: FUZZ_SECONDS=600 cargo test --lib fuzz_ -- --ignored"]
+fn fuzz_original_request_headers() {
+    crate::fuzz::fuzz("original_request_headers", headers(), |sent| {
+        only_one_consistent_request(&sent)
+    });
+}
+
+fn only_one_consistent_request(sent: &[(usize, Vec<u8>)]) -> Result<(), TestCaseError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in sent {
+        if let Ok(value) = HeaderValue::from_bytes(value) {
+            map.append(NAMES[*name], value);
         }
-        let values = |name: &str| -> Vec<&str> {
-            map.get_all(name).iter().map(|v| v.to_str().unwrap_or("\u{fffd}")).collect()
-        };
-        match original_target(&map) {
-            Original::NotSaid => prop_assert!(NAMES.iter().all(|n| values(n).is_empty())),
-            Original::Refused(_) => {}
-            Original::Target(method, path) => {
-                for (uri, method_header) in [(NAMES[0], NAMES[1]), (NAMES[2], NAMES[3])] {
-                    let (uris, methods) = (values(uri), values(method_header));
-                    // A family is named whole, once, or not at all.
-                    prop_assert!(uris.len() == methods.len() && uris.len() <= 1, "{map:?}");
-                    if let (Some(uri), Some(m)) = (uris.first(), methods.first()) {
-                        prop_assert_eq!(*m, method.as_str());
-                        prop_assert_eq!(uri.split(['?', '#']).next().unwrap_or("/"), path);
-                    }
+    }
+    let values = |name: &str| -> Vec<&str> {
+        map.get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+            .collect()
+    };
+    match original_target(&map) {
+        Original::NotSaid => prop_assert!(NAMES.iter().all(|n| values(n).is_empty())),
+        Original::Refused(_) => {}
+        Original::Target(method, path) => {
+            for (uri, method_header) in [(NAMES[0], NAMES[1]), (NAMES[2], NAMES[3])] {
+                let (uris, methods) = (values(uri), values(method_header));
+                // A family is named whole, once, or not at all.
+                prop_assert!(uris.len() == methods.len() && uris.len() <= 1, "{map:?}");
+                if let (Some(uri), Some(m)) = (uris.first(), methods.first()) {
+                    prop_assert_eq!(*m, method.as_str());
+                    prop_assert_eq!(uri.split(['?', '#']).next().unwrap_or("/"), path);
                 }
             }
         }
     }
+    Ok(())
 }
