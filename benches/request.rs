@@ -133,6 +133,14 @@ fn bench_policy(c: &mut Criterion) {
     group.bench_function("judge_every_reading", |b| {
         b.iter(|| policy.judge(black_box(&Method::GET), black_box(raw)))
     });
+    // 8 KB that forks every reading (capitals, `;`, decoded twice, `\`,
+    // trailing dots, NFKC, streams) and is not refused: the most work a client
+    // can ask of the readings, each matched against the 50 rules.
+    let hostile = "/Admin;x/a%2541\\b./%EF%BD%81:y".repeat(280);
+    assert!(policy.judge(&Method::GET, &hostile).is_ok());
+    group.bench_function("judge_hostile_8k", |b| {
+        b.iter(|| policy.judge(black_box(&Method::GET), black_box(&hostile)))
+    });
     group.finish();
 }
 

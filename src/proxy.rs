@@ -51,6 +51,8 @@ pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Re
             return respond::with_cookies(resp, set_cookies);
         }
     };
+    // Not held across the upstream's await, so not carried in every request's future.
+    drop(requirement);
 
     // Before identity headers are added: see `prepare_request`.
     crate::upstream::prepare_request(&mut req);

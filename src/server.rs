@@ -366,12 +366,15 @@ impl<H: Handler> ConnectionTask<H> {
             if req.headers().contains_key(http::header::UPGRADE) {
                 req.extensions_mut().insert(slot.clone());
             }
+            // Settled here, not in the future: what the future holds across
+            // its await is moved with it on every request.
+            let refused = crate::headers::settle_host(&mut req).err();
             let handler = handler.clone();
             let conn = conn.clone();
             async move {
-                let response = match crate::headers::settle_host(&mut req) {
-                    Ok(()) => handler.handle(req, conn).await,
-                    Err(why) => {
+                let response = match refused {
+                    None => handler.handle(req, conn).await,
+                    Some(why) => {
                         crate::respond::problem(crate::respond::Problem::bad_request(why), false)
                     }
                 };
@@ -389,7 +392,7 @@ impl<H: Handler> ConnectionTask<H> {
         // an HTTP/1 connection's timer goes (later wake-ups do not poll it); an
         // HTTP/2 one's times its idleness.
         let mut phase = Phase::First;
-        let mut timer = Box::pin(tokio::time::sleep(limits.header_read_timeout));
+        let mut timer = Some(Box::pin(tokio::time::sleep(limits.header_read_timeout)));
         let ended = std::future::poll_fn(|cx| {
             if !told_to_go && stop.as_mut().poll(cx).is_ready() {
                 told_to_go = true;
@@ -402,12 +405,20 @@ impl<H: Handler> ConnectionTask<H> {
                 if activity.http2.load(Ordering::Relaxed) {
                     phase = Phase::Idle;
                     let deadline = tokio::time::Instant::now() + limits.idle_timeout;
-                    timer.as_mut().reset(deadline);
+                    if let Some(timer) = timer.as_mut() {
+                        timer.as_mut().reset(deadline);
+                    }
                 } else {
                     phase = Phase::Untimed;
+                    // Dropped, not only left unpolled: while any timer is
+                    // registered the runtime reads the clock at every park.
+                    timer = None;
                 }
             }
-            while phase != Phase::Untimed && timer.as_mut().poll(cx).is_ready() {
+            while let Some(timer) = timer.as_mut() {
+                if timer.as_mut().poll(cx).is_pending() {
+                    break;
+                }
                 let now = tokio::time::Instant::now();
                 let open = activity.open.load(Ordering::Acquire) > 0;
                 match phase {
@@ -431,7 +442,7 @@ impl<H: Handler> ConnectionTask<H> {
                     }
                     Phase::Closing if open => timer.as_mut().reset(now + limits.keep_alive_timeout),
                     Phase::Closing => return Poll::Ready(None),
-                    // Not reached: the loop does not run untimed.
+                    // Not reached: an untimed connection has no timer.
                     Phase::Untimed => break,
                 }
             }
