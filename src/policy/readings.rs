@@ -34,7 +34,16 @@ pub enum PathRefused {
     Backslash,
     #[error("The request path has a segment in the form of a Windows short name (`name~1`).")]
     ShortName,
+    #[error(
+        "The request path can be read in too many ways (encodings, separators, parameters, case and Unicode forms at once)."
+    )]
+    TooAmbiguous,
 }
+
+/// The most variants of one path (before case folding) that are judged: an
+/// honest path has one to four; more means a path built to make every
+/// reading fork, and the work of judging them would be the client's lever.
+const MAX_VARIANTS: usize = 16;
 
 /// How the upstream is known to read paths (`[access]` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -139,26 +148,26 @@ fn read_slowly(raw: &str, options: PathOptions) -> Result<Vec<Reading<'static>>,
     }
     if variants[0].contains('%') {
         let twice = decode(&variants[0], false)?;
-        push_new(&mut variants, twice);
+        push_new(&mut variants, twice)?;
     }
     fork(&mut variants, |s| {
         (!s.is_ascii()).then(|| s.nfkc().collect::<String>())
-    });
+    })?;
     if variants.iter().any(|s| backslash_next_to_separator(s)) {
         return Err(PathRefused::Backslash);
     }
     fork(&mut variants, |s| {
         s.contains('\\').then(|| s.replace('\\', "/"))
-    });
+    })?;
     fork(&mut variants, |s| {
         s.contains(';')
             .then(|| map_segments(s, |seg| seg.split(';').next().unwrap_or_default()))
-    });
+    })?;
     fork(&mut variants, |s| {
         s.split('/')
             .any(|seg| seg != windows_name(seg))
             .then(|| map_segments(s, windows_name))
-    });
+    })?;
 
     let mut readings: Vec<Reading<'static>> = Vec::with_capacity(variants.len() * 2);
     for variant in &variants {
@@ -230,18 +239,26 @@ fn decode(raw: &str, keep_slashes: bool) -> Result<String, PathRefused> {
 }
 
 /// Adds `f(v)` for every variant `v` that `f` changes, once.
-fn fork(variants: &mut Vec<String>, f: impl Fn(&str) -> Option<String>) {
+fn fork(
+    variants: &mut Vec<String>,
+    f: impl Fn(&str) -> Option<String>,
+) -> Result<(), PathRefused> {
     for i in 0..variants.len() {
         if let Some(new) = f(&variants[i]) {
-            push_new(variants, new);
+            push_new(variants, new)?;
         }
     }
+    Ok(())
 }
 
-fn push_new(variants: &mut Vec<String>, new: String) {
+fn push_new(variants: &mut Vec<String>, new: String) -> Result<(), PathRefused> {
     if !variants.contains(&new) {
+        if variants.len() == MAX_VARIANTS {
+            return Err(PathRefused::TooAmbiguous);
+        }
         variants.push(new);
     }
+    Ok(())
 }
 
 fn map_segments<'s>(s: &'s str, f: impl Fn(&'s str) -> &'s str) -> String {
