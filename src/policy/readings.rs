@@ -239,10 +239,7 @@ fn decode(raw: &str, keep_slashes: bool) -> Result<String, PathRefused> {
 }
 
 /// Adds `f(v)` for every variant `v` that `f` changes, once.
-fn fork(
-    variants: &mut Vec<String>,
-    f: impl Fn(&str) -> Option<String>,
-) -> Result<(), PathRefused> {
+fn fork(variants: &mut Vec<String>, f: impl Fn(&str) -> Option<String>) -> Result<(), PathRefused> {
     for i in 0..variants.len() {
         if let Some(new) = f(&variants[i]) {
             push_new(variants, new)?;

@@ -122,10 +122,16 @@ fn what_no_honest_url_needs_is_refused() {
 fn a_path_built_to_fork_every_reading_is_refused_past_sixteen_variants() {
     // Decoded twice, NFKC, `;`, Windows: 16 variants, judged.
     let sixteen = "/Admin;x/a%2541b./%EF%BD%81:y";
-    assert_eq!(read_slowly(sixteen, DEFAULT).map(|r| r.len() > 16), Ok(true));
+    assert_eq!(
+        read_slowly(sixteen, DEFAULT).map(|r| r.len() > 16),
+        Ok(true)
+    );
     // And `\` on top: 32, refused before any is normalised or matched.
     let thirty_two = "/Admin;x/a%2541\\b./%EF%BD%81:y".repeat(100);
-    assert_eq!(read(&thirty_two, DEFAULT).map(|_| ()), Err(PathRefused::TooAmbiguous));
+    assert_eq!(
+        read(&thirty_two, DEFAULT).map(|_| ()),
+        Err(PathRefused::TooAmbiguous)
+    );
 }
 
 #[test]
