@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{Harness, Setup};
+use crate::support::{Harness, Setup, echoed_values};
 
 async fn public() -> Harness {
     Harness::with(Setup {
@@ -21,17 +21,6 @@ async fn public() -> Harness {
         ..Setup::default()
     })
     .await
-}
-
-/// The echo upstream's JSON `headers` pairs named `name`, one per header line.
-fn upstream_values(json: &Value, name: &str) -> Vec<String> {
-    json["headers"]
-        .as_array()
-        .expect("echo upstream JSON")
-        .iter()
-        .filter(|pair| pair[0].as_str().unwrap().eq_ignore_ascii_case(name))
-        .map(|pair| pair[1].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// Writes `request` raw and reads until portcullis closes (at most 5 s).
@@ -60,7 +49,7 @@ async fn http2_cookie_fields_reach_the_upstream_as_one_cookie_header() {
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let json: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(upstream_values(&json, "cookie"), ["a=1; b=2"]);
+    assert_eq!(echoed_values(&json, "cookie"), ["a=1; b=2"]);
 }
 
 #[tokio::test]
@@ -74,8 +63,8 @@ async fn an_absolute_form_target_is_forwarded_with_its_authority_as_host() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let json: Value = serde_json::from_str(&answer[answer.find("\r\n\r\n").unwrap() + 4..])
         .unwrap_or_else(|_| panic!("not the echo's JSON: {answer}"));
-    assert_eq!(upstream_values(&json, "host"), ["app.example"]);
-    assert_eq!(upstream_values(&json, "x-forwarded-host"), ["app.example"]);
+    assert_eq!(echoed_values(&json, "host"), ["app.example"]);
+    assert_eq!(echoed_values(&json, "x-forwarded-host"), ["app.example"]);
     assert_eq!(json["uri"], "/public/x");
 }
 

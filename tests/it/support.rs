@@ -204,14 +204,19 @@ impl Resp {
 
     /// Every value the echo upstream saw for `name` (one per header line).
     pub fn upstream_values(&self, name: &str) -> Vec<String> {
-        self.json()["headers"]
-            .as_array()
-            .expect("echo upstream JSON")
-            .iter()
-            .filter(|pair| pair[0].as_str().unwrap().eq_ignore_ascii_case(name))
-            .map(|pair| pair[1].as_str().unwrap().to_owned())
-            .collect()
+        echoed_values(&self.json(), name)
     }
+}
+
+/// The values of `name` in the echo upstream's JSON `headers` pairs, one per header line.
+pub fn echoed_values(json: &Value, name: &str) -> Vec<String> {
+    json["headers"]
+        .as_array()
+        .expect("echo upstream JSON")
+        .iter()
+        .filter(|pair| pair[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|pair| pair[1].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Keeps cookies like a browser (by name; everything here is 127.0.0.1) and
