@@ -128,8 +128,7 @@ impl App {
         Ok(Arc::new(Self {
             sessions: SessionCookies::new(&config.session),
             providers: Providers::start(&config).map_err(StartError::ProviderTls)?,
-            upstream: Upstream::new(&config.upstream)
-                .with_body_read_timeout(config.server.body_read_timeout),
+            upstream: Upstream::new(&config.upstream, config.server.body_read_timeout),
             policy,
             spoof_guard,
             config,

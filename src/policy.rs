@@ -13,10 +13,10 @@ use smallvec::SmallVec;
 
 use crate::config::{AccessConfig, Config, RuleConfig};
 use crate::identity::Identity;
-use readings::Reading;
+use readings::{PathOptions, Reading};
 
 mod readings;
-pub use readings::{PathOptions, PathRefused, collapse_slashes};
+pub use readings::{PathRefused, collapse_slashes};
 
 /// How often `access.allowed_emails_file` is checked for changes.
 const EMAILS_FILE_CHECK: Duration = Duration::from_secs(5);

@@ -85,15 +85,16 @@ pub struct Upstream {
     tunnels: TaskTracker,
 }
 
-/// [`Upstream::with_body_read_timeout`] unless told otherwise (the
-/// `server.body_read_timeout` default).
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 impl Upstream {
+    /// `body_read_timeout` (`server.body_read_timeout`): a client whose
+    /// request body stalls that long (no bytes while portcullis waits for
+    /// them) has its request ended: `408` before the upstream has answered, a
+    /// reset after; the upstream connection is closed.
+    ///
     /// # Panics
     /// If `cfg.url` is not an `http`/`https` URL with a host, which config
     /// validation guarantees.
-    pub fn new(cfg: &UpstreamConfig) -> Self {
+    pub fn new(cfg: &UpstreamConfig, body_read_timeout: Duration) -> Self {
         let url = &cfg.url;
         let host = match url.host() {
             Some(url::Host::Domain(domain)) => domain.to_owned(),
@@ -136,18 +137,9 @@ impl Upstream {
             host: host_header,
             base_path: url.path().trim_end_matches('/').to_owned(),
             timeout: cfg.timeout,
-            body_read_timeout: BODY_READ_TIMEOUT,
+            body_read_timeout,
             tunnels: TaskTracker::new(),
         }
-    }
-
-    /// A client whose request body stalls for `timeout` (no bytes while
-    /// portcullis waits for them) has its request ended: `408` before the
-    /// upstream has answered, a reset after; the upstream connection is closed.
-    #[must_use]
-    pub fn with_body_read_timeout(mut self, timeout: Duration) -> Self {
-        self.body_read_timeout = timeout;
-        self
     }
 
     /// The upgraded connections (WebSocket and the like) in flight, for the

@@ -46,7 +46,7 @@ pub enum PathRefused {
 const MAX_VARIANTS: usize = 16;
 
 /// How the upstream is known to read paths (`[access]` in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathOptions {
     /// The upstream routes case-sensitively: no case-folded reading.
     pub case_sensitive: bool,

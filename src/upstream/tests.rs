@@ -24,6 +24,9 @@ use tokio_util::task::TaskTracker;
 use url::Url;
 
 use super::*;
+
+/// `server.body_read_timeout`'s default, for tests that do not exercise it.
+const BODY_READ: Duration = Duration::from_secs(30);
 use crate::config::UpstreamConfig;
 use crate::respond::{Problem, problem};
 use crate::server::test_support::{LIMITS, Running, spawn};
@@ -191,7 +194,7 @@ async fn setup(base_path: &str, timeout: Duration) -> Setup {
     let gate = Arc::new(Notify::new());
     let app = spawn(App { gate: gate.clone() }, LIMITS, None, TaskTracker::new()).await;
     let url = format!("http://{}{base_path}", app.addr);
-    let upstream = Upstream::new(&config(&url, timeout));
+    let upstream = Upstream::new(&config(&url, timeout), BODY_READ);
     let tunnels = upstream.tunnels();
     let proxy = spawn(Forward(upstream), LIMITS, None, tunnels.clone()).await;
     Setup {
@@ -403,7 +406,7 @@ async fn an_upstream_that_is_down_is_502() {
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let upstream = Upstream::new(&config(&url, Duration::from_secs(5)));
+    let upstream = Upstream::new(&config(&url, Duration::from_secs(5)), BODY_READ);
     let tunnels = upstream.tunnels();
     let proxy = spawn(Forward(upstream), LIMITS, None, tunnels).await;
     let response = http1().get(proxy.url("/").parse().unwrap()).await.unwrap();
@@ -547,11 +550,10 @@ async fn recorded(
 ) {
     let (tx, rx) = mpsc::unbounded_channel();
     let app = spawn(Recorder(tx), LIMITS, None, TaskTracker::new()).await;
-    let upstream = Upstream::new(&config(
-        &format!("http://{}", app.addr),
-        Duration::from_secs(5),
-    ))
-    .with_body_read_timeout(body_read_timeout);
+    let upstream = Upstream::new(
+        &config(&format!("http://{}", app.addr), Duration::from_secs(5)),
+        body_read_timeout,
+    );
     let proxy = spawn(Forward(upstream), LIMITS, None, TaskTracker::new()).await;
     (app, proxy, rx)
 }
@@ -672,11 +674,10 @@ async fn a_malformed_chunked_request_body_is_400_not_502() {
 #[tokio::test]
 async fn a_body_that_stalls_after_the_answer_began_resets_the_response() {
     let app = spawn(App::default(), LIMITS, None, TaskTracker::new()).await;
-    let upstream = Upstream::new(&config(
-        &format!("http://{}", app.addr),
-        Duration::from_secs(5),
-    ))
-    .with_body_read_timeout(Duration::from_millis(300));
+    let upstream = Upstream::new(
+        &config(&format!("http://{}", app.addr), Duration::from_secs(5)),
+        Duration::from_millis(300),
+    );
     let proxy = spawn(Forward(upstream), LIMITS, None, TaskTracker::new()).await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     // `/duplex` answers at once and streams the request body back.
@@ -696,10 +697,10 @@ async fn a_body_that_stalls_after_the_answer_began_resets_the_response() {
 #[tokio::test]
 async fn a_tunnel_keeps_its_place_under_max_connections() {
     let app = spawn(App::default(), LIMITS, None, TaskTracker::new()).await;
-    let upstream = Upstream::new(&config(
-        &format!("http://{}", app.addr),
-        Duration::from_secs(5),
-    ));
+    let upstream = Upstream::new(
+        &config(&format!("http://{}", app.addr), Duration::from_secs(5)),
+        BODY_READ,
+    );
     let tunnels = upstream.tunnels();
     let limits = crate::server::ServerLimits {
         max_connections: 1,
