@@ -49,6 +49,7 @@ fn session(target: usize) -> Session {
         created_at: now,
         expires_at: now + 12 * 3600,
         last_seen_at: now,
+        sid: None,
         upstream_headers: Default::default(),
     };
     let mut i = 0;

@@ -5,6 +5,7 @@ pub mod flow;
 #[cfg(test)]
 mod flow_proptests;
 pub mod keys;
+pub mod redis;
 
 use std::sync::OnceLock;
 
@@ -36,6 +37,10 @@ pub struct Session {
     pub expires_at: u64,
     /// Unix seconds of the last request seen, for `session.idle_timeout`.
     pub last_seen_at: u64,
+    /// The provider's session id (the id_token's `sid`), which back-channel
+    /// logout names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// The identity headers this session sends the upstream, made on its first
     /// proxied request and reused while the opened session stays cached.
     #[serde(skip)]
@@ -120,7 +125,7 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{SameSite, Secret, SessionConfig};
+    use crate::config::{SameSite, Secret, SessionConfig, StoreConfig};
 
     pub(crate) fn session_config(secret: &str, previous: &[&str]) -> SessionConfig {
         SessionConfig {
@@ -132,6 +137,7 @@ pub(crate) mod tests {
             secure: true,
             same_site: SameSite::Lax,
             domain: None,
+            store: StoreConfig::Cookie,
         }
     }
 
@@ -153,6 +159,7 @@ pub(crate) mod tests {
             created_at: 1,
             expires_at: 2,
             last_seen_at: 1,
+            sid: None,
             upstream_headers: Default::default(),
         };
         let user = |value: &'static str| {

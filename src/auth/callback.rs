@@ -95,6 +95,7 @@ pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Resp
         created_at: now,
         expires_at: now + app.config.session.lifetime.as_secs(),
         last_seen_at: now,
+        sid: None,
         upstream_headers: Default::default(),
     };
     let cookies = match app.sessions.store(&session, req.headers()) {

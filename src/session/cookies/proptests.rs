@@ -54,6 +54,7 @@ fn session() -> impl Strategy<Value = Session> {
             created_at: NOW - 10,
             expires_at: NOW + 3600,
             last_seen_at: NOW - 10,
+            sid: None,
             upstream_headers: Default::default(),
         })
 }
@@ -218,6 +219,7 @@ static FOREIGN: std::sync::LazyLock<Vec<(String, String)>> = std::sync::LazyLock
         created_at: NOW - 10,
         expires_at: NOW + 3600,
         last_seen_at: NOW - 10,
+        sid: None,
         upstream_headers: Default::default(),
     };
     session.tokens.access_token = Some("t".repeat(4000));

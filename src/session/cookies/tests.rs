@@ -44,6 +44,7 @@ fn session(padding: usize) -> Session {
         created_at: NOW - 10,
         expires_at: NOW + 3600,
         last_seen_at: NOW - 10,
+        sid: None,
         upstream_headers: Default::default(),
     }
 }
