@@ -49,7 +49,8 @@ fn session(target: usize) -> Session {
         created_at: now,
         expires_at: now + 12 * 3600,
         last_seen_at: now,
-        upstream_headers: Default::default(),
+        sid: None,
+        refreshed_at: 0,
     };
     let mut i = 0;
     while json_len(&session) < target {
