@@ -41,6 +41,15 @@ pub struct Sessions {
     idle_timeout: Option<u64>,
 }
 
+/// What holds the sessions. A Redis backend (`session.store = "redis"`) keeps
+/// each session sealed in Redis under its id; the session cookie then holds
+/// only a sealed handle naming that id, written once at sign-in. In front of
+/// Redis it keeps its own cache of [`Opened`] sessions (keyed by the sealed
+/// handle, so a hit costs what the cookie backend's costs), which Redis
+/// pub/sub invalidations empty. `load` misses go to Redis (`Unavailable` when
+/// it cannot be reached); `save` writes the record (a refresh or a touch sets
+/// no cookie); `end` and `revoke` delete records on every replica at once,
+/// and are also put in [`Revocations`] so this instance refuses them at once.
 enum Backend {
     /// The whole session in the cookie: nothing server-side but [`Revocations`].
     Cookie,
