@@ -159,6 +159,8 @@ pub(crate) mod tests {
             cookie_name: "_portcullis".to_owned(),
             lifetime: Duration::from_secs(12 * 3600),
             idle_timeout: None,
+            refresh_before: Duration::from_secs(60),
+            refresh_interval: None,
             secure: true,
             same_site: SameSite::Lax,
             domain: None,
