@@ -50,7 +50,7 @@ fn session(target: usize) -> Session {
         expires_at: now + 12 * 3600,
         last_seen_at: now,
         sid: None,
-        upstream_headers: Default::default(),
+        refreshed_at: 0,
     };
     let mut i = 0;
     while json_len(&session) < target {

@@ -75,10 +75,10 @@ pub async fn handle(app: &App, req: Request<Incoming>, conn: ConnInfo) -> Respon
                 "provider metadata not loaded yet",
             ),
         },
-        Endpoint::SignIn => sign_in::page(app, &req),
-        Endpoint::SignOut => sign_out::sign_out(app, &req),
-        Endpoint::Userinfo => forward_auth::userinfo(app, &req),
-        Endpoint::ForwardAuth => forward_auth::check(app, &req, &conn),
+        Endpoint::SignIn => sign_in::page(app, &req).await,
+        Endpoint::SignOut => sign_out::sign_out(app, &req).await,
+        Endpoint::Userinfo => forward_auth::userinfo(app, &req).await,
+        Endpoint::ForwardAuth => forward_auth::check(app, &req, &conn).await,
         Endpoint::Start(id) => sign_in::start(app, &req, id),
         // Boxed: the callback's future (code exchange, id_token check) is
         // large, and every request's future would otherwise be as large

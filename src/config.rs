@@ -73,6 +73,13 @@ pub struct SessionConfig {
     pub lifetime: Duration,
     #[serde(serialize_with = "ser_opt_duration")]
     pub idle_timeout: Option<Duration>,
+    /// Refresh the tokens when the access token expires within this.
+    #[serde(serialize_with = "ser_duration")]
+    pub refresh_before: Duration,
+    /// Also refresh this long after the last refresh (or sign-in), so a user
+    /// disabled at the provider loses access within it.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub refresh_interval: Option<Duration>,
     /// Resolved from `"auto"`: true when public_url is https.
     pub secure: bool,
     pub same_site: SameSite,

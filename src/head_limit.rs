@@ -44,16 +44,16 @@ pub fn refuse_oversized<B>(app: &App, req: &Request<B>) -> Option<Response<Body>
         return None;
     }
     let headers = req.headers();
-    let (flows, session) = app.sessions.own_cookie_bytes(headers);
+    let (flows, session) = app.sessions.cookies.own_cookie_bytes(headers);
     let without_flows = len.saturating_sub(flows);
     let (deletions, detail) = if without_flows <= limit {
         (
-            app.sessions.clear_flows(headers),
+            app.sessions.cookies.clear_flows(headers),
             "This browser had too many sign-ins in progress. They have been cleared: reload the page.",
         )
     } else if without_flows.saturating_sub(session) <= limit {
         (
-            app.sessions.clear_all(headers),
+            app.sessions.cookies.clear_all(headers),
             "This browser's sign-in cookies had grown too large. They have been cleared: reload the page and sign in again.",
         )
     } else {

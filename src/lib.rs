@@ -7,6 +7,7 @@
 //! error becomes a status and a page.
 
 pub mod auth;
+pub mod authn;
 pub mod config;
 pub mod demo;
 #[cfg(test)]
@@ -80,7 +81,7 @@ use crate::headers::SpoofGuard;
 use crate::policy::Policy;
 use crate::provider::Providers;
 use crate::server::{ConnInfo, Handler, ServerLimits};
-use crate::session::SessionCookies;
+use crate::session::Sessions;
 use crate::upstream::Upstream;
 
 /// Why portcullis could not start; each names the cause and the fix.
@@ -106,7 +107,7 @@ pub enum StartError {
 /// Everything a request needs, built once at start-up.
 pub struct App {
     pub config: Config,
-    pub sessions: SessionCookies,
+    pub sessions: Sessions,
     pub providers: Providers,
     pub policy: Policy,
     pub upstream: Upstream,
@@ -120,13 +121,13 @@ impl App {
         let policy = Policy::new(&config).map_err(StartError::Access)?;
         policy.watch_emails_file();
         let mut protected: Vec<&str> = config.headers.iter().map(|(h, _)| h.as_str()).collect();
-        protected.push(proxy::ACCESS_TOKEN_HEADER);
+        protected.push(authn::ACCESS_TOKEN_HEADER);
         if config.upstream.pass_id_token {
             protected.push("authorization");
         }
         let spoof_guard = SpoofGuard::new(protected);
         Ok(Arc::new(Self {
-            sessions: SessionCookies::new(&config.session),
+            sessions: Sessions::new(&config.session),
             providers: Providers::start(&config).map_err(StartError::ProviderTls)?,
             upstream: Upstream::new(&config.upstream, config.server.body_read_timeout),
             policy,

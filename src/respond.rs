@@ -9,7 +9,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use crate::identity::IdentityError;
 use crate::policy::{Denied, PathRefused};
 use crate::provider::ProviderError;
-use crate::session::FlowError;
+use crate::session::{FlowError, Unavailable};
 use crate::upstream::{ClientBodyError, UpstreamError};
 use crate::{Body, full, pages};
 
@@ -155,6 +155,18 @@ impl From<UpstreamError> for Problem {
                 humantime::format_duration(after)
             )),
         }
+    }
+}
+
+impl From<Unavailable> for Problem {
+    fn from(_: Unavailable) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "session_store_unavailable",
+            "Sessions are unavailable",
+            "portcullis cannot reach its session store right now. Please try again in a moment.",
+            Source::Internal,
+        )
     }
 }
 

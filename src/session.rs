@@ -6,6 +6,8 @@ pub mod flow;
 mod flow_proptests;
 pub mod keys;
 pub mod redis;
+pub mod revocations;
+pub mod store;
 
 use std::sync::OnceLock;
 
@@ -21,6 +23,7 @@ use crate::identity::Identity;
 pub use cookies::{Loaded, SessionCookies};
 pub use flow::{Flow, FlowError};
 pub use keys::{CodecError, SessionKeys};
+pub use store::{Sessions, Unavailable};
 
 /// One signed-in session. A new one, with a new random id, on every sign-in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,44 +44,67 @@ pub struct Session {
     /// logout names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
-    /// The identity headers this session sends the upstream, made on its first
-    /// proxied request and reused while the opened session stays cached.
-    #[serde(skip)]
-    pub upstream_headers: UpstreamHeaders,
+    /// Unix seconds of the last token refresh (`created_at` until the first),
+    /// for `session.refresh_interval`.
+    #[serde(default)]
+    pub refreshed_at: u64,
 }
 
-/// Headers derived from a session's `identity` and `tokens` (and the config).
-/// A clone starts empty, so a changed copy of a session never carries headers
-/// made from the old one; change `identity` or `tokens` only on a fresh clone.
-/// Equality ignores them: they are a cache, not part of the session.
-#[derive(Default)]
-pub struct UpstreamHeaders(OnceLock<Box<[(HeaderName, HeaderValue)]>>);
+impl Session {
+    /// Why this session cannot be used at `now`, if it cannot: past its
+    /// lifetime, or idle for longer than `idle_timeout`.
+    pub fn unusable_at(&self, now: u64, idle_timeout: Option<u64>) -> Option<&'static str> {
+        if self.expires_at <= now {
+            return Some("session expired");
+        }
+        match idle_timeout {
+            Some(idle) if now.saturating_sub(self.last_seen_at) > idle => {
+                Some("session idle for longer than session.idle_timeout")
+            }
+            _ => None,
+        }
+    }
+}
 
-impl UpstreamHeaders {
-    pub fn get_or_init(
+/// A session as requests use it: the stored [`Session`], and the identity
+/// headers made from it on its first proxied request, cached together. An
+/// `Opened` never changes: a refreshed or touched session is a new one, so
+/// headers made from old tokens or an old identity cannot outlive them.
+pub struct Opened {
+    pub session: Session,
+    upstream_headers: OnceLock<Box<[(HeaderName, HeaderValue)]>>,
+}
+
+impl Opened {
+    pub fn new(session: Session) -> Self {
+        Self {
+            session,
+            upstream_headers: OnceLock::new(),
+        }
+    }
+
+    /// The identity headers for the upstream, made by `make` the first time.
+    pub fn upstream_headers(
         &self,
-        make: impl FnOnce() -> Box<[(HeaderName, HeaderValue)]>,
+        make: impl FnOnce(&Session) -> Box<[(HeaderName, HeaderValue)]>,
     ) -> &[(HeaderName, HeaderValue)] {
-        self.0.get_or_init(make)
+        self.upstream_headers.get_or_init(|| make(&self.session))
     }
 }
 
-impl Clone for UpstreamHeaders {
-    fn clone(&self) -> Self {
-        Self::default()
+/// Equal when the sessions are: the headers are made from them.
+impl PartialEq for Opened {
+    fn eq(&self, other: &Self) -> bool {
+        self.session == other.session
     }
 }
 
-impl PartialEq for UpstreamHeaders {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl std::fmt::Debug for UpstreamHeaders {
-    // Values may hold tokens: never printed.
+impl std::fmt::Debug for Opened {
+    // The headers may hold tokens: never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("UpstreamHeaders")
+        f.debug_struct("Opened")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
     }
 }
 
@@ -134,6 +160,8 @@ pub(crate) mod tests {
             cookie_name: "_portcullis".to_owned(),
             lifetime: Duration::from_secs(12 * 3600),
             idle_timeout: None,
+            refresh_before: Duration::from_secs(60),
+            refresh_interval: None,
             secure: true,
             same_site: SameSite::Lax,
             domain: None,
@@ -141,9 +169,9 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn upstream_headers_are_made_once_and_a_clone_starts_without_them() {
-        let session = Session {
+    /// A signed-in session created at `now`, for tests.
+    pub(crate) fn a_session(now: u64) -> Session {
+        Session {
             id: new_session_id(),
             provider: "demo".to_owned(),
             identity: Identity {
@@ -156,30 +184,12 @@ pub(crate) mod tests {
                 extra: Default::default(),
             },
             tokens: Tokens::default(),
-            created_at: 1,
-            expires_at: 2,
-            last_seen_at: 1,
+            created_at: now,
+            expires_at: now + 3600,
+            last_seen_at: now,
             sid: None,
-            upstream_headers: Default::default(),
-        };
-        let user = |value: &'static str| {
-            move || {
-                let name = HeaderName::from_static("x-forwarded-user");
-                vec![(name, HeaderValue::from_static(value))].into_boxed_slice()
-            }
-        };
-        let made = session.upstream_headers.get_or_init(user("ada"));
-        assert_eq!(made[0].1, "ada");
-        // Made once: later requests reuse them.
-        assert_eq!(
-            session.upstream_headers.get_or_init(user("other"))[0].1,
-            "ada"
-        );
-        // A copy that may be changed makes its own.
-        let mut copy = session.clone();
-        assert_eq!(copy, session, "the cache takes no part in equality");
-        copy.identity.sub = "bob".to_owned();
-        assert_eq!(copy.upstream_headers.get_or_init(user("bob"))[0].1, "bob");
+            refreshed_at: now,
+        }
     }
 
     #[test]

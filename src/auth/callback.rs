@@ -12,6 +12,7 @@ use crate::provider::{Callback, FlowSecrets, clip};
 use crate::redirect::safe_rd;
 use crate::respond::with_cookies;
 use crate::respond::{self, Problem, Source};
+use crate::session::store::SaveError;
 use crate::session::{Session, Tokens, new_session_id};
 use crate::{App, Body, now_unix};
 
@@ -27,7 +28,7 @@ pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Resp
         );
     };
     let now = now_unix();
-    let (flow, clear_flow) = app.sessions.take_flow(req.headers(), &state, now);
+    let (flow, clear_flow) = app.sessions.cookies.take_flow(req.headers(), &state, now);
     let fail =
         |problem: Problem| with_cookies(respond::problem(problem, html), vec![clear_flow.clone()]);
     let flow = match flow {
@@ -87,6 +88,11 @@ pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Resp
         tracing::info!(provider = provider.id(), sub = %identity.sub, reason = %denied, "sign-in refused by policy");
         return fail(Problem::from(denied));
     }
+    let sid = signed_in
+        .claims
+        .get("sid")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
     let session = Session {
         id: new_session_id(),
         provider: provider.id().to_owned(),
@@ -95,14 +101,18 @@ pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Resp
         created_at: now,
         expires_at: now + app.config.session.lifetime.as_secs(),
         last_seen_at: now,
-        sid: None,
-        upstream_headers: Default::default(),
+        sid,
+        refreshed_at: now,
     };
-    let cookies = match app.sessions.store(&session, req.headers()) {
-        Ok(cookies) => cookies,
-        Err(too_large) => return fail(Problem::provider(too_large.to_string())),
+    let sub = session.identity.sub.clone();
+    let cookies = match app.sessions.save(session, req.headers()).await {
+        Ok((_, cookies)) => cookies,
+        Err(SaveError::TooLarge(too_large)) => {
+            return fail(Problem::provider(too_large.to_string()));
+        }
+        Err(SaveError::Unavailable(unavailable)) => return fail(Problem::from(unavailable)),
     };
-    tracing::info!(provider = provider.id(), sub = %session.identity.sub, "signed in");
+    tracing::info!(provider = provider.id(), %sub, "signed in");
     let mut resp = respond::redirect(&safe_rd(Some(&flow.rd)));
     let headers = resp.headers_mut();
     headers.append(SET_COOKIE, clear_flow);

@@ -7,9 +7,9 @@ use std::sync::LazyLock;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use crate::authn::{Admission, admit, authenticate, set_identity_headers};
 use crate::headers::is_trusted;
 use crate::policy::{Groups, Requirement};
-use crate::proxy::{Admission, admit, authenticate, set_identity_headers};
 use crate::respond::with_cookies;
 use crate::respond::{self, Problem};
 use crate::server::ConnInfo;
@@ -18,7 +18,7 @@ use crate::{App, Body, empty};
 /// 202 with the identity headers for the front proxy to copy upstream, or 401.
 /// The original method and URI (for rule matching) are believed only from
 /// `trusted_proxies` (DESIGN §8.4); otherwise the default rule applies.
-pub fn check<B>(app: &App, req: &Request<B>, conn: &ConnInfo) -> Response<Body> {
+pub async fn check<B>(app: &App, req: &Request<B>, conn: &ConnInfo) -> Response<Body> {
     // Canonical, so an IPv4 proxy reaching a dual-stack listener still matches.
     let trusted = is_trusted(conn.peer_ip.ip(), &app.config.server.trusted_proxies);
     if !trusted && warning_due(&UNTRUSTED_SENDERS, req.headers(), conn.peer_ip.ip()) {
@@ -43,7 +43,10 @@ pub fn check<B>(app: &App, req: &Request<B>, conn: &ConnInfo) -> Response<Body> 
             return respond::problem(Problem::forbidden(why), false);
         }
     };
-    let authn = authenticate(app, req.headers());
+    let authn = match authenticate(app, req.headers()).await {
+        Ok(authn) => authn,
+        Err(unavailable) => return respond::problem(Problem::from(unavailable), false),
+    };
     let resp = match admit(app, authn.session.as_deref(), &requirement) {
         Admission::Anonymous => accepted(),
         Admission::User(session) => {
@@ -161,11 +164,15 @@ fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, &'s
 }
 
 /// JSON of the current identity; 401 without a session.
-pub fn userinfo<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let authn = authenticate(app, req.headers());
+pub async fn userinfo<B>(app: &App, req: &Request<B>) -> Response<Body> {
+    let authn = match authenticate(app, req.headers()).await {
+        Ok(authn) => authn,
+        Err(unavailable) => return respond::problem(Problem::from(unavailable), false),
+    };
     let resp = match &authn.session {
         None => respond::unauthenticated(false, ""),
-        Some(s) => {
+        Some(opened) => {
+            let s = &opened.session;
             let id = &s.identity;
             respond::json(
                 StatusCode::OK,

@@ -11,10 +11,14 @@ use crate::respond::{self, Problem, Source};
 use crate::session::Flow;
 use crate::{App, Body, now_unix, pages};
 
-pub fn page<B>(app: &App, req: &Request<B>) -> Response<Body> {
+pub async fn page<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let rd = safe_rd(query_param(req, "rd").as_deref());
-    // A stale or broken session cookie is cleared whenever the page renders.
-    let stale = app.sessions.load(req.headers(), now_unix()).clear;
+    // A stale or broken session cookie is cleared whenever the page renders
+    // (when the session store can tell).
+    let stale = match app.sessions.load(req.headers(), now_unix()).await {
+        Ok(loaded) => loaded.clear,
+        Err(_) => Vec::new(),
+    };
     let providers: Vec<_> = app.providers.iter().collect();
     if app.config.sign_in.auto_redirect && providers.len() == 1 {
         return with_cookies(start(app, req, providers[0].id()), stale);
@@ -52,8 +56,8 @@ pub fn start<B>(app: &App, req: &Request<B>, provider_id: &str) -> Response<Body
     };
     let mut resp = respond::redirect(url.as_str());
     resp.headers_mut()
-        .append(SET_COOKIE, app.sessions.start_flow(&flow));
-    with_cookies(resp, app.sessions.make_room_for_flow(req.headers()))
+        .append(SET_COOKIE, app.sessions.cookies.start_flow(&flow));
+    with_cookies(resp, app.sessions.cookies.make_room_for_flow(req.headers()))
 }
 
 pub(super) fn unknown_provider() -> Problem {

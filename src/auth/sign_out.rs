@@ -11,7 +11,7 @@ use crate::redirect::safe_rd;
 use crate::respond::with_cookies;
 use crate::{App, Body, pages, respond};
 
-pub fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
+pub async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let rd = query_param(req, "rd").map(|rd| safe_rd(Some(&rd)));
     if sent_by_another_site(req.headers(), &app.config.server.public_url) {
         let mut resp = respond::html(StatusCode::OK, pages::confirm_sign_out(rd.as_deref()));
@@ -21,7 +21,14 @@ pub fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
             .insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
         return resp;
     }
-    let cookies = app.sessions.clear_all(req.headers());
+    let now = crate::now_unix();
+    // An unreachable store still lets the browser forget its cookies.
+    let session = match app.sessions.load(req.headers(), now).await {
+        Ok(loaded) => loaded.session,
+        Err(_) => None,
+    };
+    let session = session.as_ref().map(|opened| &opened.session);
+    let cookies = app.sessions.end(session, req.headers(), now).await;
     let resp = match rd {
         Some(rd) => respond::redirect(&rd),
         None => respond::html(StatusCode::OK, pages::signed_out()),

@@ -78,6 +78,8 @@ struct RawSession {
     cookie_name: Option<String>,
     lifetime: Option<String>,
     idle_timeout: Option<String>,
+    refresh_before: Option<String>,
+    refresh_interval: Option<String>,
     secure: Option<toml::Value>,
     same_site: Option<SameSite>,
     domain: Option<String>,
@@ -538,6 +540,15 @@ impl RawSession {
                 .idle_timeout
                 .as_deref()
                 .map(|v| p.duration("session.idle_timeout", Some(v), v)),
+            refresh_before: p.duration(
+                "session.refresh_before",
+                ss.refresh_before.as_deref(),
+                "60s",
+            ),
+            refresh_interval: ss
+                .refresh_interval
+                .as_deref()
+                .map(|v| p.duration("session.refresh_interval", Some(v), v)),
             secure,
             same_site,
             domain: ss.domain,

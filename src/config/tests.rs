@@ -956,3 +956,16 @@ fn a_bad_redis_key_prefix_is_refused() {
         );
     }
 }
+
+#[test]
+fn refresh_timing_has_defaults_and_is_checked() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.session.refresh_before, Duration::from_secs(60));
+    assert_eq!(c.session.refresh_interval, None);
+    let with = |keys: &str| MINIMAL.replace("[session]\n", &format!("[session]\n{keys}\n"));
+    let c = parse(&with("refresh_before = \"2m\"\nrefresh_interval = \"15m\"")).unwrap();
+    assert_eq!(c.session.refresh_before, Duration::from_secs(120));
+    assert_eq!(c.session.refresh_interval, Some(Duration::from_secs(900)));
+    let refused = problems(&with("refresh_interval = \"often\"")).join("\n");
+    assert!(refused.contains("session.refresh_interval:"), "{refused}");
+}

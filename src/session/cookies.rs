@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
 
-use super::Session;
 use super::keys::{CodecError, SessionKeys};
+use super::{Opened, Session};
 use crate::config::{SameSite, SessionConfig};
 
 /// Chunks read or written at most: a session past ~38 KB is refused rather than joined.
@@ -32,7 +32,7 @@ pub(super) const DELETE: &str = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GM
 /// What the request's session cookies held.
 #[derive(Debug)]
 pub struct Loaded {
-    pub session: Option<Arc<Session>>,
+    pub session: Option<Arc<Opened>>,
     /// Set-Cookie values deleting the session cookies the request carried, when
     /// they held no usable session.
     pub clear: Vec<HeaderValue>,
@@ -62,7 +62,7 @@ pub struct SessionCookies {
     /// always open to the same session under the same keys, so a hit is what
     /// opening would give; expiry is still checked on every request. Only
     /// values that opened are inserted, so strangers cannot fill it.
-    opened: moka::sync::Cache<Bytes, Arc<Session>, foldhash::fast::RandomState>,
+    opened: moka::sync::Cache<Bytes, Arc<Opened>, foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for SessionCookies {
@@ -95,10 +95,8 @@ enum Refused {
     Codec(#[from] CodecError),
     #[error("session cookie holds no session")]
     NotASession,
-    #[error("session expired")]
-    Expired,
-    #[error("session idle for longer than session.idle_timeout")]
-    Idle,
+    #[error("{0}")]
+    Unusable(&'static str),
 }
 
 impl SessionCookies {
@@ -235,16 +233,6 @@ impl SessionCookies {
         (flows, session)
     }
 
-    /// Whether to re-store the session with `last_seen_at = now`, so that an idle
-    /// timeout counts from the last request without a write on every request.
-    pub fn needs_touch(&self, session: &Session, now: u64) -> bool {
-        let Some(idle) = self.idle_timeout else {
-            return false;
-        };
-        let every = (idle.as_secs() / 4).min(60);
-        now.saturating_sub(session.last_seen_at) > every
-    }
-
     /// Removes portcullis' cookies from the `Cookie` header(s) bound upstream; the
     /// app's cookies are kept byte for byte, joined into one header. Several
     /// `Cookie` fields (HTTP/2 sends each cookie as its own, RFC 9113 §8.2.3)
@@ -320,7 +308,7 @@ impl SessionCookies {
             .collect()
     }
 
-    fn decode(&self, carried: &[Chunk<'_>], now: u64) -> Result<Arc<Session>, Refused> {
+    fn decode(&self, carried: &[Chunk<'_>], now: u64) -> Result<Arc<Opened>, Refused> {
         if carried.len() > MAX_CHUNKS {
             return Err(Refused::Chunks);
         }
@@ -355,27 +343,25 @@ impl SessionCookies {
             ),
         };
         let cached = self.opened.get(&*sealed);
-        let session = match &cached {
-            Some(session) => Arc::clone(session),
+        let opened = match &cached {
+            Some(opened) => Arc::clone(opened),
             None => {
                 let plaintext = self.keys.open(&self.name, &sealed)?;
-                Arc::new(serde_json::from_slice(&plaintext).map_err(|_| Refused::NotASession)?)
+                let session =
+                    serde_json::from_slice(&plaintext).map_err(|_| Refused::NotASession)?;
+                Arc::new(Opened::new(session))
             }
         };
-        if session.expires_at <= now {
-            return Err(Refused::Expired);
-        }
-        if let Some(idle) = self.idle_timeout
-            && now.saturating_sub(session.last_seen_at) > idle.as_secs()
-        {
-            return Err(Refused::Idle);
+        let idle = self.idle_timeout.map(|idle| idle.as_secs());
+        if let Some(reason) = opened.session.unusable_at(now, idle) {
+            return Err(Refused::Unusable(reason));
         }
         // Only a session that is usable now is remembered.
         if cached.is_none() {
             let key = Bytes::from(sealed.into_owned());
-            self.opened.insert(key, Arc::clone(&session));
+            self.opened.insert(key, Arc::clone(&opened));
         }
-        Ok(session)
+        Ok(opened)
     }
 
     /// `; Path=/; ...` for session cookies, with `max_age` (`Max-Age=N` or [`DELETE`]).

@@ -15,7 +15,8 @@
 //!   under a second. After a subscription is (re)made, [`Invalidation::All`]:
 //!   messages may have been lost in between.
 //! - **Bounded**: every call gives up after [`link::COMMAND_TIMEOUT`] with
-//!   [`Unavailable`]; while Redis is known down, at once.
+//!   [`Unavailable`]; while Redis is known down, at once. The outage itself
+//!   is logged once by the link, not by every request.
 
 mod link;
 mod names;
@@ -30,6 +31,7 @@ use tokio::task::AbortHandle;
 
 use super::Session;
 use super::keys::SessionKeys;
+pub use super::store::Unavailable;
 use crate::config::{RedisConfig, SessionConfig};
 use link::Link;
 use names::{Index, Names};
@@ -39,12 +41,6 @@ pub use names::SessionDigest;
 /// Invalidations a slow subscriber may fall behind by before it is told it
 /// lagged (and must then drop everything, as for [`Invalidation::All`]).
 const INVALIDATION_BACKLOG: usize = 1024;
-
-/// Redis could not be reached, or did not answer in time. The request that
-/// needed it gets a 503; the outage itself is logged once by the link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the session store (Redis) is unavailable")]
-pub struct Unavailable;
 
 /// A session ended somewhere: drop it from any local cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -208,6 +208,8 @@ async fn no_open_redirect_payload_leaves_the_site_from_any_endpoint() {
         cookie_name: "_portcullis".into(),
         lifetime: std::time::Duration::from_secs(3600),
         idle_timeout: None,
+        refresh_before: std::time::Duration::from_secs(60),
+        refresh_interval: None,
         secure: false,
         same_site: SameSite::Lax,
         domain: None,

@@ -96,7 +96,7 @@ fn session(sub: &str, sid: Option<&str>, lifetime: u64) -> Session {
         expires_at: now + lifetime,
         last_seen_at: now,
         sid: sid.map(str::to_owned),
-        upstream_headers: Default::default(),
+        refreshed_at: now,
     }
 }
 

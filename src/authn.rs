@@ -1,0 +1,123 @@
+//! The one authentication step (DESIGN §1 phases 3–5, §10), shared by the
+//! proxy, forward-auth and userinfo: which session a request carries, what
+//! the matched rule makes of it, and the identity headers it sends upstream.
+
+use std::sync::Arc;
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::App;
+use crate::identity::encode_header_value;
+use crate::now_unix;
+use crate::policy::{Denied, Requirement};
+use crate::session::{Opened, Session, Unavailable};
+
+pub const ACCESS_TOKEN_HEADER: &str = "x-forwarded-access-token";
+
+/// The session of this request, if any, and the Set-Cookie values the response
+/// must carry (clearing a bad cookie, or writing the session back).
+pub struct Authenticated {
+    pub session: Option<Arc<Opened>>,
+    pub set_cookies: Vec<HeaderValue>,
+}
+
+/// Loads the request's session and moves its idle clock. `Err` only when
+/// the session store cannot be reached for a session it has not cached.
+pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authenticated, Unavailable> {
+    let now = now_unix();
+    let loaded = app.sessions.load(headers, now).await?;
+    let mut set_cookies = loaded.clear;
+    let mut session = loaded.session;
+    if let Some(opened) = session
+        .as_mut()
+        .filter(|o| app.sessions.needs_touch(&o.session, now))
+    {
+        let mut touched = opened.session.clone();
+        touched.last_seen_at = now;
+        match app.sessions.save(touched, headers).await {
+            Ok((saved, cookies)) => {
+                *opened = saved;
+                set_cookies.extend(cookies);
+            }
+            // The session goes on; its idle clock moves on a later request.
+            Err(e) => tracing::warn!(error = %e, "session not written back"),
+        }
+    }
+    Ok(Authenticated {
+        session,
+        set_cookies,
+    })
+}
+
+/// What the matched rule makes of a request's session.
+pub enum Admission<'s> {
+    /// Let through without identity: a public path, with no session or with
+    /// a user the policy refuses (on a public path they are simply anonymous).
+    Anonymous,
+    /// Let through as this user.
+    User(&'s Opened),
+    /// Signed in, but refused.
+    Denied(Denied),
+    /// Not signed in where that is needed; `api` from the rule.
+    SignInFirst { api: bool },
+}
+
+/// The one admission decision, for the proxy path and for forward-auth.
+pub fn admit<'s>(
+    app: &App,
+    session: Option<&'s Opened>,
+    requirement: &Requirement<'_>,
+) -> Admission<'s> {
+    match (session, requirement) {
+        (Some(opened), _) => match app.policy.authorize(&opened.session.identity, requirement) {
+            Ok(()) => Admission::User(opened),
+            Err(_) if *requirement == Requirement::Public => Admission::Anonymous,
+            Err(denied) => Admission::Denied(denied),
+        },
+        (None, Requirement::Public) => Admission::Anonymous,
+        (None, Requirement::SignedIn { api, .. }) => Admission::SignInFirst { api: *api },
+    }
+}
+
+/// Identity headers from the `[headers]` map, plus the tokens when configured.
+/// Made once per opened session (see [`Opened`]); each request clones them, a
+/// reference count per value.
+pub fn set_identity_headers(app: &App, headers: &mut HeaderMap, opened: &Opened) {
+    for (name, value) in opened.upstream_headers(|session| identity_headers(app, session)) {
+        headers.insert(name.clone(), value.clone());
+    }
+}
+
+fn identity_headers(app: &App, session: &Session) -> Box<[(HeaderName, HeaderValue)]> {
+    let mut made = Vec::with_capacity(app.config.headers.len() + 2);
+    for (name, claim) in &app.config.headers {
+        // "provider" names the provider that signed the user in (the session's).
+        let value = match claim.as_str() {
+            "provider" => encode_header_value(&session.provider),
+            claim => session.identity.header_value(claim),
+        };
+        if let Some(value) = value {
+            made.push((name.clone(), value));
+        }
+    }
+    let upstream = &app.config.upstream;
+    let tokens = &session.tokens;
+    if upstream.pass_access_token
+        && let Some(v) = tokens
+            .access_token
+            .as_deref()
+            .and_then(|t| HeaderValue::from_str(t).ok())
+    {
+        made.push((HeaderName::from_static(ACCESS_TOKEN_HEADER), v));
+    }
+    if upstream.pass_id_token
+        && let Some(v) = tokens
+            .id_token
+            .as_deref()
+            .and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok())
+    {
+        made.push((AUTHORIZATION, v));
+    }
+    made.into_boxed_slice()
+}

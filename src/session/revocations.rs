@@ -1,0 +1,158 @@
+//! Sessions ended before their time by this instance's word alone: signed
+//! out, refused at refresh, or named by a back-channel logout. The cookie store
+//! keeps nothing server-side, so without this list a cookie copied before
+//! sign-out would open until it expires.
+//!
+//! Bounded: at most [`CAPACITY`] entries, each kept for `session.lifetime`
+//! (no session it names lives longer). Only hashes are kept, never an id, a
+//! `sid` or a `sub` as such. Free on the request path while it is empty.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::Session;
+
+/// Revoked sessions, `sid`s and users remembered at most.
+pub const CAPACITY: u64 = 100_000;
+
+/// What a revocation names.
+#[derive(Debug, Clone, Copy)]
+pub enum Revoke<'a> {
+    /// One session, by its portcullis id.
+    Session(&'a str),
+    /// Every session of the provider's session `sid` (back-channel logout).
+    Sid { provider: &'a str, sid: &'a str },
+    /// Every session of user `sub` at `provider` that began before now
+    /// (back-channel logout without `sid`, sign-out everywhere).
+    Sub { provider: &'a str, sub: &'a str },
+}
+
+pub struct Revocations {
+    /// Hash of what was revoked → Unix seconds when.
+    entries: moka::sync::Cache<[u8; 32], u64>,
+    /// Set by the first revocation: until then no request hashes anything.
+    any: AtomicBool,
+}
+
+impl Revocations {
+    pub fn new(lifetime: Duration) -> Self {
+        Self {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(lifetime)
+                .build(),
+            any: AtomicBool::new(false),
+        }
+    }
+
+    pub fn revoke(&self, what: Revoke<'_>, now: u64) {
+        self.entries.insert(key(what), now);
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// Whether `session` was revoked: itself, its `sid`, or its user after it began.
+    pub fn is_revoked(&self, session: &Session) -> bool {
+        if !self.any.load(Ordering::Acquire) {
+            return false;
+        }
+        let provider = &session.provider;
+        self.entries
+            .contains_key(&key(Revoke::Session(&session.id)))
+            || session.sid.as_deref().is_some_and(|sid| {
+                self.entries
+                    .contains_key(&key(Revoke::Sid { provider, sid }))
+            })
+            || self
+                .entries
+                .get(&key(Revoke::Sub {
+                    provider,
+                    sub: &session.identity.sub,
+                }))
+                .is_some_and(|revoked_at| session.created_at <= revoked_at)
+    }
+}
+
+/// SHA-256 over a tag and length-prefixed parts, so no two targets share a key.
+fn key(what: Revoke<'_>) -> [u8; 32] {
+    let (tag, parts): (&[u8], [&str; 2]) = match what {
+        Revoke::Session(id) => (b"session", [id, ""]),
+        Revoke::Sid { provider, sid } => (b"sid", [provider, sid]),
+        Revoke::Sub { provider, sub } => (b"sub", [provider, sub]),
+    };
+    let mut hash = Sha256::new();
+    hash.update(tag);
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    hash.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::session::Tokens;
+
+    fn session(id: &str, sub: &str, sid: Option<&str>, created_at: u64) -> Session {
+        Session {
+            id: id.into(),
+            provider: "corp".into(),
+            identity: Identity {
+                sub: sub.into(),
+                email: None,
+                email_verified: None,
+                name: None,
+                preferred_username: None,
+                groups: Vec::new(),
+                extra: Default::default(),
+            },
+            tokens: Tokens::default(),
+            created_at,
+            expires_at: created_at + 3600,
+            last_seen_at: created_at,
+            sid: sid.map(str::to_owned),
+            refreshed_at: created_at,
+        }
+    }
+
+    #[test]
+    fn each_kind_of_revocation_ends_what_it_names_and_nothing_else() {
+        let list = Revocations::new(Duration::from_secs(3600));
+        let a = session("a", "ada", Some("sid-1"), 100);
+        let b = session("b", "ada", Some("sid-2"), 100);
+        let c = session("c", "grace", None, 100);
+        assert!(![&a, &b, &c].iter().any(|s| list.is_revoked(s)));
+
+        list.revoke(Revoke::Session("a"), 200);
+        assert!(list.is_revoked(&a) && !list.is_revoked(&b) && !list.is_revoked(&c));
+
+        list.revoke(
+            Revoke::Sid {
+                provider: "corp",
+                sid: "sid-2",
+            },
+            200,
+        );
+        assert!(list.is_revoked(&b) && !list.is_revoked(&c));
+        // The same sid at another provider is another session.
+        let elsewhere = Session {
+            provider: "other".into(),
+            ..session("d", "ada", Some("sid-2"), 100)
+        };
+        assert!(!list.is_revoked(&elsewhere));
+
+        list.revoke(
+            Revoke::Sub {
+                provider: "corp",
+                sub: "grace",
+            },
+            200,
+        );
+        assert!(list.is_revoked(&c));
+        // A sign-in after the revocation is a new session, and lives.
+        assert!(!list.is_revoked(&session("e", "grace", None, 201)));
+    }
+}

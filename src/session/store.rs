@@ -1,0 +1,165 @@
+//! Where sessions live (DESIGN §4, §10): one [`Sessions`] for every request
+//! path, over a backend. The cookie backend keeps the whole session sealed in
+//! the browser's cookies ([`SessionCookies`]); a Redis backend keeps it
+//! server-side and the cookie names it.
+//!
+//! Every backend hands out [`Opened`] sessions (a session and the identity
+//! headers made from it, cached together), checks expiry, idle time and
+//! revocation on every request, and writes a session back at sign-in, after
+//! a refresh, and at most once a minute to move its idle clock.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue};
+
+use super::cookies::{Loaded, SessionCookies, TooLarge};
+use super::revocations::{Revocations, Revoke};
+use super::{Opened, Session};
+use crate::config::SessionConfig;
+
+/// The session store cannot be reached (Redis down): a request that needs a
+/// session it has not cached gets a 503, and no session is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the session store cannot be reached")]
+pub struct Unavailable;
+
+/// Why a session could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("{0}")]
+    TooLarge(#[from] TooLarge),
+    #[error("{0}")]
+    Unavailable(#[from] Unavailable),
+}
+
+/// Sessions, whatever holds them.
+pub struct Sessions {
+    /// The session cookie(s) and the sign-in flow cookies.
+    pub cookies: SessionCookies,
+    backend: Backend,
+    revocations: Revocations,
+    idle_timeout: Option<u64>,
+}
+
+/// What holds the sessions. A Redis backend (`session.store = "redis"`) keeps
+/// each session sealed in Redis under its id; the session cookie then holds
+/// only a sealed handle naming that id, written once at sign-in. In front of
+/// Redis it keeps its own cache of [`Opened`] sessions (keyed by the sealed
+/// handle, so a hit costs what the cookie backend's costs), which Redis
+/// pub/sub invalidations empty. `load` misses go to Redis (`Unavailable` when
+/// it cannot be reached); `save` writes the record (a refresh or a touch sets
+/// no cookie); `end` and `revoke` delete records on every replica at once,
+/// and are also put in [`Revocations`] so this instance refuses them at once.
+enum Backend {
+    /// The whole session in the cookie: nothing server-side but [`Revocations`].
+    Cookie,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("cookies", &self.cookies)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    pub fn new(config: &SessionConfig) -> Self {
+        Self {
+            cookies: SessionCookies::new(config),
+            backend: Backend::Cookie,
+            revocations: Revocations::new(config.lifetime),
+            idle_timeout: config.idle_timeout.map(|idle| idle.as_secs()),
+        }
+    }
+
+    /// The request's session, if it carries one usable at `now`, and the
+    /// Set-Cookie values clearing cookies that held none.
+    pub async fn load(&self, headers: &HeaderMap, now: u64) -> Result<Loaded, Unavailable> {
+        let loaded = match &self.backend {
+            Backend::Cookie => self.cookies.load(headers, now),
+        };
+        match &loaded.session {
+            Some(opened) if self.revocations.is_revoked(&opened.session) => {
+                tracing::debug!("session revoked");
+                Ok(Loaded {
+                    session: None,
+                    clear: self.cookies.clear(headers),
+                })
+            }
+            _ => Ok(loaded),
+        }
+    }
+
+    /// Writes `session` (new, refreshed or touched): the [`Opened`] session
+    /// the request goes on with, and the Set-Cookie values for its response.
+    pub async fn save(
+        &self,
+        session: Session,
+        request_headers: &HeaderMap,
+    ) -> Result<(Arc<Opened>, Vec<HeaderValue>), SaveError> {
+        let cookies = match &self.backend {
+            Backend::Cookie => self.cookies.store(&session, request_headers)?,
+        };
+        Ok((Arc::new(Opened::new(session)), cookies))
+    }
+
+    /// Whether to write `session` back with `last_seen_at = now`, so that an
+    /// idle timeout counts from the last request: at most once a minute (a
+    /// quarter of an idle timeout under four minutes), never on every request.
+    pub fn needs_touch(&self, session: &Session, now: u64) -> bool {
+        let Some(idle) = self.idle_timeout else {
+            return false;
+        };
+        let every = (idle / 4).min(60);
+        now.saturating_sub(session.last_seen_at) > every
+    }
+
+    /// Ends `session` for good (sign-out, a refresh the provider refused):
+    /// no copy of its cookie opens again here. The Set-Cookie values delete
+    /// every portcullis cookie the request carried.
+    pub async fn end(
+        &self,
+        session: Option<&Session>,
+        request_headers: &HeaderMap,
+        now: u64,
+    ) -> Vec<HeaderValue> {
+        if let Some(session) = session {
+            self.revocations.revoke(Revoke::Session(&session.id), now);
+        }
+        self.cookies.clear_all(request_headers)
+    }
+
+    /// Every session `target` names is refused from its next request on.
+    pub async fn revoke(&self, target: Revoke<'_>, now: u64) -> Result<(), Unavailable> {
+        self.revocations.revoke(target, now);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::session::tests::{a_session, session_config};
+
+    #[test]
+    fn touch_at_most_once_a_minute_and_only_with_an_idle_timeout() {
+        let with_idle = |idle: Option<u64>| {
+            let mut config = session_config("0123456789abcdef0123456789abcdef", &[]);
+            config.idle_timeout = idle.map(Duration::from_secs);
+            Sessions::new(&config)
+        };
+        let sess = a_session(1_000);
+        assert!(!with_idle(None).needs_touch(&sess, sess.last_seen_at + 10_000));
+
+        let idle_2h = with_idle(Some(7200));
+        assert!(!idle_2h.needs_touch(&sess, sess.last_seen_at + 60));
+        assert!(idle_2h.needs_touch(&sess, sess.last_seen_at + 61));
+
+        let idle_2m = with_idle(Some(120));
+        assert!(!idle_2m.needs_touch(&sess, sess.last_seen_at + 30));
+        assert!(idle_2m.needs_touch(&sess, sess.last_seen_at + 31));
+    }
+}
