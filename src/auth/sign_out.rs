@@ -1,6 +1,8 @@
-//! `GET|POST /oauth2/sign_out?rd=`: ends the session locally, unless another
-//! site sent the request (`<img src=".../oauth2/sign_out">`, a cross-site form):
-//! then the user is asked first, with a button that posts from portcullis' own page.
+//! `GET|POST /oauth2/sign_out?rd=`: ends the session (on every replica, with
+//! Redis), and with `?everywhere=1` every session of the user at that
+//! provider; unless another site sent the request (`<img
+//! src=".../oauth2/sign_out">`, a cross-site form): then the user is asked
+//! first, with a button that posts from portcullis' own page.
 
 use http::header::{ORIGIN, REFERER, REFERRER_POLICY};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -9,6 +11,7 @@ use url::Url;
 use super::query_param;
 use crate::redirect::safe_rd;
 use crate::respond::with_cookies;
+use crate::session::revocations::Revoke;
 use crate::{App, Body, pages, respond};
 
 pub async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
@@ -28,6 +31,17 @@ pub async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
         Err(_) => None,
     };
     let session = session.as_ref().map(|opened| &opened.session);
+    if let Some(s) = session
+        && query_param(req, "everywhere").as_deref() == Some("1")
+    {
+        let everywhere = Revoke::Sub {
+            provider: &s.provider,
+            sub: &s.identity.sub,
+        };
+        if let Err(e) = app.sessions.revoke(everywhere, now).await {
+            tracing::warn!(error = %e, "sign-out everywhere: the other sessions could not be ended");
+        }
+    }
     let cookies = app.sessions.end(session, req.headers(), now).await;
     let resp = match rd {
         Some(rd) => respond::redirect(&rd),

@@ -12,7 +12,11 @@ mod path_confusion;
 mod providers;
 mod proxying;
 mod readiness;
+// Shared with the library's unit tests, which use other parts of it.
 mod redirects;
+#[allow(dead_code)]
+mod redis_server;
+mod redis_store;
 mod sessions;
 mod spoofing;
 mod support;

@@ -18,6 +18,8 @@ const START_DEADLINE: Duration = Duration::from_secs(10);
 pub struct RedisServer {
     pub addr: SocketAddr,
     binary: PathBuf,
+    /// Its own working directory, where [`Self::snapshot`] writes; removed on drop.
+    dir: PathBuf,
     child: Option<Child>,
 }
 
@@ -40,9 +42,16 @@ impl RedisServer {
             let addr = TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .expect("a free loopback port");
+            let dir = std::env::temp_dir().join(format!(
+                "portcullis-redis-{}-{}",
+                std::process::id(),
+                addr.port()
+            ));
+            std::fs::create_dir_all(&dir).expect("a directory for redis-server");
             let mut server = Self {
                 addr,
                 binary: binary.clone(),
+                dir,
                 child: None,
             };
             if server.spawn() {
@@ -84,8 +93,20 @@ impl RedisServer {
         assert!(sent.success(), "kill {signal} {pid} failed");
     }
 
-    /// Kills the server if it runs, and starts a new one on the same port,
-    /// empty (there is no persistence).
+    /// Writes what the server holds to disk (SAVE), for a [`Self::restart`]
+    /// to load: a Redis with persistence, which comes back with its data.
+    pub fn snapshot(&self) {
+        let mut conn = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1))
+            .expect("connect to redis-server");
+        conn.set_read_timeout(Some(START_DEADLINE)).unwrap();
+        let mut reply = [0u8; 5];
+        conn.write_all(b"SAVE\r\n").unwrap();
+        conn.read_exact(&mut reply).expect("SAVE answered");
+        assert_eq!(&reply, b"+OK\r\n", "SAVE failed");
+    }
+
+    /// Kills the server if it runs, and starts a new one on the same port:
+    /// empty, unless [`Self::snapshot`] wrote its data first.
     pub fn restart(&mut self) {
         self.stop();
         // The port was just released; another process taking it in between
@@ -105,8 +126,9 @@ impl RedisServer {
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
-            // No dump.rdb or other files left behind in the working directory.
-            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
+            // Its own directory: a snapshot is read back by a restart of this
+            // server, and no other's.
+            .args(["--dir", &self.dir.to_string_lossy()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -147,6 +169,7 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -14,6 +14,8 @@ use crate::identity::Identity;
 use crate::session::Tokens;
 use crate::session::tests::session_config;
 
+// Shared with the integration tests, which use other parts of it.
+#[allow(dead_code)]
 #[path = "../../../tests/it/redis_server.rs"]
 mod redis_server;
 use redis_server::RedisServer;
