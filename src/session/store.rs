@@ -163,8 +163,10 @@ impl Sessions {
         if let Some(session) = session {
             self.revocations.revoke(Revoke::Session(&session.id), now);
         }
-        if let Backend::Redis(redis) = &self.backend {
-            redis.end(&self.cookies, session, request_headers).await;
+        if let Backend::Redis(redis) = &self.backend
+            && let Some(id) = redis.end(&self.cookies, session, request_headers).await
+        {
+            self.revocations.revoke(Revoke::Session(&id), now);
         }
         self.cookies.clear_all(request_headers)
     }

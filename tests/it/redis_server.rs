@@ -17,16 +17,45 @@ const START_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct RedisServer {
     pub addr: SocketAddr,
+    role: Role,
     binary: PathBuf,
     /// Its own working directory, where [`Self::snapshot`] writes; removed on drop.
     dir: PathBuf,
     child: Option<Child>,
 }
 
+/// What a server is started as.
+#[derive(Clone, Copy)]
+enum Role {
+    Master,
+    /// A replica of the master at this address.
+    Replica(SocketAddr),
+    /// A Sentinel watching the master at this address, as [`MASTER_NAME`].
+    Sentinel(SocketAddr),
+}
+
+/// The name Sentinels started here know their master by.
+pub const MASTER_NAME: &str = "portcullis-test";
+
 impl RedisServer {
     /// A running server, or `None` (with a printed note) when there is no
     /// `redis-server` and `REQUIRE_REDIS` is unset.
     pub fn start() -> Option<Self> {
+        Self::start_as(Role::Master)
+    }
+
+    /// A replica of this server.
+    pub fn start_replica(&self) -> Self {
+        Self::start_as(Role::Replica(self.addr)).expect("redis-server is installed")
+    }
+
+    /// A Sentinel watching this server as [`MASTER_NAME`], quick to judge it
+    /// down (half a second) and to fail over.
+    pub fn start_sentinel(&self) -> Self {
+        Self::start_as(Role::Sentinel(self.addr)).expect("redis-server is installed")
+    }
+
+    fn start_as(role: Role) -> Option<Self> {
         let Some(binary) = find_binary() else {
             let required = std::env::var_os("REQUIRE_REDIS").is_some();
             assert!(
@@ -50,6 +79,7 @@ impl RedisServer {
             std::fs::create_dir_all(&dir).expect("a directory for redis-server");
             let mut server = Self {
                 addr,
+                role,
                 binary: binary.clone(),
                 dir,
                 child: None,
@@ -121,7 +151,26 @@ impl RedisServer {
     /// Starts the server on `self.addr`; false when it exits (port taken) or
     /// never answers PING.
     fn spawn(&mut self) -> bool {
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        match self.role {
+            Role::Master => {}
+            Role::Replica(master) => {
+                command.args(["--replicaof", "127.0.0.1", &master.port().to_string()]);
+            }
+            // A Sentinel needs a config file it may rewrite.
+            Role::Sentinel(master) => {
+                let config = self.dir.join("sentinel.conf");
+                let text = format!(
+                    "sentinel monitor {MASTER_NAME} 127.0.0.1 {port} 1\n\
+                     sentinel down-after-milliseconds {MASTER_NAME} 500\n\
+                     sentinel failover-timeout {MASTER_NAME} 2000\n",
+                    port = master.port()
+                );
+                std::fs::write(&config, text).expect("write sentinel.conf");
+                command.arg(&config).arg("--sentinel");
+            }
+        }
+        let child = command
             .args(["--port", &self.addr.port().to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])

@@ -18,7 +18,7 @@ use crate::session::tests::session_config;
 #[allow(dead_code)]
 #[path = "../../../tests/it/redis_server.rs"]
 mod redis_server;
-use redis_server::RedisServer;
+use redis_server::{MASTER_NAME, RedisServer};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const OLD_SECRET: &str = "an older secret of at least 32 bytes!";
@@ -408,6 +408,70 @@ async fn a_store_built_while_redis_is_down_connects_when_it_comes() {
     server.restart();
     eventually("the store comes up", || store.is_up()).await;
     assert_eq!(store.load("x").await, Ok(None));
+}
+
+#[tokio::test]
+async fn through_a_sentinel_the_store_finds_the_master_and_follows_a_failover() {
+    let Some(mut master) = RedisServer::start() else {
+        return;
+    };
+    let replica = master.start_replica();
+    let sentinel = master.start_sentinel();
+    let mut ask_sentinel = raw(&sentinel).await;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
+            .arg("REPLICAS")
+            .arg(MASTER_NAME)
+            .query_async(&mut ask_sentinel)
+            .await
+            .unwrap();
+        if !replicas.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Sentinel never saw the replica"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+    let config = RedisConfig {
+        url: None,
+        sentinels: vec![sentinel.addr.to_string()],
+        master_name: Some(MASTER_NAME.to_owned()),
+        key_prefix: "portcullis:".to_owned(),
+    };
+    let store = RedisSessions::new(&config, &session_config(SECRET, &[])).unwrap();
+    eventually("the store is up through the Sentinel", || store.is_up()).await;
+    let s = session("ada", None, 3600);
+    store.save(&s, now()).await.unwrap();
+    let mut on_replica = raw(&replica).await;
+    let record = store.names.record(&SessionDigest::of(&s.id));
+    let deadline = Instant::now() + DEADLINE;
+    while !on_replica.exists::<_, bool>(&record).await.unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "the replica never had the session"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+
+    master.stop();
+    // The Sentinel promotes the replica; the store asks it again and follows.
+    let deadline = Instant::now() + 3 * DEADLINE;
+    loop {
+        if store.load(&s.id).await == Ok(Some(s.clone())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store did not follow the failover"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    eventually("the store is up on the new master", || store.is_up()).await;
+    store.delete(&s.id).await.unwrap();
+    assert_eq!(store.load(&s.id).await, Ok(None));
 }
 
 #[test]

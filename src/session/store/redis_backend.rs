@@ -161,13 +161,14 @@ impl RedisBackend {
     }
 
     /// Ends the session, on every replica: `session`, or else the one the
-    /// request's handle names (a session unusable here may still be stored).
+    /// request's handle names (a session that did not load, with Redis down
+    /// or unusable here, may still be stored). Returns the id it ended.
     pub(super) async fn end(
         &self,
         cookies: &SessionCookies,
         session: Option<&Session>,
         request_headers: &HeaderMap,
-    ) {
+    ) -> Option<String> {
         let id = match session {
             Some(session) => Some(session.id.clone()),
             None => cookies
@@ -175,12 +176,13 @@ impl RedisBackend {
                 .flatten()
                 .and_then(|handle| self.open_handle(cookies, handle)),
         };
-        let Some(id) = id else { return };
+        let id = id?;
         if self.redis.delete(&id).await.is_err() {
             tracing::warn!(
                 "sign-out: Redis is unreachable, so the session stays stored until it expires; this replica refuses it, and the browser's cookie is deleted"
             );
         }
+        Some(id)
     }
 
     pub(super) async fn delete_by_sid(&self, provider: &str, sid: &str) -> Result<(), Unavailable> {
@@ -278,4 +280,44 @@ fn weight(handle: &[u8], session: &Session) -> u32 {
     .filter_map(|t| t.as_ref().map(String::len))
     .sum::<usize>();
     u32::try_from(handle.len() + token_bytes + 1024).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::tests::a_session;
+
+    fn opened() -> Arc<Opened> {
+        Arc::new(Opened::new(a_session(crate::now_unix())))
+    }
+
+    #[test]
+    fn a_load_overtaken_by_an_invalidation_is_not_cached() {
+        let cache = Cache::new();
+        let (kept, overtaken) = (opened(), opened());
+        let before = cache.generation();
+        cache.insert(Bytes::from_static(b"kept"), &kept, before);
+        assert!(cache.opened.get(b"kept".as_slice()).is_some());
+
+        let before = cache.generation();
+        // Some session ends while this load waits for Redis...
+        cache.drop_session(&SessionDigest::of("another session"));
+        cache.insert(Bytes::from_static(b"overtaken"), &overtaken, before);
+        // ...so what it read may be stale: used once, not kept.
+        assert!(cache.opened.get(b"overtaken".as_slice()).is_none());
+        assert!(cache.opened.get(b"kept".as_slice()).is_some());
+    }
+
+    #[test]
+    fn invalidations_drop_the_named_session_or_all() {
+        let cache = Cache::new();
+        let (first, second) = (opened(), opened());
+        cache.insert(Bytes::from_static(b"first"), &first, cache.generation());
+        cache.insert(Bytes::from_static(b"second"), &second, cache.generation());
+        cache.drop_session(&SessionDigest::of(&first.session.id));
+        assert!(cache.opened.get(b"first".as_slice()).is_none());
+        assert!(cache.opened.get(b"second".as_slice()).is_some());
+        cache.drop_all();
+        assert!(cache.opened.get(b"second".as_slice()).is_none());
+    }
 }
