@@ -28,6 +28,8 @@ pub struct RedisServer {
 #[derive(Clone, Copy)]
 enum Role {
     Master,
+    /// A master that wants this password (`requirepass`).
+    Guarded(&'static str),
     /// A replica of the master at this address.
     Replica(SocketAddr),
     /// A Sentinel watching the master at this address, as [`MASTER_NAME`].
@@ -53,6 +55,11 @@ impl RedisServer {
     /// down (half a second) and to fail over.
     pub fn start_sentinel(&self) -> Self {
         Self::start_as(Role::Sentinel(self.addr)).expect("redis-server is installed")
+    }
+
+    /// A server that wants `password`; [`Self::url`] carries it.
+    pub fn start_with_password(password: &'static str) -> Option<Self> {
+        Self::start_as(Role::Guarded(password))
     }
 
     fn start_as(role: Role) -> Option<Self> {
@@ -93,7 +100,10 @@ impl RedisServer {
 
     /// `redis://127.0.0.1:<port>/`.
     pub fn url(&self) -> String {
-        format!("redis://{}/", self.addr)
+        match self.role {
+            Role::Guarded(password) => format!("redis://:{password}@{}/", self.addr),
+            _ => format!("redis://{}/", self.addr),
+        }
     }
 
     /// Kills the server (SIGKILL: no goodbye to clients), and waits for it.
@@ -154,6 +164,9 @@ impl RedisServer {
         let mut command = Command::new(&self.binary);
         match self.role {
             Role::Master => {}
+            Role::Guarded(password) => {
+                command.args(["--requirepass", password]);
+            }
             Role::Replica(master) => {
                 command.args(["--replicaof", "127.0.0.1", &master.port().to_string()]);
             }
@@ -208,10 +221,11 @@ impl RedisServer {
             return false;
         };
         let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+        // `-NOAUTH ...` from a server that wants a password: it runs.
         let mut reply = [0u8; 7];
         conn.write_all(b"PING\r\n").is_ok()
             && conn.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
+            && (&reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH"))
     }
 }
 

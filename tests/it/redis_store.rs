@@ -217,3 +217,79 @@ async fn sign_out_everywhere_ends_the_users_other_browsers_on_every_replica() {
     assert_eq!(grace.get(&a.url("/")).await.status, StatusCode::OK);
     assert_eq!(grace.get(&b.url("/")).await.status, StatusCode::OK);
 }
+
+/// An outage is logged once when it starts, naming where Redis is and what to
+/// check, and once when it ends; the password never shows, even at debug level.
+#[test]
+fn an_outage_is_logged_once_each_way_and_never_with_the_password() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+
+    let Some(mut server) = RedisServer::start_with_password("hunter2-redis-pw") else {
+        return;
+    };
+    server.stop();
+    let dir = std::env::temp_dir().join(format!("portcullis-redis-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[session]\nsecret = \"{SECRET}\"\nstore = \"redis\"\nredis_url = \"{}\"\n[providers.corp]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"c\"\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start portcullis");
+    let (lines, received) = mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let mut wait_for = |what: &str, log: &mut Vec<String>| loop {
+        let line = received
+            .recv_timeout(DEADLINE)
+            .unwrap_or_else(|_| panic!("no log line with {what:?}:\n{}", log.join("\n")));
+        let found = line.contains(what);
+        log.push(line);
+        if found {
+            return;
+        }
+    };
+    wait_for("Redis is unreachable", &mut log);
+    // Reconnection attempts go on (every half second) meanwhile: none logs again.
+    std::thread::sleep(Duration::from_millis(1500));
+    server.restart();
+    wait_for("Redis is reachable again", &mut log);
+    let _ = child.kill();
+    let _ = child.wait();
+    log.extend(received.try_iter());
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let all = log.join("\n");
+    assert!(
+        !all.contains("hunter2"),
+        "the password is in the log:\n{all}"
+    );
+    let outages: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("Redis is unreachable"))
+        .collect();
+    assert_eq!(outages.len(), 1, "{all}");
+    assert!(
+        outages[0].contains(&server.addr.to_string()),
+        "{}",
+        outages[0]
+    );
+    assert!(outages[0].contains("session.redis_url"), "{}", outages[0]);
+}
