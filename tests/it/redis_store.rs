@@ -241,29 +241,35 @@ fn an_outage_is_logged_once_each_way_and_never_with_the_password() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "debug")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start portcullis");
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "debug")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start portcullis"),
+    );
     let (lines, received) = mpsc::channel();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let stderr = BufReader::new(child.0.stderr.take().unwrap());
     std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
             let _ = lines.send(line);
         }
     });
     let mut log = Vec::new();
-    let mut wait_for = |what: &str, log: &mut Vec<String>| loop {
-        let line = received
-            .recv_timeout(DEADLINE)
-            .unwrap_or_else(|_| panic!("no log line with {what:?}:\n{}", log.join("\n")));
-        let found = line.contains(what);
-        log.push(line);
-        if found {
-            return;
+    let wait_for = |what: &str, log: &mut Vec<String>| {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = received
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line with {what:?}:\n{}", log.join("\n")));
+            let found = line.contains(what);
+            log.push(line);
+            if found {
+                return;
+            }
         }
     };
     wait_for("Redis is unreachable", &mut log);
@@ -271,8 +277,7 @@ fn an_outage_is_logged_once_each_way_and_never_with_the_password() {
     std::thread::sleep(Duration::from_millis(1500));
     server.restart();
     wait_for("Redis is reachable again", &mut log);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     log.extend(received.try_iter());
     std::fs::remove_dir_all(&dir).unwrap();
 
@@ -292,4 +297,14 @@ fn an_outage_is_logged_once_each_way_and_never_with_the_password() {
         outages[0]
     );
     assert!(outages[0].contains("session.redis_url"), "{}", outages[0]);
+}
+
+/// A child process killed (and reaped) however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
