@@ -130,6 +130,17 @@ impl Sessions {
         self.cookies.clear_all(request_headers)
     }
 
+    /// `plaintext` sealed for `purpose` (the associated data), for state that
+    /// travels through a browser or a provider and must come back unchanged.
+    pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> String {
+        self.cookies.keys.seal(purpose, plaintext)
+    }
+
+    /// What [`seal`](Self::seal) sealed for `purpose`, if `sealed` is that.
+    pub fn open(&self, purpose: &str, sealed: &str) -> Option<Vec<u8>> {
+        self.cookies.keys.open(purpose, sealed).ok()
+    }
+
     /// Every session `target` names is refused from its next request on.
     pub async fn revoke(&self, target: Revoke<'_>, now: u64) -> Result<(), Unavailable> {
         self.revocations.revoke(target, now);
