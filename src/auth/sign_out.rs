@@ -68,7 +68,7 @@ pub async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
         // A handful of strings: serialising cannot fail.
         let state = serde_json::to_vec(&state).expect("state serialises");
         let state = app.sessions.seal(SIGNED_OUT_STATE, &state);
-        let back = signed_out_uri(&app.config.server.public_url);
+        let back = app.config.post_logout_redirect_uri();
         if let Some(end_session) =
             provider.end_session_url(s.tokens.id_token.as_deref(), &back, &state)
         {
@@ -92,13 +92,6 @@ pub fn signed_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
         .map(|rd| safe_rd(Some(&rd)));
     let cookies = app.sessions.cookies.clear_all(req.headers());
     with_cookies(signed_out_or(rd), cookies)
-}
-
-/// `<public_url>/oauth2/signed_out`: the post-logout redirect URI to register.
-pub fn signed_out_uri(public_url: &Url) -> Url {
-    let mut uri = public_url.clone();
-    uri.set_path("/oauth2/signed_out");
-    uri
 }
 
 fn signed_out_or(rd: Option<String>) -> Response<Body> {
