@@ -12,13 +12,14 @@ mod facebook;
 mod github;
 mod google;
 pub mod http;
+mod keys;
 mod mapped;
 mod microsoft;
 mod oauth2;
 mod oidc;
 mod token;
 
-pub use self::oidc::JWKS_REFETCH_INTERVAL;
+pub use self::keys::JWKS_REFETCH_INTERVAL;
 pub(crate) use self::token::clip;
 
 use std::sync::{Arc, Weak};

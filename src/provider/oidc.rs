@@ -2,12 +2,8 @@
 //! the code exchange, id_token verification and userinfo (OpenID Connect Core 1.0 §3.1),
 //! plus what its preset checks on top (Google's `hd`, Microsoft's tenant issuers).
 //!
-//! Metadata and the JWKS are `ArcSwap` snapshots: the request path never takes a
-//! lock. Only an id_token signed by an unknown key takes the re-fetch mutex.
-//! Coalesced and rate-limited, re-fetching still follows a genuine rotation within
-//! [`JWKS_REFETCH_INTERVAL`]: a sign-in that meets an unknown key tries the keys
-//! of any fetch since, and is refused only once the keys of a fetch begun after
-//! it met the unknown key do not verify it (waiting out the interval for that fetch).
+//! Metadata is an `ArcSwap` snapshot: the request path never takes a lock. The
+//! signing keys, and their re-fetch on an unknown `kid`, are [`Keys`].
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -24,26 +20,22 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AccessTokenHash, AdditionalProviderMetadata, AuthType, AuthUrl, AuthorizationCode,
-    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DiscoveryError, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, IdTokenVerifier, IssuerUrl, JsonWebKeySet, JsonWebKeySetUrl,
-    JwsSigningAlgorithm, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
-    ProviderMetadata, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
-    TokenResponse, TokenUrl, UserInfoUrl,
+    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, IdTokenVerifier, IssuerUrl, JwsSigningAlgorithm, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, RequestTokenError, Scope,
+    SignatureVerificationError, TokenResponse, TokenUrl, UserInfoUrl,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::time::Instant;
 use url::Url;
 
 use super::http::{HttpError, ProviderHttp};
+use super::keys::{Keys, KeysError};
 use super::token::clip;
 use super::{Callback, FlowSecrets, ProviderError, SignedIn, google, microsoft};
 use crate::config::{IdTokenChecks, OidcSettings, ProviderConfig, TokenAuthMethod};
 use crate::session::Tokens;
 
-/// JWKS fetches are at least this far apart: a rotation is followed within it,
-/// and unknown `kid`s cannot make portcullis hammer the provider.
-pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
 /// How far in the future an id_token's `iat` may be: clock skew between us and the provider.
 const IAT_SKEW: Duration = Duration::from_secs(60);
 /// Claims userinfo may not override: they describe the id_token, not the user.
@@ -97,7 +89,6 @@ type OidcClient = CoreClient<
 struct Discovered {
     client: OidcClient,
     issuer: IssuerUrl,
-    jwks_uri: JsonWebKeySetUrl,
     userinfo: Option<Url>,
     /// Advertised id_token algorithms minus `none` and every HMAC one.
     allowed_algs: Vec<CoreJwsSigningAlgorithm>,
@@ -109,10 +100,8 @@ pub(super) struct OidcProvider {
     settings: OidcSettings,
     http: ProviderHttp,
     discovered: ArcSwapOption<Discovered>,
-    jwks: ArcSwapOption<CoreJsonWebKeySet>,
-    /// When the last JWKS fetch began (successful or not). Held across a re-fetch,
-    /// so that concurrent unknown `kid`s queue for it and try its keys.
-    jwks_fetched_at: tokio::sync::Mutex<Option<Instant>>,
+    /// Boxed: the provider types are about the same size without it.
+    keys: Box<Keys>,
 }
 
 impl std::fmt::Debug for OidcProvider {
@@ -128,12 +117,11 @@ impl std::fmt::Debug for OidcProvider {
 impl OidcProvider {
     pub(super) fn new(config: ProviderConfig, settings: OidcSettings, http: ProviderHttp) -> Self {
         Self {
+            keys: Box::new(Keys::new(&config.id, http.clone())),
             config,
             settings,
             http,
             discovered: ArcSwapOption::empty(),
-            jwks: ArcSwapOption::empty(),
-            jwks_fetched_at: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -147,7 +135,7 @@ impl OidcProvider {
 
     /// Metadata and JWKS are loaded.
     pub(super) fn is_ready(&self) -> bool {
-        self.discovered.load().is_some() && self.jwks.load().is_some()
+        self.discovered.load().is_some() && self.keys.is_loaded()
     }
 
     /// The authorization URL (state, nonce, PKCE S256, scopes, redirect_uri, extra
@@ -270,7 +258,7 @@ impl OidcProvider {
             })
     }
 
-    /// Verifies against the current JWKS; an unknown `kid` re-fetches it once, then retries.
+    /// Verifies against the provider's keys; an unknown `kid` re-fetches them ([`Keys`]).
     async fn verify_id_token(
         &self,
         discovered: &Discovered,
@@ -278,53 +266,39 @@ impl OidcProvider {
         nonce: &Nonce,
         access_token: &openidconnect::AccessToken,
     ) -> Result<(), ProviderError> {
-        let mut jwks = self
-            .jwks
-            .load_full()
-            .ok_or_else(|| ProviderError::NotReady {
-                provider: self.id().to_owned(),
-            })?;
-        let mut unknown_kid_at = None;
-        loop {
-            let verifier = self.verifier(discovered, &jwks);
-            match id_token.claims(&verifier, nonce) {
-                Ok(claims) => {
+        let checked = self
+            .keys
+            .verify(
+                |jwks| {
+                    let verifier = self.verifier(discovered, jwks);
+                    let claims = id_token.claims(&verifier, nonce)?;
                     // Core §3.1.3.8: at_hash is optional in the code flow, binding when present.
-                    if let Some(expected) = claims.access_token_hash() {
-                        let actual = id_token
-                            .signing_alg()
-                            .and_then(|alg| Ok((alg, id_token.signing_key(&verifier)?)))
-                            .map_err(|e| {
-                                invalid_id_token(&ClaimsVerificationError::SignatureVerification(e))
-                            })
-                            .and_then(|(alg, key)| {
-                                AccessTokenHash::from_token(access_token, alg, key).map_err(|e| {
-                                    ProviderError::InvalidIdToken(format!("at_hash: {e}"))
-                                })
-                            })?;
-                        if actual != *expected {
-                            return Err(ProviderError::InvalidIdToken(
-                                "at_hash does not match the access token".into(),
-                            ));
+                    Ok(match claims.access_token_hash() {
+                        Some(expected) => {
+                            check_at_hash(id_token, &verifier, access_token, expected)
                         }
-                    }
-                    return Ok(());
-                }
-                Err(ClaimsVerificationError::SignatureVerification(
-                    SignatureVerificationError::NoMatchingKey,
-                )) => {
-                    let since = *unknown_kid_at.get_or_insert_with(Instant::now);
-                    match self.refetch_jwks(&jwks, since).await {
-                        Some(newer) => jwks = newer,
-                        None => {
-                            return Err(ProviderError::InvalidIdToken(
-                                "signed by a key the provider's JWKS does not contain".into(),
-                            ));
-                        }
-                    }
-                }
-                Err(e) => return Err(invalid_id_token(&e)),
-            }
+                        None => Ok(()),
+                    })
+                },
+                |e| {
+                    matches!(
+                        e,
+                        ClaimsVerificationError::SignatureVerification(
+                            SignatureVerificationError::NoMatchingKey
+                        )
+                    )
+                },
+            )
+            .await;
+        match checked {
+            Ok(at_hash) => at_hash,
+            Err(KeysError::NotLoaded) => Err(ProviderError::NotReady {
+                provider: self.id().to_owned(),
+            }),
+            Err(KeysError::UnknownKey) => Err(ProviderError::InvalidIdToken(
+                "signed by a key the provider's JWKS does not contain".into(),
+            )),
+            Err(KeysError::Check(e)) => Err(invalid_id_token(&e)),
         }
     }
 
@@ -351,42 +325,6 @@ impl OidcProvider {
                     Ok(())
                 }
             })
-    }
-
-    /// Keys to try after `tried` failed to verify a token whose key was unknown
-    /// at `since`: the current keys when they have changed since (a concurrent
-    /// fetch), else those of a new fetch, begun no sooner than
-    /// [`JWKS_REFETCH_INTERVAL`] after the last; `None` once `tried` came from a
-    /// fetch begun after `since` (or that fetch failed): nothing newer to learn.
-    async fn refetch_jwks(
-        &self,
-        tried: &Arc<CoreJsonWebKeySet>,
-        since: Instant,
-    ) -> Option<Arc<CoreJsonWebKeySet>> {
-        let mut fetched_at = self.jwks_fetched_at.lock().await;
-        let current = self.jwks.load_full()?;
-        if !Arc::ptr_eq(&current, tried) {
-            return Some(current);
-        }
-        if fetched_at.is_some_and(|at| at > since) {
-            return None;
-        }
-        if let Some(at) = *fetched_at {
-            tokio::time::sleep_until(at + JWKS_REFETCH_INTERVAL).await;
-        }
-        *fetched_at = Some(Instant::now());
-        let url = self.ready().ok()?.jwks_uri.clone();
-        match JsonWebKeySet::fetch_async(&url, &self.http).await {
-            Ok(jwks) => {
-                let jwks = Arc::new(jwks);
-                self.jwks.store(Some(jwks.clone()));
-                Some(jwks)
-            }
-            Err(e) => {
-                tracing::warn!(provider = %self.id(), error = %describe_discovery_error(&e), "could not re-fetch the JWKS");
-                None
-            }
-        }
     }
 
     fn token_error(
@@ -440,10 +378,7 @@ impl OidcProvider {
             refuse_plain_http_endpoints(&metadata)?;
         }
         let metadata = self.with_configured_endpoints(metadata);
-        *self.jwks_fetched_at.lock().await = Some(Instant::now());
-        let jwks = JsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http)
-            .await
-            .map_err(|e| describe_discovery_error(&e))?;
+        let jwks = self.keys.fetch(metadata.jwks_uri()).await?;
         self.install(metadata, jwks)
     }
 
@@ -486,9 +421,9 @@ impl OidcProvider {
             TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
             TokenAuthMethod::ClientSecretPost => AuthType::RequestBody,
         };
+        let jwks_uri = metadata.jwks_uri().clone();
         let discovered = Discovered {
             issuer: metadata.issuer().clone(),
-            jwks_uri: metadata.jwks_uri().clone(),
             userinfo: metadata.userinfo_endpoint().map(|u| u.url().clone()),
             allowed_algs,
             iss_parameter_required: metadata
@@ -504,7 +439,7 @@ impl OidcProvider {
             )
             .set_auth_type(auth_type),
         };
-        self.jwks.store(Some(Arc::new(jwks)));
+        self.keys.install(jwks_uri, jwks);
         self.discovered.store(Some(Arc::new(discovered)));
         Ok(())
     }
@@ -544,17 +479,6 @@ fn refuse_plain_http_endpoints(metadata: &Metadata) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn describe_discovery_error(e: &DiscoveryError<HttpError>) -> String {
-    match e {
-        DiscoveryError::Request(e) => e.to_string(),
-        DiscoveryError::Response(_, _, message) => message.clone(),
-        DiscoveryError::Parse(e) => format!("invalid metadata document: {e}"),
-        DiscoveryError::UrlParse(e) => format!("invalid URL: {e}"),
-        DiscoveryError::Validation(e) | DiscoveryError::Other(e) => e.clone(),
-        other => other.to_string(),
-    }
 }
 
 // === verification helpers ===
@@ -621,6 +545,29 @@ fn merge_userinfo(
         if !ID_TOKEN_ONLY_CLAIMS.contains(&name.as_str()) {
             claims.insert(name, value);
         }
+    }
+    Ok(())
+}
+
+/// The id_token's `at_hash` must be the hash of the access token it came with.
+fn check_at_hash(
+    id_token: &CoreIdToken,
+    verifier: &IdTokenVerifier<'_, CoreJsonWebKey>,
+    access_token: &openidconnect::AccessToken,
+    expected: &AccessTokenHash,
+) -> Result<(), ProviderError> {
+    let actual = id_token
+        .signing_alg()
+        .and_then(|alg| Ok((alg, id_token.signing_key(verifier)?)))
+        .map_err(|e| invalid_id_token(&ClaimsVerificationError::SignatureVerification(e)))
+        .and_then(|(alg, key)| {
+            AccessTokenHash::from_token(access_token, alg, key)
+                .map_err(|e| ProviderError::InvalidIdToken(format!("at_hash: {e}")))
+        })?;
+    if actual != *expected {
+        return Err(ProviderError::InvalidIdToken(
+            "at_hash does not match the access token".into(),
+        ));
     }
     Ok(())
 }
