@@ -273,7 +273,7 @@ pub enum LogoutTokenFlaw {
     /// `iat` an hour ahead.
     IssuedInFuture,
     MissingIat,
-    /// `exp` a minute ago.
+    /// `exp` three minutes ago (beyond any clock skew), `iat` four.
     Expired,
     /// No `events` claim.
     MissingEvent,

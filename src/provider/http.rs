@@ -117,6 +117,21 @@ impl ProviderHttp {
         }
     }
 
+    /// As [`send`](Self::send), but a `5xx` or `429` answer is an error too: the
+    /// provider is unavailable, whatever its body says.
+    pub async fn send_available(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let url = redacted_url(&request.uri().to_string());
+        let response = self.send(request).await?;
+        let status = response.status();
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(HttpError {
+                url,
+                reason: HttpFailure::Status(status),
+            });
+        }
+        Ok(response)
+    }
+
     /// GETs a JSON document, with `bearer` as the access token when given (userinfo).
     pub async fn get_json(
         &self,

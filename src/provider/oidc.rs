@@ -22,8 +22,8 @@ use openidconnect::{
     AccessTokenHash, AdditionalProviderMetadata, AuthType, AuthUrl, AuthorizationCode,
     ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
     EndpointSet, IdTokenVerifier, IssuerUrl, JwsSigningAlgorithm, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, RequestTokenError, Scope,
-    SignatureVerificationError, TokenResponse, TokenUrl, UserInfoUrl,
+    PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, SignatureVerificationError, TokenResponse, TokenUrl, UserInfoUrl,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -31,6 +31,7 @@ use url::Url;
 
 use super::http::{HttpError, ProviderHttp};
 use super::keys::{Keys, KeysError};
+use super::logout_token::{self, LogoutToken, LogoutTokenError};
 use super::token::clip;
 use super::{Callback, FlowSecrets, ProviderError, SignedIn, google, microsoft};
 use crate::config::{IdTokenChecks, OidcSettings, ProviderConfig, TokenAuthMethod};
@@ -53,16 +54,35 @@ const ID_TOKEN_ONLY_CLAIMS: &[&str] = &[
     "jti",
 ];
 
-/// RFC 9207 §3: whether the provider promises `iss` on every authorization response.
+/// Discovery members openidconnect does not model: RFC 9207 §3 (whether the
+/// provider promises `iss` on every authorization response), RFC 8414 §2
+/// `revocation_endpoint`, RP-Initiated Logout 1.0 §2.1 `end_session_endpoint`,
+/// Back-Channel Logout 1.0 §2.1. Read leniently: a malformed member is absent.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-struct IssParameter {
-    #[serde(default)]
+struct ExtraMetadata {
+    #[serde(default, deserialize_with = "lenient")]
     authorization_response_iss_parameter_supported: bool,
+    #[serde(default, deserialize_with = "lenient")]
+    revocation_endpoint: Option<Url>,
+    #[serde(default, deserialize_with = "lenient")]
+    end_session_endpoint: Option<Url>,
+    #[serde(default, deserialize_with = "lenient")]
+    backchannel_logout_supported: bool,
 }
-impl AdditionalProviderMetadata for IssParameter {}
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+/// The member's value, or the default when it has another type.
+fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let value = Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).unwrap_or_default())
+}
 
 type Metadata = ProviderMetadata<
-    IssParameter,
+    ExtraMetadata,
     CoreAuthDisplay,
     CoreClientAuthMethod,
     CoreClaimName,
@@ -93,6 +113,11 @@ struct Discovered {
     /// Advertised id_token algorithms minus `none` and every HMAC one.
     allowed_algs: Vec<CoreJwsSigningAlgorithm>,
     iss_parameter_required: bool,
+    /// `revocation_url`, else the discovered `revocation_endpoint`.
+    revocation: Option<Url>,
+    /// With `idp_logout`: `end_session_url`, else the discovered `end_session_endpoint`.
+    end_session: Option<Url>,
+    backchannel_logout: bool,
 }
 
 pub(super) struct OidcProvider {
@@ -193,7 +218,7 @@ impl OidcProvider {
             ProviderError::InvalidIdToken("the token response has no id_token".into())
         })?;
         let nonce = Nonce::new(secrets.nonce.clone());
-        self.verify_id_token(&discovered, id_token, &nonce, response.access_token())
+        self.verify_id_token(&discovered, id_token, Some(&nonce), response.access_token())
             .await?;
         let raw_id_token = id_token.to_string();
         let mut claims = verified_payload(&raw_id_token)?;
@@ -258,12 +283,13 @@ impl OidcProvider {
             })
     }
 
-    /// Verifies against the provider's keys; an unknown `kid` re-fetches them ([`Keys`]).
+    /// Verifies against the provider's keys; an unknown `kid` re-fetches them
+    /// ([`Keys`]). `nonce` is the sign-in's; `None` on refresh.
     async fn verify_id_token(
         &self,
         discovered: &Discovered,
         id_token: &CoreIdToken,
-        nonce: &Nonce,
+        nonce: Option<&Nonce>,
         access_token: &openidconnect::AccessToken,
     ) -> Result<(), ProviderError> {
         let checked = self
@@ -271,7 +297,12 @@ impl OidcProvider {
             .verify(
                 |jwks| {
                     let verifier = self.verifier(discovered, jwks);
-                    let claims = id_token.claims(&verifier, nonce)?;
+                    // Core §12.2: a refreshed id_token need not carry the nonce,
+                    // and one it carries is not compared.
+                    let claims = match nonce {
+                        Some(nonce) => id_token.claims(&verifier, nonce)?,
+                        None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(()))?,
+                    };
                     // Core §3.1.3.8: at_hash is optional in the code flow, binding when present.
                     Ok(match claims.access_token_hash() {
                         Some(expected) => {
@@ -352,6 +383,133 @@ impl OidcProvider {
     }
 }
 
+// === after sign-in: refresh, revocation, logout ===
+
+impl OidcProvider {
+    pub(super) fn http(&self) -> &ProviderHttp {
+        &self.http
+    }
+
+    /// Discovered, with a token endpoint.
+    pub(super) fn can_refresh(&self) -> bool {
+        self.discovered
+            .load()
+            .as_ref()
+            .is_some_and(|d| d.client.token_uri().is_some())
+    }
+
+    pub(super) fn revocation_url(&self) -> Option<Url> {
+        match self.discovered.load().as_ref() {
+            Some(d) => d.revocation.clone(),
+            None => self.config.revocation_url.clone(),
+        }
+    }
+
+    /// The end-session endpoint when `idp_logout` is on and one is known.
+    pub(super) fn end_session_endpoint(&self) -> Option<Url> {
+        self.discovered.load().as_ref()?.end_session.clone()
+    }
+
+    pub(super) fn backchannel_logout_supported(&self) -> bool {
+        self.discovered
+            .load()
+            .as_ref()
+            .is_some_and(|d| d.backchannel_logout)
+    }
+
+    /// See [`super::Provider::refresh`].
+    pub(super) async fn refresh(
+        &self,
+        refresh_token: &str,
+        previous_sub: &str,
+    ) -> Result<SignedIn, ProviderError> {
+        let discovered = self.ready()?;
+        let refresh_token_value = RefreshToken::new(refresh_token.to_owned());
+        // A 5xx or 429 is the provider being unavailable, not an OAuth answer.
+        let http = |request| self.http.send_available(request);
+        let response = discovered
+            .client
+            .exchange_refresh_token(&refresh_token_value)
+            .map_err(|e| ProviderError::InvalidTokenResponse(e.to_string()))?
+            .request_async(&http)
+            .await
+            .map_err(|e| self.token_error(e))?;
+        let access_token = response.access_token();
+
+        let (claims, id_token) = match response.id_token() {
+            Some(id_token) => {
+                self.verify_id_token(&discovered, id_token, None, access_token)
+                    .await?;
+                let raw = id_token.to_string();
+                let mut claims = verified_payload(&raw)?;
+                if claims.get("sub").and_then(Value::as_str) != Some(previous_sub) {
+                    return Err(ProviderError::InvalidIdToken(
+                        "the refreshed id_token names another user (sub)".into(),
+                    ));
+                }
+                check_authorized_party(&claims, &self.config.client_id)?;
+                self.check_preset_claims(&discovered, &claims, None)?;
+                let wants_userinfo = self.config.fetch_userinfo || !claims.contains_key("email");
+                if let (true, Some(url)) = (wants_userinfo, &discovered.userinfo) {
+                    merge_userinfo(&mut claims, self.userinfo(url, access_token).await?)?;
+                }
+                if matches!(self.settings.checks, IdTokenChecks::Tenants { .. }) {
+                    microsoft::email_verified_from_edov(&mut claims);
+                }
+                (claims, Some(raw))
+            }
+            None => {
+                let mut claims = Map::new();
+                if let Some(url) = &discovered.userinfo {
+                    claims.insert("sub".into(), Value::String(previous_sub.to_owned()));
+                    merge_userinfo(&mut claims, self.userinfo(url, access_token).await?)?;
+                }
+                (claims, None)
+            }
+        };
+        let tokens = Tokens {
+            access_token: Some(access_token.secret().clone()),
+            refresh_token: Some(
+                response
+                    .refresh_token()
+                    .map(|t| t.secret().clone())
+                    .unwrap_or_else(|| refresh_token.to_owned()),
+            ),
+            id_token,
+            access_expires_at: super::expires_at(response.expires_in().map(|d| d.as_secs())),
+        };
+        Ok(SignedIn { claims, tokens })
+    }
+
+    async fn userinfo(
+        &self,
+        url: &Url,
+        access_token: &openidconnect::AccessToken,
+    ) -> Result<Map<String, Value>, ProviderError> {
+        self.http
+            .get_json(url, Some(access_token.secret()))
+            .await
+            .map_err(|source| ProviderError::Userinfo {
+                provider: self.id().to_owned(),
+                source,
+            })
+    }
+
+    /// See [`super::Provider::verify_logout_token`].
+    pub(super) async fn verify_logout_token(
+        &self,
+        token: &str,
+    ) -> Result<LogoutToken, LogoutTokenError> {
+        let discovered = self.ready().map_err(|_| LogoutTokenError::NotReady)?;
+        let rules = logout_token::Rules {
+            issuer: discovered.issuer.as_str(),
+            client_id: &self.config.client_id,
+            algs: &discovered.allowed_algs,
+        };
+        logout_token::verify(&self.keys, &rules, token).await
+    }
+}
+
 // === discovery ===
 
 impl OidcProvider {
@@ -422,7 +580,38 @@ impl OidcProvider {
             TokenAuthMethod::ClientSecretPost => AuthType::RequestBody,
         };
         let jwks_uri = metadata.jwks_uri().clone();
+        let extra = metadata.additional_metadata();
+        let https_issuer = self.settings.issuer.scheme() == "https";
+        let discovered_endpoint = |name: &str, url: &Option<Url>| {
+            let url = url.clone()?;
+            if https_issuer && url.scheme() != "https" {
+                tracing::warn!(provider = %self.id(), endpoint = name, "ignoring the provider's plain-http {name}: tokens would travel in the clear");
+                return None;
+            }
+            Some(url)
+        };
+        let revocation = self
+            .config
+            .revocation_url
+            .clone()
+            .or_else(|| discovered_endpoint("revocation_endpoint", &extra.revocation_endpoint));
+        let end_session =
+            self.config.end_session_url.clone().or_else(|| {
+                discovered_endpoint("end_session_endpoint", &extra.end_session_endpoint)
+            });
+        if self.config.idp_logout && end_session.is_none() {
+            tracing::error!(
+                provider = %self.id(),
+                "providers.{}.idp_logout is set, but the provider publishes no end_session_endpoint; set providers.{}.end_session_url or remove idp_logout (sign-out ends only the portcullis session)",
+                self.id(),
+                self.id(),
+            );
+        }
+        let backchannel_logout = extra.backchannel_logout_supported;
         let discovered = Discovered {
+            revocation,
+            end_session: end_session.filter(|_| self.config.idp_logout),
+            backchannel_logout,
             issuer: metadata.issuer().clone(),
             userinfo: metadata.userinfo_endpoint().map(|u| u.url().clone()),
             allowed_algs,

@@ -513,3 +513,5 @@ fn a_callback_never_prints_its_code() {
     assert!(!shown.contains("c0de-never-logged"), "{shown}");
     assert!(shown.contains("https://idp.example"), "{shown}");
 }
+
+mod lifecycle;

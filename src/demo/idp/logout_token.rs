@@ -26,7 +26,7 @@ pub(super) async fn sign(
     let iat = match flaw {
         Some(F::OldIat) => now - 600,
         Some(F::IssuedInFuture) => now + 3600,
-        Some(F::Expired) => now - 120,
+        Some(F::Expired) => now - 240,
         _ => now,
     };
     let mut claims = json!({
@@ -37,7 +37,7 @@ pub(super) async fn sign(
         },
         "aud": if flaw == Some(F::WrongAudience) { "someone-else" } else { state.opts.client_id.as_str() },
         "iat": iat,
-        "exp": if flaw == Some(F::Expired) { now - 60 } else { iat + LIFETIME },
+        "exp": if flaw == Some(F::Expired) { now - 180 } else { iat + LIFETIME },
         "jti": random_token(),
         "events": { BACKCHANNEL_LOGOUT_EVENT: {} },
     });
