@@ -198,6 +198,24 @@ fn the_reference_config_toml_is_valid() {
         .unwrap_or_else(|e| panic!("config.toml is out of sync with the code:\n{e}"));
 }
 
+#[test]
+fn the_reference_config_toml_lifecycle_examples_are_valid_keys() {
+    let reference = include_str!("../../config.toml");
+    let examples: Vec<&str> = reference
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| l.starts_with("end_session_url = ") || l.starts_with("revocation_url = "))
+        .map(|l| l.split(" #").next().unwrap_or(l))
+        .collect();
+    assert_eq!(examples.len(), 2, "{examples:?}");
+    let p = provider(&format!(
+        "issuer = \"https://sso.example.com\"\nidp_logout = true\n{}",
+        examples.join("\n")
+    ))
+    .unwrap();
+    assert!(p.end_session_url.is_some() && p.revocation_url.is_some());
+}
+
 // === providers ===
 
 /// A config whose only provider is `[providers.p]` with `keys`.
