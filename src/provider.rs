@@ -332,7 +332,8 @@ impl Provider {
         refresh_token: &str,
         previous_sub: &str,
     ) -> Result<SignedIn, RefreshError> {
-        if refresh_token.is_empty() || !self.can_refresh() {
+        // Not discovered yet is not "cannot": `refresh` answers Unavailable then.
+        if refresh_token.is_empty() || (self.is_ready() && !self.can_refresh()) {
             return Err(RefreshError::Rejected {
                 provider: self.id().to_owned(),
                 error: "no_refresh".into(),

@@ -522,3 +522,37 @@ async fn a_logout_token_under_a_new_key_refetches_the_jwks_once_paced() {
     assert!(s.sign_in("ada").await.is_ok());
     assert_eq!(s.idp.jwks_fetches(), 3);
 }
+
+#[tokio::test]
+async fn an_undiscovered_provider_cannot_refresh_yet_but_keeps_the_session() {
+    let port = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let toml = format!(
+        r#"
+        [session]
+        secret = "0123456789abcdef0123456789abcdef"
+        [providers.down]
+        issuer = "http://127.0.0.1:{port}"
+        client_id = "x"
+        idp_logout = true
+        "#
+    );
+    let config = crate::config::from_figment(Figment::from(Toml::string(&toml))).unwrap();
+    let providers = Providers::start(&config).unwrap();
+    let down = providers.get("down").unwrap();
+    assert!(!down.can_refresh() && !down.backchannel_logout_supported());
+    assert!(matches!(
+        down.refresh("rt", "ada").await,
+        Err(RefreshError::Unavailable { .. })
+    ));
+    assert_eq!(
+        down.verify_logout_token("a.b.c").await,
+        Err(LogoutTokenError::NotReady)
+    );
+    let back = Url::parse("http://127.0.0.1:4180/oauth2/signed_out").unwrap();
+    assert_eq!(down.end_session_url(None, &back, "st"), None);
+}
