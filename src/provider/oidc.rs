@@ -815,6 +815,45 @@ mod tests {
     }
 
     #[test]
+    fn logout_metadata_is_read_and_malformed_members_are_absent_not_fatal() {
+        let document = |extra: Value| -> Metadata {
+            let mut d = json!({
+                "issuer": "https://idp.example.com",
+                "authorization_endpoint": "https://idp.example.com/authorize",
+                "jwks_uri": "https://idp.example.com/jwks",
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            });
+            d.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(d).unwrap()
+        };
+        let good = document(json!({
+            "revocation_endpoint": "https://idp.example.com/revoke",
+            "end_session_endpoint": "https://idp.example.com/logout",
+            "backchannel_logout_supported": true,
+        }));
+        let extra = good.additional_metadata();
+        assert_eq!(
+            extra.revocation_endpoint.as_ref().map(Url::as_str),
+            Some("https://idp.example.com/revoke")
+        );
+        assert!(extra.end_session_endpoint.is_some() && extra.backchannel_logout_supported);
+        let bad = document(json!({
+            "revocation_endpoint": 5,
+            "end_session_endpoint": "not a url",
+            "backchannel_logout_supported": "yes",
+            "authorization_response_iss_parameter_supported": null,
+        }));
+        let extra = bad.additional_metadata();
+        assert!(extra.revocation_endpoint.is_none() && extra.end_session_endpoint.is_none());
+        assert!(!extra.backchannel_logout_supported);
+        assert!(!extra.authorization_response_iss_parameter_supported);
+    }
+
+    #[test]
     fn userinfo_fills_in_but_never_overrides_id_token_claims() {
         let mut claims = map(json!({"iss": "https://idp", "sub": "ada", "aud": "c", "nonce": "n"}));
         let userinfo = map(json!({"sub": "ada", "iss": "https://evil", "aud": "x",
