@@ -120,6 +120,18 @@ struct Discovered {
     backchannel_logout: bool,
 }
 
+/// Where an id_token comes from, which decides how it is checked.
+#[derive(Clone, Copy)]
+enum IdTokenFrom<'a> {
+    /// The code exchange: the nonce must match; the RFC 9207 `iss` of the callback.
+    SignIn {
+        nonce: &'a Nonce,
+        response_iss: Option<&'a str>,
+    },
+    /// A refresh: no nonce needed (Core §12.2); `sub` must be the session's.
+    Refresh { previous_sub: &'a str },
+}
+
 pub(super) struct OidcProvider {
     config: ProviderConfig,
     settings: OidcSettings,
@@ -218,37 +230,64 @@ impl OidcProvider {
             ProviderError::InvalidIdToken("the token response has no id_token".into())
         })?;
         let nonce = Nonce::new(secrets.nonce.clone());
-        self.verify_id_token(&discovered, id_token, Some(&nonce), response.access_token())
+        let (claims, raw_id_token) = self
+            .identity(
+                &discovered,
+                id_token,
+                response.access_token(),
+                IdTokenFrom::SignIn {
+                    nonce: &nonce,
+                    response_iss: callback.iss,
+                },
+            )
             .await?;
-        let raw_id_token = id_token.to_string();
-        let mut claims = verified_payload(&raw_id_token)?;
-        check_authorized_party(&claims, &self.config.client_id)?;
-        self.check_preset_claims(&discovered, &claims, callback.iss)?;
-
-        let access_token = response.access_token().secret();
-        let wants_userinfo = self.config.fetch_userinfo || !claims.contains_key("email");
-        if let (true, Some(url)) = (wants_userinfo, &discovered.userinfo) {
-            let userinfo = self
-                .http
-                .get_json(url, Some(access_token))
-                .await
-                .map_err(|source| ProviderError::Userinfo {
-                    provider: self.id().to_owned(),
-                    source,
-                })?;
-            merge_userinfo(&mut claims, userinfo)?;
-        }
-
         let tokens = Tokens {
-            access_token: Some(access_token.clone()),
+            access_token: Some(response.access_token().secret().clone()),
             refresh_token: response.refresh_token().map(|t| t.secret().clone()),
             id_token: Some(raw_id_token),
             access_expires_at: super::expires_at(response.expires_in().map(|d| d.as_secs())),
         };
+        Ok(SignedIn { claims, tokens })
+    }
+
+    /// Who the id_token says signed in, verified as `from` requires (OpenID Connect
+    /// Core §3.1.3.7; §12.2 on refresh), plus userinfo when the id_token has no
+    /// email or the provider always reads it. Also returns the raw id_token.
+    async fn identity(
+        &self,
+        discovered: &Discovered,
+        id_token: &CoreIdToken,
+        access_token: &openidconnect::AccessToken,
+        from: IdTokenFrom<'_>,
+    ) -> Result<(Map<String, Value>, String), ProviderError> {
+        let (nonce, response_iss) = match from {
+            IdTokenFrom::SignIn {
+                nonce,
+                response_iss,
+            } => (Some(nonce), response_iss),
+            IdTokenFrom::Refresh { .. } => (None, None),
+        };
+        self.verify_id_token(discovered, id_token, nonce, access_token)
+            .await?;
+        let raw = id_token.to_string();
+        let mut claims = verified_payload(&raw)?;
+        if let IdTokenFrom::Refresh { previous_sub } = from
+            && claims.get("sub").and_then(Value::as_str) != Some(previous_sub)
+        {
+            return Err(ProviderError::InvalidIdToken(
+                "the refreshed id_token names another user (sub)".into(),
+            ));
+        }
+        check_authorized_party(&claims, &self.config.client_id)?;
+        self.check_preset_claims(discovered, &claims, response_iss)?;
+        let wants_userinfo = self.config.fetch_userinfo || !claims.contains_key("email");
+        if let (true, Some(url)) = (wants_userinfo, &discovered.userinfo) {
+            merge_userinfo(&mut claims, self.userinfo(url, access_token).await?)?;
+        }
         if matches!(self.settings.checks, IdTokenChecks::Tenants { .. }) {
             microsoft::email_verified_from_edov(&mut claims);
         }
-        Ok(SignedIn { claims, tokens })
+        Ok((claims, raw))
     }
 
     /// What the preset adds to OpenID Connect Core's checks, on verified claims.
@@ -438,24 +477,10 @@ impl OidcProvider {
 
         let (claims, id_token) = match response.id_token() {
             Some(id_token) => {
-                self.verify_id_token(&discovered, id_token, None, access_token)
+                let from = IdTokenFrom::Refresh { previous_sub };
+                let (claims, raw) = self
+                    .identity(&discovered, id_token, access_token, from)
                     .await?;
-                let raw = id_token.to_string();
-                let mut claims = verified_payload(&raw)?;
-                if claims.get("sub").and_then(Value::as_str) != Some(previous_sub) {
-                    return Err(ProviderError::InvalidIdToken(
-                        "the refreshed id_token names another user (sub)".into(),
-                    ));
-                }
-                check_authorized_party(&claims, &self.config.client_id)?;
-                self.check_preset_claims(&discovered, &claims, None)?;
-                let wants_userinfo = self.config.fetch_userinfo || !claims.contains_key("email");
-                if let (true, Some(url)) = (wants_userinfo, &discovered.userinfo) {
-                    merge_userinfo(&mut claims, self.userinfo(url, access_token).await?)?;
-                }
-                if matches!(self.settings.checks, IdTokenChecks::Tenants { .. }) {
-                    microsoft::email_verified_from_edov(&mut claims);
-                }
                 (claims, Some(raw))
             }
             None => {
