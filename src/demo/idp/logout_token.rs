@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::keys::pool_key;
 use super::responses::random_token;
-use super::{LogoutTokenFlaw, State};
+use super::{Layout, LogoutTokenFlaw, State};
 use crate::now_unix;
 
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -43,6 +43,9 @@ pub(super) async fn sign(
     });
     if let Some(sub) = sub {
         claims["sub"] = json!(sub);
+    }
+    if state.opts.layout == Layout::MicrosoftTenants {
+        claims["tid"] = json!(state.tenant_of(sub.unwrap_or_default()));
     }
     if let Some(sid) = sid {
         claims["sid"] = json!(sid);

@@ -556,3 +556,66 @@ async fn an_undiscovered_provider_cannot_refresh_yet_but_keeps_the_session() {
     let back = Url::parse("http://127.0.0.1:4180/oauth2/signed_out").unwrap();
     assert_eq!(down.end_session_url(None, &back, "st"), None);
 }
+
+/// Microsoft's layout, tenant `common`: the issuer is the `{tenantid}` template.
+async fn microsoft_setup(extra: &str) -> Setup {
+    use crate::demo::idp::{Layout, ResponseIss};
+    let idp = DemoIdp::start(IdpOptions {
+        layout: Layout::MicrosoftTenants,
+        response_iss: ResponseIss::Omitted,
+        ..IdpOptions::default()
+    })
+    .await
+    .unwrap();
+    let toml = format!(
+        r#"
+        [session]
+        secret = "0123456789abcdef0123456789abcdef"
+        [providers.demo]
+        kind = "microsoft"
+        issuer = "http://{addr}/common/v2.0"
+        client_id = "portcullis-demo"
+        client_secret = "demo-secret"
+        {extra}
+        "#,
+        addr = idp.addr(),
+    );
+    let config = crate::config::from_figment(Figment::from(Toml::string(&toml))).unwrap();
+    let providers = Providers::start(&config).unwrap();
+    assert!(providers.wait_ready(Duration::from_secs(10)).await);
+    Setup {
+        idp,
+        providers,
+        redirect_uri: config.redirect_uri("demo"),
+    }
+}
+
+#[tokio::test]
+async fn microsoft_refreshes_signs_out_at_its_logout_endpoint_and_revokes_nothing() {
+    let s = microsoft_setup("idp_logout = true").await;
+    let before = signed_in(&s, "ada").await;
+    let after = s
+        .provider()
+        .refresh(&refresh_token_of(&before), "ada")
+        .await
+        .unwrap();
+    assert_eq!(after.claims["tid"], crate::demo::idp::DEFAULT_TENANT_ID);
+    assert_eq!(s.provider().revocation_url(), None);
+    assert!(!s.provider().backchannel_logout_supported());
+    let back = Url::parse("http://127.0.0.1:4180/oauth2/signed_out").unwrap();
+    let url = s.provider().end_session_url(None, &back, "st").unwrap();
+    assert_eq!(url.path(), "/common/oauth2/v2.0/logout");
+    // A logout token under the template must name the tenant its iss is for.
+    let token = s.idp.logout_token(Some("ada"), None).await;
+    assert!(s.provider().verify_logout_token(&token).await.is_ok());
+    let wrong = s
+        .idp
+        .logout_token_with("ada", LogoutTokenFlaw::WrongIssuer)
+        .await;
+    assert_eq!(
+        s.provider().verify_logout_token(&wrong).await,
+        Err(LogoutTokenError::Invalid(
+            "iss is not the provider's issuer"
+        ))
+    );
+}
