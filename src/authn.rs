@@ -159,7 +159,7 @@ pub fn kept_tokens(app: &App, provider: &Provider, tokens: Tokens) -> Tokens {
     Tokens {
         access_token: tokens
             .access_token
-            .filter(|_| upstream.pass_access_token || provider.revokes_tokens()),
+            .filter(|_| upstream.pass_access_token || provider.revocation_url().is_some()),
         id_token: tokens
             .id_token
             .filter(|_| upstream.pass_id_token || provider.logs_out_at_provider()),

@@ -168,6 +168,14 @@ pub struct ProviderConfig {
     /// Always call the userinfo endpoint (otherwise only when the id_token lacks
     /// `email`). Default: true for GitLab, false otherwise.
     pub fetch_userinfo: bool,
+    /// Sign-out also ends the session at the provider (OpenID Connect
+    /// RP-Initiated Logout 1.0): the browser is sent to its end-session endpoint.
+    pub idp_logout: bool,
+    /// The end-session endpoint, instead of the discovered `end_session_endpoint`.
+    pub end_session_url: Option<Url>,
+    /// The RFC 7009 revocation endpoint, instead of the discovered (or the
+    /// preset's) `revocation_endpoint`.
+    pub revocation_url: Option<Url>,
     pub protocol: Protocol,
 }
 

@@ -136,7 +136,7 @@ impl Refresher {
         };
         let signed_in = match provider.refresh(refresh_token, &session.identity.sub).await {
             Ok(signed_in) => signed_in,
-            Err(RefreshError::Unavailable(error)) => {
+            Err(error @ RefreshError::Unavailable { .. }) => {
                 let wait = self.back_off(&session.id, now);
                 tracing::warn!(provider = provider.id(), error = %error, retry_in_secs = wait, "cannot refresh the session's tokens; the session goes on with the old ones");
                 return Refreshed::Kept;
