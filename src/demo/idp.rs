@@ -71,7 +71,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
-pub use self::logout_token::BACKCHANNEL_LOGOUT_EVENT;
+pub use crate::provider::BACKCHANNEL_LOGOUT_EVENT;
 
 use self::keys::pool_key;
 use self::responses::{invalid_request, json_response, read_form, text};

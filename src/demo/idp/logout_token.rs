@@ -10,8 +10,8 @@ use super::keys::pool_key;
 use super::responses::random_token;
 use super::{Layout, LogoutTokenFlaw, State};
 use crate::now_unix;
+use crate::provider::BACKCHANNEL_LOGOUT_EVENT;
 
-pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// A valid logout token expires this long after it is issued.
 const LIFETIME: u64 = 120;
 
