@@ -46,8 +46,18 @@ pub async fn backchannel_logout(
     let body = Limited::new(req.into_body(), MAX_BODY).collect();
     let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
         Ok(Ok(body)) => body.to_bytes(),
-        Ok(Err(_)) => return refused(StatusCode::BAD_REQUEST, "the body is unreadable or too large"),
-        Err(_) => return refused(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time"),
+        Ok(Err(_)) => {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                "the body is unreadable or too large",
+            );
+        }
+        Err(_) => {
+            return refused(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time",
+            );
+        }
     };
     let token = url::form_urlencoded::parse(&body)
         .find(|(name, _)| name == "logout_token")
@@ -69,7 +79,10 @@ pub async fn backchannel_logout(
         .or_insert(())
         .is_fresh();
     if !first_time {
-        return refused(StatusCode::BAD_REQUEST, "this logout_token was already used");
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "this logout_token was already used",
+        );
     }
     let now = now_unix();
     let target = match (&logout.sid, &logout.sub) {
@@ -87,9 +100,16 @@ pub async fn backchannel_logout(
     if let Err(e) = app.sessions.revoke(target, now).await {
         // §2.8: the logout could not be done; the provider may retry.
         tracing::warn!(provider = provider.id(), error = %e, "back-channel logout could not reach the session store");
-        return refused(StatusCode::SERVICE_UNAVAILABLE, "the session store cannot be reached");
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the session store cannot be reached",
+        );
     }
-    tracing::info!(provider = provider.id(), by_sid = logout.sid.is_some(), "back-channel logout");
+    tracing::info!(
+        provider = provider.id(),
+        by_sid = logout.sid.is_some(),
+        "back-channel logout"
+    );
     no_store(respond::text(StatusCode::OK, ""))
 }
 

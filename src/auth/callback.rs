@@ -7,13 +7,13 @@ use http::{Request, Response, StatusCode};
 
 use super::query_param;
 use super::sign_in::unknown_provider;
+use crate::authn::kept_tokens;
 use crate::identity::Identity;
 use crate::provider::{Callback, FlowSecrets, clip};
 use crate::redirect::safe_rd;
 use crate::respond::with_cookies;
 use crate::respond::{self, Problem, Source};
 use crate::session::store::SaveError;
-use crate::authn::kept_tokens;
 use crate::session::{Session, new_session_id};
 use crate::{App, Body, now_unix};
 

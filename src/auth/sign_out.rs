@@ -64,7 +64,10 @@ pub async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
     if let Some((s, provider)) = provider {
         tracing::info!(provider = provider.id(), sub = %s.identity.sub, "signed out");
         provider.revoke(&s.tokens).await;
-        let state = SignedOutState { rd: rd.clone(), at: now };
+        let state = SignedOutState {
+            rd: rd.clone(),
+            at: now,
+        };
         // A handful of strings: serialising cannot fail.
         let state = serde_json::to_vec(&state).expect("state serialises");
         let state = app.sessions.seal(SIGNED_OUT_STATE, &state);

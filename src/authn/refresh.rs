@@ -151,7 +151,10 @@ impl Refresher {
         if !signed_in.claims.is_empty() {
             let wanted = app.config.headers.iter().map(|(_, claim)| claim.as_str());
             let identity = match Identity::from_claims(&signed_in.claims, wanted) {
-                Ok(identity) => identity,
+                // A new id_token says all; userinfo alone may leave out what
+                // only the first id_token said.
+                Ok(identity) if signed_in.tokens.id_token.is_some() => identity,
+                Ok(identity) => identity.filled_from(&session.identity),
                 Err(_) => return Refreshed::Ended("the refreshed identity is unusable"),
             };
             if let Err(denied) = app.policy.admits(&identity) {

@@ -435,6 +435,11 @@ impl DemoIdp {
         inner.access_tokens.retain(|_, g| g.sub != sub);
     }
 
+    /// Every refresh token the provider would still accept.
+    pub fn refresh_tokens(&self) -> Vec<String> {
+        self.state.inner().refresh_tokens.keys().cloned().collect()
+    }
+
     /// The `sid` of the latest sign-in at the provider, of anyone.
     pub fn last_sid(&self) -> Option<String> {
         self.state.inner().last_sid.clone()

@@ -25,7 +25,9 @@ pub enum Revoke<'a> {
     /// Every session of the provider's session `sid` (back-channel logout).
     Sid { provider: &'a str, sid: &'a str },
     /// Every session of user `sub` at `provider` that began before now
-    /// (back-channel logout without `sid`, sign-out everywhere).
+    /// (back-channel logout without `sid`, sign-out everywhere). Times are
+    /// whole seconds, and a session begun in the same second is judged
+    /// revoked: it may have begun before.
     Sub { provider: &'a str, sub: &'a str },
 }
 

@@ -69,7 +69,9 @@ async fn a_due_session_is_refreshed_once_for_concurrent_requests_and_sends_the_n
         .map(|resp| {
             assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
             assert!(
-                resp.set_cookies().iter().any(|c| c.starts_with("_portcullis=")),
+                resp.set_cookies()
+                    .iter()
+                    .any(|c| c.starts_with("_portcullis=")),
                 "each carries the refreshed session"
             );
             resp.upstream_header("x-forwarded-access-token").unwrap()
@@ -106,7 +108,10 @@ async fn a_refresh_the_provider_refuses_ends_the_session() {
     let resp = browser.get(&h.url("/private")).await;
     assert_eq!(resp.status, StatusCode::FOUND, "{}", resp.text());
     assert!(resp.location().starts_with("/oauth2/sign_in"));
-    assert!(browser.session_cookies().is_empty(), "the session cookie is deleted");
+    assert!(
+        browser.session_cookies().is_empty(),
+        "the session cookie is deleted"
+    );
     // A copy of the cookie (an API client) is refused too, without a second try.
     let resp = api.get_json(&h.url("/private")).await;
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{}", resp.text());
@@ -121,7 +126,11 @@ async fn an_unavailable_provider_does_not_end_the_session_and_is_retried_after_a
     h.idp.misbehave(Misbehaviour::TokenEndpointUnavailable);
     wait_until_due().await;
 
-    assert_eq!(access_token_seen_upstream(&mut b, &h).await, first, "old tokens go on");
+    assert_eq!(
+        access_token_seen_upstream(&mut b, &h).await,
+        first,
+        "old tokens go on"
+    );
     assert_eq!(h.idp.refresh_count(), 1);
     // Within the backoff: not asked again.
     assert_eq!(access_token_seen_upstream(&mut b, &h).await, first);
@@ -161,6 +170,9 @@ async fn the_refresh_token_never_reaches_the_upstream() {
     assert_eq!(h.idp.refresh_count(), 1);
     let echoed = resp.text();
     for token in h.idp.refresh_tokens() {
-        assert!(!echoed.contains(&token), "a refresh token reached the upstream");
+        assert!(
+            !echoed.contains(&token),
+            "a refresh token reached the upstream"
+        );
     }
 }
