@@ -292,6 +292,28 @@ pub enum LogoutTokenFlaw {
     WrongTyp,
 }
 
+impl LogoutTokenFlaw {
+    /// Every flaw, for tests that try each.
+    pub const ALL: [Self; 16] = [
+        Self::WrongIssuer,
+        Self::WrongAudience,
+        Self::OldIat,
+        Self::IssuedInFuture,
+        Self::MissingIat,
+        Self::Expired,
+        Self::MissingEvent,
+        Self::EventNotObject,
+        Self::WithNonce,
+        Self::NoSubNoSid,
+        Self::MissingJti,
+        Self::BadSignature,
+        Self::UnknownKid,
+        Self::AlgNone,
+        Self::AlgHs256WithPublicKey,
+        Self::WrongTyp,
+    ];
+}
+
 /// One call to `/revoke` (RFC 7009).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevocationSeen {

@@ -95,29 +95,15 @@ fn key(what: Revoke<'_>) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Identity;
-    use crate::session::Tokens;
+    use crate::session::tests::a_session;
 
     fn session(id: &str, sub: &str, sid: Option<&str>, created_at: u64) -> Session {
-        Session {
-            id: id.into(),
-            provider: "corp".into(),
-            identity: Identity {
-                sub: sub.into(),
-                email: None,
-                email_verified: None,
-                name: None,
-                preferred_username: None,
-                groups: Vec::new(),
-                extra: Default::default(),
-            },
-            tokens: Tokens::default(),
-            created_at,
-            expires_at: created_at + 3600,
-            last_seen_at: created_at,
-            sid: sid.map(str::to_owned),
-            refreshed_at: created_at,
-        }
+        let mut session = a_session(created_at);
+        session.id = id.into();
+        session.provider = "corp".into();
+        session.identity.sub = sub.into();
+        session.sid = sid.map(str::to_owned);
+        session
     }
 
     #[test]
