@@ -8,6 +8,9 @@
 # The hyper floor (examples/hyper_floor.rs), a bare hyper reverse proxy with no
 # authentication, gets the same request too: what any proxy built on portcullis'
 # HTTP stack can reach here, and so how far nginx parity is within reach.
+# A second portcullis with `session.store = "redis"` (and a local redis-server)
+# gets it too, with its own session cookie: after its first request the session
+# is served from that instance's cache, as in production.
 # Stops by itself; every run is bounded in time. Results go to stdout and into
 # BENCHMARKS.md.
 #
@@ -45,6 +48,8 @@ NGINX_PORT=$((BASE_PORT + 2))
 PORTCULLIS_PORT=$((BASE_PORT + 3))
 IDP_PORT=$((BASE_PORT + 4))
 HYPER_FLOOR_PORT=$((BASE_PORT + 5))
+PORTCULLIS_REDIS_PORT=$((BASE_PORT + 6))
+REDIS_PORT=$((BASE_PORT + 7))
 # Servers on core 0, load generators on core 1.
 SERVER_CPU=0
 CLIENT_CPU=1
@@ -97,6 +102,7 @@ install_tools() {
   command -v python3 >/dev/null || missing+=(python3)
   command -v curl >/dev/null || missing+=(curl)
   command -v ss >/dev/null || missing+=(iproute2)
+  command -v redis-server >/dev/null || missing+=(redis-server)
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     apt-get update -qq
@@ -160,7 +166,7 @@ expected_body() { # target
     direct | nginx | hyper-floor) upstream_body "" yes ;;
     nginx-nocookie) upstream_body "" no ;;
     # portcullis strips its own cookie and forwards the signed-in identity.
-    portcullis) upstream_body "$SIGNED_IN_USER" no ;;
+    portcullis | portcullis-redis) upstream_body "$SIGNED_IN_USER" no ;;
     *) die "no body expected from $1" ;;
   esac
 }
@@ -216,6 +222,21 @@ EOF
   PORTCULLIS_PID=$!
   wait_for "http://127.0.0.1:$PORTCULLIS_PORT/oauth2/readyz" 200
 
+  # The same portcullis with its sessions in Redis: no persistence, loopback only.
+  mkdir -p "$WORK/redis"
+  taskset -c "$SERVER_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
+    --appendonly no --dir "$WORK/redis" >"$WORK/redis.log" 2>&1 &
+  PIDS+=($!)
+  REDIS_PID=$!
+  sed -e "s/127.0.0.1:$PORTCULLIS_PORT/127.0.0.1:$PORTCULLIS_REDIS_PORT/g" \
+    -e "s|^\[session\]$|[session]\nstore = \"redis\"\nredis_url = \"redis://127.0.0.1:$REDIS_PORT/\"|" \
+    "$WORK/portcullis.toml" >"$WORK/portcullis-redis.toml"
+  taskset -c "$SERVER_CPU" "$ROOT/target/release/portcullis" run --config "$WORK/portcullis-redis.toml" \
+    2>"$WORK/portcullis-redis.err" &
+  PIDS+=($!)
+  PORTCULLIS_REDIS_PID=$!
+  wait_for "http://127.0.0.1:$PORTCULLIS_REDIS_PORT/oauth2/readyz" 200
+
   taskset -c "$SERVER_CPU" "$ROOT/target/release/examples/hyper_floor" \
     "127.0.0.1:$HYPER_FLOOR_PORT" "127.0.0.1:$UPSTREAM_PORT" 2>"$WORK/hyper_floor.err" &
   PIDS+=($!)
@@ -230,6 +251,8 @@ server_pids() { # target
   case $1 in
     direct) nginx_pids upstream ;;
     nginx | nginx-nocookie) nginx_pids proxy ;;
+    # Its Redis works for it, so counts with it.
+    portcullis-redis) echo "$PORTCULLIS_REDIS_PID" "$REDIS_PID" ;;
     portcullis*) echo "$PORTCULLIS_PID" ;;
     hyper-floor) echo "$HYPER_FLOOR_PID" ;;
     *) die "unknown target $1" ;;
@@ -266,6 +289,7 @@ url_of() {
   case $1 in
     direct) echo "http://127.0.0.1:$UPSTREAM_PORT/" ;;
     nginx | nginx-nocookie) echo "http://127.0.0.1:$NGINX_PORT/" ;;
+    portcullis-redis) echo "http://127.0.0.1:$PORTCULLIS_REDIS_PORT/" ;;
     portcullis*) echo "http://127.0.0.1:$PORTCULLIS_PORT/" ;;
     hyper-floor) echo "http://127.0.0.1:$HYPER_FLOOR_PORT/" ;;
     *) die "unknown target $1" ;;
@@ -283,6 +307,7 @@ wrk_command() { # target seconds connections
   case $target in
     direct | nginx | portcullis | hyper-floor) cookie=$SESSION_COOKIE body=$(expected_body "$target") ;;
     nginx-nocookie) body=$(expected_body "$target") ;;
+    portcullis-redis) cookie=$REDIS_SESSION_COOKIE body=$(expected_body "$target") ;;
     portcullis-anonymous) status=302 ;;
     *) die "unknown target $target" ;;
   esac
@@ -406,6 +431,12 @@ for target in direct nginx nginx-nocookie portcullis hyper-floor; do
     die "$target answered '$got', expected '$(expected_body "$target")'"
 done
 log "signed in; the session cookie is ${#SESSION_COOKIE} bytes"
+REDIS_SESSION_COOKIE=$(taskset -c "$CLIENT_CPU" "$ROOT/target/release/examples/bench_idp" cookie \
+  "http://127.0.0.1:$PORTCULLIS_REDIS_PORT") || die "could not sign in to portcullis-redis"
+got=$(curl -s -H "Cookie: $REDIS_SESSION_COOKIE" "$(url_of portcullis-redis)") || die "no answer from portcullis-redis"
+[[ $got == "$(expected_body portcullis-redis)" ]] ||
+  die "portcullis-redis answered '$got', expected '$(expected_body portcullis-redis)'"
+log "signed in to portcullis-redis; its session cookie is ${#REDIS_SESSION_COOKIE} bytes"
 
 profile() {
   command -v perf >/dev/null || die "PROFILE=1 needs perf (apt-get install linux-perf)"
@@ -423,7 +454,7 @@ if [[ $PROFILE == 1 ]]; then
   exit 0
 fi
 
-TARGETS=(direct nginx nginx-nocookie portcullis portcullis-anonymous hyper-floor)
+TARGETS=(direct nginx nginx-nocookie portcullis portcullis-anonymous portcullis-redis hyper-floor)
 for target in "${TARGETS[@]}"; do
   wrk_run "$target" 1 "$CONNECTIONS" >/dev/null # warm-up: connections, pools, caches
 done

@@ -19,6 +19,7 @@ LABELS = {
     "hyper-floor": "bare hyper proxy, no auth (`examples/hyper_floor.rs`, same request)",
     "portcullis": "portcullis, signed in",
     "portcullis-anonymous": "portcullis, anonymous (302 to sign-in)",
+    "portcullis-redis": "portcullis, signed in, `store = \"redis\"` (cached; CPU and RSS include redis-server)",
 }
 RSS_LIMIT_KB = 20 * 1024
 # The RSS-at-256 verdict stands only if this many client connections were open
@@ -153,7 +154,15 @@ def render(args, s, memory, sign_ins):
     # The ratios and the verdicts compare with "nginx", which gets the same request as
     # portcullis; "nginx-nocookie" and "hyper-floor" are only shown (and absent from
     # older runs).
-    shown = ["direct", "nginx", "nginx-nocookie", "hyper-floor", "portcullis", "portcullis-anonymous"]
+    shown = [
+        "direct",
+        "nginx",
+        "nginx-nocookie",
+        "hyper-floor",
+        "portcullis",
+        "portcullis-anonymous",
+        "portcullis-redis",
+    ]
     for target in shown:
         if target not in s:
             continue

@@ -86,11 +86,15 @@ pub async fn handle(app: &App, req: Request<Incoming>, conn: ConnInfo) -> Respon
     }
     match endpoint {
         Endpoint::Healthz => respond::text(StatusCode::OK, "OK"),
-        Endpoint::Readyz => match app.providers.all_ready() {
-            true => respond::text(StatusCode::OK, "ready"),
-            false => respond::text(
+        Endpoint::Readyz => match (app.providers.all_ready(), app.sessions.is_up()) {
+            (true, true) => respond::text(StatusCode::OK, "ready"),
+            (false, _) => respond::text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "provider metadata not loaded yet",
+            ),
+            (true, false) => respond::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session store (Redis) unreachable",
             ),
         },
         Endpoint::SignIn => sign_in::page(app, &req).await,

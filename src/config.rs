@@ -84,6 +84,86 @@ pub struct SessionConfig {
     pub secure: bool,
     pub same_site: SameSite,
     pub domain: Option<String>,
+    /// Where sessions live (`session.store`).
+    pub store: StoreConfig,
+}
+
+/// `session.store`: in the cookie itself, or in Redis behind a small cookie.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum StoreConfig {
+    Cookie,
+    Redis(RedisConfig),
+}
+
+/// The `redis_*` keys of `[session]`, validated: either `url` names the
+/// server, or `sentinels` and `master_name` find it (and `url`, if given,
+/// only brings the scheme, credentials and database for the master).
+#[derive(Debug, Clone, Serialize)]
+pub struct RedisConfig {
+    pub url: Option<RedisUrl>,
+    /// `host:port` of each Sentinel; empty when `url` names the server.
+    pub sentinels: Vec<String>,
+    pub master_name: Option<String>,
+    /// Put before every key and the invalidation channel's name; default `portcullis:`.
+    pub key_prefix: String,
+}
+
+/// A `redis://` or `rediss://` URL. It may carry a password, so it prints,
+/// debugs and serialises with the password replaced (`redis://:[redacted]@host`).
+#[derive(Clone)]
+pub struct RedisUrl(Secret);
+
+impl RedisUrl {
+    /// Only validation makes one: the value must be a URL the Redis client accepts.
+    pub(crate) fn new(url: Secret) -> Self {
+        Self(url)
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+
+    /// TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        self.0.expose().starts_with("rediss:")
+    }
+
+    /// `host:port` alone, for log lines.
+    pub fn host(&self) -> String {
+        match Url::parse(self.0.expose()) {
+            Ok(u) => format!(
+                "{}:{}",
+                u.host_str().unwrap_or_default(),
+                u.port().unwrap_or(6379)
+            ),
+            Err(_) => "[unparsable]".to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Ok(mut url) = Url::parse(self.0.expose()) else {
+            return f.write_str("[redacted]");
+        };
+        if url.password().is_some() {
+            let _ = url.set_password(Some("[redacted]"));
+        }
+        f.write_str(url.as_str())
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for RedisUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,8 +174,7 @@ pub enum SameSite {
     None,
 }
 
-/// `session.store`: only the cookie store exists in this version; the key is
-/// read so that `"redis"` is refused rather than ignored.
+/// `session.store` as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStoreKind {

@@ -98,6 +98,8 @@ pub enum StartError {
     Access(std::io::Error),
     #[error("cannot set up TLS for calls to identity providers: {0}")]
     ProviderTls(rustls::Error),
+    #[error("{0}")]
+    SessionStore(session::redis::SetupError),
     #[error("demo: {0}")]
     Demo(std::io::Error),
     #[error("server failed: {0}")]
@@ -131,7 +133,7 @@ impl App {
         }
         let spoof_guard = SpoofGuard::new(protected);
         Ok(Arc::new(Self {
-            sessions: Sessions::new(&config.session),
+            sessions: Sessions::new(&config.session).map_err(StartError::SessionStore)?,
             providers: Providers::start(&config).map_err(StartError::ProviderTls)?,
             upstream: Upstream::new(&config.upstream, config.server.body_read_timeout),
             policy,

@@ -5,6 +5,7 @@ pub mod flow;
 #[cfg(test)]
 mod flow_proptests;
 pub mod keys;
+pub mod redis;
 pub mod revocations;
 pub mod store;
 
@@ -150,7 +151,7 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{SameSite, Secret, SessionConfig};
+    use crate::config::{SameSite, Secret, SessionConfig, StoreConfig};
 
     pub(crate) fn session_config(secret: &str, previous: &[&str]) -> SessionConfig {
         SessionConfig {
@@ -164,6 +165,7 @@ pub(crate) mod tests {
             secure: true,
             same_site: SameSite::Lax,
             domain: None,
+            store: StoreConfig::Cookie,
         }
     }
 

@@ -86,6 +86,10 @@ struct RawSession {
     store: Option<SessionStoreKind>,
     redis_url: Option<String>,
     redis_url_file: Option<PathBuf>,
+    #[serde(default)]
+    redis_sentinels: Vec<String>,
+    redis_master_name: Option<String>,
+    redis_key_prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -421,6 +425,7 @@ impl RawUpstream {
 impl RawSession {
     /// `public_url` decides `secure = "auto"`.
     fn validate(self, p: &mut Problems, public_url: &Url) -> SessionConfig {
+        let store = validate_store(p, &self);
         let ss = self;
         let has_secret_file = ss.secret_file.is_some();
         let secret = p.secret("session.secret", ss.secret, ss.secret_file.as_deref());
@@ -526,18 +531,6 @@ impl RawSession {
                 "\"none\" needs secure cookies (an https public_url or secure = true)",
             );
         }
-        if ss.store == Some(SessionStoreKind::Redis) {
-            p.add(
-                "session.store",
-                "\"redis\" is not available in this version; use \"cookie\"",
-            );
-        }
-        if ss.redis_url.is_some() || ss.redis_url_file.is_some() {
-            p.add(
-                "session.redis_url",
-                "the Redis store is not available in this version; remove the key",
-            );
-        }
         SessionConfig {
             secret,
             previous_secrets,
@@ -559,8 +552,117 @@ impl RawSession {
             secure,
             same_site,
             domain: ss.domain,
+            store,
         }
     }
+}
+
+/// The default `session.redis_key_prefix`.
+const DEFAULT_REDIS_KEY_PREFIX: &str = "portcullis:";
+
+/// `session.store` and the `redis_*` keys. A `redis_*` key with the cookie
+/// store is refused, not ignored: the operator meant to share sessions.
+fn validate_store(p: &mut Problems, ss: &RawSession) -> StoreConfig {
+    let url = p
+        .secret(
+            "session.redis_url",
+            ss.redis_url.clone(),
+            ss.redis_url_file.as_deref(),
+        )
+        .and_then(|url| redis_url(p, url));
+    let redis_keys = [
+        (ss.redis_url.is_some(), "redis_url"),
+        (ss.redis_url_file.is_some(), "redis_url_file"),
+        (!ss.redis_sentinels.is_empty(), "redis_sentinels"),
+        (ss.redis_master_name.is_some(), "redis_master_name"),
+        (ss.redis_key_prefix.is_some(), "redis_key_prefix"),
+    ];
+    if ss.store != Some(SessionStoreKind::Redis) {
+        for (_, key) in redis_keys.iter().filter(|(set, _)| *set) {
+            p.add(
+                &format!("session.{key}"),
+                "is only used with the Redis store; set session.store = \"redis\", or remove the key",
+            );
+        }
+        return StoreConfig::Cookie;
+    }
+    for sentinel in &ss.redis_sentinels {
+        let port = sentinel
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()));
+        if !matches!(port, Some((host, Ok(port))) if !host.is_empty() && port != 0) {
+            p.add(
+                "session.redis_sentinels",
+                format_args!("{sentinel:?} is not host:port, e.g. \"sentinel-1:26379\""),
+            );
+        }
+    }
+    match (ss.redis_sentinels.is_empty(), &ss.redis_master_name) {
+        (false, None) => p.add(
+            "session.redis_master_name",
+            "missing: with redis_sentinels, name the master they watch (their `sentinel monitor` name, e.g. \"mymaster\")",
+        ),
+        (true, Some(_)) => p.add(
+            "session.redis_sentinels",
+            "missing: redis_master_name is only used with redis_sentinels; list the Sentinels (\"host:port\"), or remove redis_master_name",
+        ),
+        (true, None) if url.is_none() && ss.redis_url.is_none() && ss.redis_url_file.is_none() => p.add(
+            "session.store",
+            "\"redis\" needs session.redis_url (or redis_url_file, e.g. redis_url = \"redis://127.0.0.1:6379\"), or redis_sentinels with redis_master_name",
+        ),
+        _ => {}
+    }
+    let key_prefix = ss
+        .redis_key_prefix
+        .clone()
+        .unwrap_or_else(|| DEFAULT_REDIS_KEY_PREFIX.to_owned());
+    if key_prefix.is_empty() || !key_prefix.bytes().all(|b| b.is_ascii_graphic()) {
+        p.add(
+            "session.redis_key_prefix",
+            "must be printable ASCII without spaces, and not empty, e.g. \"portcullis:\"",
+        );
+    }
+    StoreConfig::Redis(RedisConfig {
+        url,
+        sentinels: ss.redis_sentinels.clone(),
+        master_name: ss.redis_master_name.clone(),
+        key_prefix,
+    })
+}
+
+/// A `redis://` or `rediss://` URL the Redis client accepts. The value is
+/// never echoed: it may hold a password.
+fn redis_url(p: &mut Problems, url: Secret) -> Option<RedisUrl> {
+    const KEY: &str = "session.redis_url";
+    const FORM: &str = "write redis://[[user]:password@]host[:port][/db], or rediss:// for TLS";
+    let parsed = match Url::parse(url.expose()) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            p.add(
+                KEY,
+                format_args!(
+                    "is not a URL ({e}; the value is not shown: it may hold a password); {FORM}"
+                ),
+            );
+            return None;
+        }
+    };
+    if !matches!(parsed.scheme(), "redis" | "rediss") || parsed.host_str().is_none_or(str::is_empty)
+    {
+        p.add(
+            KEY,
+            format_args!("must start with redis:// or rediss:// and name a host; {FORM}"),
+        );
+        return None;
+    }
+    if let Err(e) = redis::Client::open(url.expose()) {
+        p.add(
+            KEY,
+            format_args!("is refused by the Redis client ({e}); {FORM}"),
+        );
+        return None;
+    }
+    Some(RedisUrl::new(url))
 }
 
 impl RawAccess {

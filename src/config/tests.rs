@@ -643,11 +643,6 @@ fn keys_for_features_not_built_yet_are_refused_not_ignored() {
             "[server]\nmetrics_listen = \"127.0.0.1:9090\"\n",
             "server.metrics_listen",
         ),
-        ("[session]\nstore = \"redis\"\n", "session.store"),
-        (
-            "[session]\nredis_url = \"redis://127.0.0.1/\"\n",
-            "session.redis_url",
-        ),
         ("[access]\nbearer_tokens = true\n", "access.bearer_tokens"),
     ] {
         let got = problems(toml);
@@ -793,6 +788,195 @@ fn default_max_connections_fits_the_open_file_limit() {
     // systemd's default soft limit: two descriptors a connection, 64 spare.
     assert_eq!(default_max_connections(Some(1024)), 480);
     assert_eq!(default_max_connections(Some(10)), 1);
+}
+
+fn redis_of(config: &Config) -> &RedisConfig {
+    match &config.session.store {
+        StoreConfig::Redis(redis) => redis,
+        StoreConfig::Cookie => panic!("the cookie store"),
+    }
+}
+
+#[test]
+fn the_cookie_store_is_the_default() {
+    assert!(matches!(
+        parse(MINIMAL).unwrap().session.store,
+        StoreConfig::Cookie
+    ));
+    let c = parse(&with_session("store = \"cookie\"")).unwrap();
+    assert!(matches!(c.session.store, StoreConfig::Cookie));
+}
+
+#[test]
+fn the_redis_store_takes_a_url_and_never_prints_its_password() {
+    let c = parse(&with_session(
+        "store = \"redis\"\nredis_url = \"rediss://portcullis:hunter2@redis.internal:6380/2\"",
+    ))
+    .unwrap();
+    let redis = redis_of(&c);
+    let url = redis.url.as_ref().unwrap();
+    assert_eq!(
+        url.expose(),
+        "rediss://portcullis:hunter2@redis.internal:6380/2"
+    );
+    assert!(url.is_tls());
+    assert_eq!(url.host(), "redis.internal:6380");
+    assert_eq!(redis.key_prefix, "portcullis:");
+    assert!(redis.sentinels.is_empty());
+    let shown = [
+        url.to_string(),
+        format!("{url:?}"),
+        format!("{c:?}"),
+        toml::to_string(&c).unwrap(),
+    ];
+    for shown in shown {
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+    assert_eq!(
+        url.to_string(),
+        "rediss://portcullis:%5Bredacted%5D@redis.internal:6380/2"
+    );
+    assert!(toml::to_string(&c).unwrap().contains("redis.internal:6380"));
+}
+
+#[test]
+fn the_redis_url_can_come_from_a_file() {
+    let dir = std::env::temp_dir().join(format!("portcullis-redis-url-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("redis_url");
+    std::fs::write(&file, "redis://:pw@127.0.0.1:6379\n").unwrap();
+    let c = parse(&with_session(&format!(
+        "store = \"redis\"\nredis_url_file = {file:?}\nredis_key_prefix = \"app1:\""
+    )))
+    .unwrap();
+    let redis = redis_of(&c);
+    assert_eq!(
+        redis.url.as_ref().unwrap().expose(),
+        "redis://:pw@127.0.0.1:6379"
+    );
+    assert_eq!(redis.key_prefix, "app1:");
+    let got = problems(&with_session(&format!(
+        "store = \"redis\"\nredis_url_file = {:?}",
+        dir.join("missing")
+    )))
+    .join("\n");
+    assert!(got.contains("session.redis_url_file: cannot read"), "{got}");
+    assert!(
+        !got.contains("session.store:"),
+        "one problem, not two: {got}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_redis_store_without_a_server_is_refused_with_the_keys_to_set() {
+    let got = problems(&with_session("store = \"redis\""));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("session.store: \"redis\" needs session.redis_url"),
+        "{got:?}"
+    );
+    assert!(got[0].contains("redis_sentinels"), "{got:?}");
+}
+
+#[test]
+fn redis_keys_without_the_redis_store_are_refused_not_ignored() {
+    for key in [
+        "redis_url = \"redis://127.0.0.1/\"",
+        "redis_sentinels = [\"127.0.0.1:26379\"]",
+        "redis_master_name = \"mymaster\"",
+        "redis_key_prefix = \"x:\"",
+    ] {
+        for store in ["", "store = \"cookie\""] {
+            let got = problems(&with_session(&format!("{store}\n{key}")));
+            let name = key.split(' ').next().unwrap();
+            assert!(
+                got.iter()
+                    .any(|p| p.starts_with(&format!("session.{name}:"))
+                        && p.contains("set session.store = \"redis\"")),
+                "{key}: {got:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_redis_urls_are_refused_without_echoing_them() {
+    for url in [
+        "http://:hunter2@127.0.0.1:6379",
+        "hunter2",
+        "redis://:hunter2@[::1",
+        "redis://:hunter2@127.0.0.1:6379/notadb",
+        "redis://:hunter2@0.0.0.0:6379",
+    ] {
+        let got = problems(&with_session(&format!(
+            "store = \"redis\"\nredis_url = {url:?}"
+        )))
+        .join("\n");
+        assert!(got.starts_with("session.redis_url: "), "{url}: {got}");
+        assert!(
+            got.contains("redis://") && got.contains("rediss://"),
+            "{got}"
+        );
+        assert!(!got.contains("hunter2"), "{url}: {got}");
+    }
+    let got = problems(&with_session(
+        "store = \"redis\"\nredis_url = \"redis://a\"\nredis_url_file = \"/x\"",
+    ));
+    assert!(got.iter().any(|p| p.contains("not both")), "{got:?}");
+}
+
+#[test]
+fn sentinels_and_the_master_name_go_together() {
+    let c = parse(&with_session(
+        "store = \"redis\"\nredis_sentinels = [\"s1:26379\", \"10.0.0.2:26379\"]\nredis_master_name = \"mymaster\"",
+    ))
+    .unwrap();
+    let redis = redis_of(&c);
+    assert_eq!(redis.sentinels, ["s1:26379", "10.0.0.2:26379"]);
+    assert_eq!(redis.master_name.as_deref(), Some("mymaster"));
+    assert!(redis.url.is_none());
+
+    let got = problems(&with_session(
+        "store = \"redis\"\nredis_sentinels = [\"s1:26379\"]",
+    ));
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("session.redis_master_name: missing")),
+        "{got:?}"
+    );
+    let got = problems(&with_session(
+        "store = \"redis\"\nredis_url = \"redis://r\"\nredis_master_name = \"mymaster\"",
+    ));
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("session.redis_sentinels: missing")),
+        "{got:?}"
+    );
+    for bad in ["s1", "s1:", ":26379", "s1:0", "s1:port"] {
+        let got = problems(&with_session(&format!(
+            "store = \"redis\"\nredis_sentinels = [{bad:?}]\nredis_master_name = \"m\""
+        )));
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("session.redis_sentinels:") && p.contains("host:port")),
+            "{bad}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_redis_key_prefix_is_refused() {
+    for bad in ["", "has space:", "tab\t"] {
+        let got = problems(&with_session(&format!(
+            "store = \"redis\"\nredis_url = \"redis://r\"\nredis_key_prefix = {bad:?}"
+        )));
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("session.redis_key_prefix:")),
+            "{bad:?}: {got:?}"
+        );
+    }
 }
 
 #[test]

@@ -202,6 +202,42 @@ impl SessionCookies {
         Ok(out)
     }
 
+    /// The Redis store's cookie: `handle` (sealed, about a hundred bytes: one
+    /// cookie) as the session cookie for `max_age` seconds, deleting any
+    /// chunk the request carried (left from the cookie store).
+    pub(super) fn store_handle(
+        &self,
+        handle: &str,
+        max_age: u64,
+        request_headers: &HeaderMap,
+    ) -> Vec<HeaderValue> {
+        let attributes = self.attributes(&format!("Max-Age={max_age}"));
+        let mut out: Vec<HeaderValue> = set_cookie(format!("{}={handle}{attributes}", self.name))
+            .into_iter()
+            .collect();
+        let chunks = self.carried_chunks(request_headers);
+        out.extend(
+            self.deletions(
+                chunks
+                    .iter()
+                    .map(|c| c.name)
+                    .filter(|n| *n != self.name.as_bytes()),
+            ),
+        );
+        out
+    }
+
+    /// The Redis store's cookie as the request carries it: `None` without a
+    /// session cookie, `Some(None)` when it is not one plain cookie (chunks,
+    /// duplicates: not a handle), else its value.
+    pub(super) fn carried_handle<'h>(&self, headers: &'h HeaderMap) -> Option<Option<&'h [u8]>> {
+        match self.carried_chunks(headers).as_slice() {
+            [] => None,
+            [only] if only.index == Some(0) => Some(Some(only.value)),
+            _ => Some(None),
+        }
+    }
+
     /// Set-Cookie values deleting every session chunk the request carried, and the base cookie.
     pub fn clear(&self, request_headers: &HeaderMap) -> Vec<HeaderValue> {
         let carried = self.carried_chunks(request_headers);

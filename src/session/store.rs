@@ -13,13 +13,17 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue};
 
 use super::cookies::{Loaded, SessionCookies, TooLarge};
+use super::redis::SetupError;
 use super::revocations::{Revocations, Revoke};
 use super::{Opened, Session};
-use crate::config::SessionConfig;
+use crate::config::{SessionConfig, StoreConfig};
+use redis_backend::RedisBackend;
+
+mod redis_backend;
 
 /// The session store cannot be reached (Redis down): a request that needs a
 /// session it has not cached gets a 503, and no session is lost.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the session store cannot be reached")]
 pub struct Unavailable;
 
@@ -53,6 +57,8 @@ pub struct Sessions {
 enum Backend {
     /// The whole session in the cookie: nothing server-side but [`Revocations`].
     Cookie,
+    /// See [`redis_backend`]. Boxed: the cookie store is the common one.
+    Redis(Box<RedisBackend>),
 }
 
 impl std::fmt::Debug for Sessions {
@@ -64,12 +70,29 @@ impl std::fmt::Debug for Sessions {
 }
 
 impl Sessions {
-    pub fn new(config: &SessionConfig) -> Self {
-        Self {
+    /// With `store = "redis"`, starts connecting in the background (needs a
+    /// Tokio runtime); never waits for Redis.
+    pub fn new(config: &SessionConfig) -> Result<Self, SetupError> {
+        let backend = match &config.store {
+            StoreConfig::Cookie => Backend::Cookie,
+            StoreConfig::Redis(redis) => {
+                Backend::Redis(Box::new(RedisBackend::new(redis, config)?))
+            }
+        };
+        Ok(Self {
             cookies: SessionCookies::new(config),
-            backend: Backend::Cookie,
+            backend,
             revocations: Revocations::new(config.lifetime),
             idle_timeout: config.idle_timeout.map(|idle| idle.as_secs()),
+        })
+    }
+
+    /// Sessions can be loaded and saved (`/oauth2/readyz`): always with the
+    /// cookie store; with Redis, while it answers and invalidations are heard.
+    pub fn is_up(&self) -> bool {
+        match &self.backend {
+            Backend::Cookie => true,
+            Backend::Redis(redis) => redis.is_up(),
         }
     }
 
@@ -78,6 +101,11 @@ impl Sessions {
     pub async fn load(&self, headers: &HeaderMap, now: u64) -> Result<Loaded, Unavailable> {
         let loaded = match &self.backend {
             Backend::Cookie => self.cookies.load(headers, now),
+            Backend::Redis(redis) => {
+                redis
+                    .load(&self.cookies, headers, now, self.idle_timeout)
+                    .await?
+            }
         };
         match &loaded.session {
             Some(opened) if self.revocations.is_revoked(&opened.session) => {
@@ -98,10 +126,18 @@ impl Sessions {
         session: Session,
         request_headers: &HeaderMap,
     ) -> Result<(Arc<Opened>, Vec<HeaderValue>), SaveError> {
-        let cookies = match &self.backend {
-            Backend::Cookie => self.cookies.store(&session, request_headers)?,
-        };
-        Ok((Arc::new(Opened::new(session)), cookies))
+        match &self.backend {
+            Backend::Cookie => {
+                let cookies = self.cookies.store(&session, request_headers)?;
+                Ok((Arc::new(Opened::new(session)), cookies))
+            }
+            Backend::Redis(redis) => {
+                let now = crate::now_unix();
+                Ok(redis
+                    .save(&self.cookies, session, request_headers, now)
+                    .await?)
+            }
+        }
     }
 
     /// Whether to write `session` back with `last_seen_at = now`, so that an
@@ -127,6 +163,11 @@ impl Sessions {
         if let Some(session) = session {
             self.revocations.revoke(Revoke::Session(&session.id), now);
         }
+        if let Backend::Redis(redis) = &self.backend
+            && let Some(id) = redis.end(&self.cookies, session, request_headers).await
+        {
+            self.revocations.revoke(Revoke::Session(&id), now);
+        }
         self.cookies.clear_all(request_headers)
     }
 
@@ -142,9 +183,18 @@ impl Sessions {
     }
 
     /// Every session `target` names is refused from its next request on.
+    /// With Redis, on every replica: the records go, and each replica drops
+    /// its cached copies as the invalidations arrive.
     pub async fn revoke(&self, target: Revoke<'_>, now: u64) -> Result<(), Unavailable> {
         self.revocations.revoke(target, now);
-        Ok(())
+        let Backend::Redis(redis) = &self.backend else {
+            return Ok(());
+        };
+        match target {
+            Revoke::Session(id) => redis.delete(id).await,
+            Revoke::Sid { provider, sid } => redis.delete_by_sid(provider, sid).await,
+            Revoke::Sub { provider, sub } => redis.delete_by_sub(provider, sub).await,
+        }
     }
 }
 
@@ -160,7 +210,7 @@ mod tests {
         let with_idle = |idle: Option<u64>| {
             let mut config = session_config("0123456789abcdef0123456789abcdef", &[]);
             config.idle_timeout = idle.map(Duration::from_secs);
-            Sessions::new(&config)
+            Sessions::new(&config).unwrap()
         };
         let sess = a_session(1_000);
         assert!(!with_idle(None).needs_touch(&sess, sess.last_seen_at + 10_000));

@@ -14,6 +14,10 @@ mod providers;
 mod proxying;
 mod readiness;
 mod redirects;
+// Shared with the library's unit tests, which use other parts of it.
+#[allow(dead_code)]
+mod redis_server;
+mod redis_store;
 mod refresh;
 mod sessions;
 mod spoofing;

@@ -27,7 +27,7 @@ use std::path::Path;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
-use portcullis::config::{SameSite, Secret, SessionConfig};
+use portcullis::config::{SameSite, Secret, SessionConfig, StoreConfig};
 use portcullis::session::SessionKeys;
 use url::Url;
 
@@ -213,6 +213,7 @@ async fn no_open_redirect_payload_leaves_the_site_from_any_endpoint() {
         secure: false,
         same_site: SameSite::Lax,
         domain: None,
+        store: StoreConfig::Cookie,
     });
     let public_url = Url::parse(&h.base).expect("public_url");
     let mut b = Browser::new();

@@ -24,6 +24,8 @@ pub struct Harness {
     pub idp: DemoIdp,
     pub base: String,
     pub addr: SocketAddr,
+    /// The configuration it runs, for [`Harness::replica`].
+    toml: String,
     _stop: oneshot::Sender<()>,
 }
 
@@ -111,32 +113,26 @@ timeout = "2s"
             },
             extra = setup.extra_toml,
         );
-        let config = portcullis::config::from_figment(figment::Figment::from(
-            <figment::providers::Toml as figment::providers::Format>::string(&toml),
-        ))
-        .unwrap_or_else(|e| panic!("test config refused:\n{e}\n{toml}"));
-        let app = App::new(config).expect("build app");
-        assert!(
-            setup.no_ready_wait
-                || app
-                    .providers
-                    .wait_ready(std::time::Duration::from_secs(10))
-                    .await,
-            "provider discovery did not finish"
-        );
-        let (stop, stopped) = oneshot::channel::<()>();
-        let serving = app.clone();
-        tokio::spawn(async move {
-            let _ = serving
-                .serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let stop = serve(&toml, listener, setup.no_ready_wait).await;
         Harness {
             idp,
             base,
             addr,
+            toml,
+            _stop: stop,
+        }
+    }
+
+    /// A second portcullis on the same configuration (same identity
+    /// provider, upstream, secrets and session store), on its own port: a
+    /// replica. Cookies are per host, not per port, so one `Browser` uses both.
+    pub async fn replica(&self) -> Replica {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let toml = self.toml.replace(&self.addr.to_string(), &addr.to_string());
+        let stop = serve(&toml, listener, false).await;
+        Replica {
+            base: format!("http://{addr}"),
             _stop: stop,
         }
     }
@@ -161,6 +157,54 @@ timeout = "2s"
         );
         assert_eq!(resp.location(), "/");
         b
+    }
+}
+
+/// Builds portcullis from `toml` and serves it on `listener` until the
+/// returned sender drops; first waits for provider discovery and the session
+/// store, unless `no_ready_wait`.
+async fn serve(toml: &str, listener: TcpListener, no_ready_wait: bool) -> oneshot::Sender<()> {
+    let config = portcullis::config::from_figment(figment::Figment::from(
+        <figment::providers::Toml as figment::providers::Format>::string(toml),
+    ))
+    .unwrap_or_else(|e| panic!("test config refused:\n{e}\n{toml}"));
+    let app = App::new(config).expect("build app");
+    assert!(
+        no_ready_wait
+            || app
+                .providers
+                .wait_ready(std::time::Duration::from_secs(10))
+                .await,
+        "provider discovery did not finish"
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !no_ready_wait && !app.sessions.is_up() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session store did not come up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = app
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    stop
+}
+
+/// A second instance of a [`Harness`]'s portcullis ([`Harness::replica`]).
+pub struct Replica {
+    pub base: String,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Replica {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
     }
 }
 
