@@ -11,6 +11,9 @@
 //! - The provider refusing the refresh (`invalid_grant`, a user disabled
 //!   there), a refreshed identity the policy no longer admits, or an answer
 //!   that does not verify end the session.
+//!   With a shared store (Redis), a refusal is first checked against the
+//!   stored session: another replica may have refreshed it meanwhile with a
+//!   refresh token the provider rotated, and its result is used instead.
 //! - A provider that cannot be reached does not: the old tokens go on being
 //!   used, and the next attempt waits a backoff (doubling to
 //!   [`BACKOFF_MAX`]). `session.lifetime` still ends the session.
@@ -142,6 +145,14 @@ impl Refresher {
                 return Refreshed::Kept;
             }
             Err(error) => {
+                // Another replica may have refreshed first, with a refresh
+                // token the provider then rotated out: go on with its result.
+                if let Some(newer) = app.sessions.stored(&session.id).await
+                    && newer.refreshed_at > session.refreshed_at
+                {
+                    tracing::debug!(provider = provider.id(), "refreshed elsewhere meanwhile");
+                    return Refreshed::Renewed(Arc::new(Opened::new(newer)), Vec::new());
+                }
                 tracing::info!(provider = provider.id(), sub = %session.identity.sub, %error, "refresh refused; the session ends");
                 return Refreshed::Ended("the provider refused the refresh");
             }

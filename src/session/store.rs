@@ -140,6 +140,16 @@ impl Sessions {
         }
     }
 
+    /// The session `id` as the shared store holds it now, past every cache:
+    /// what another replica may have written since this one cached it. The
+    /// cookie store shares nothing: `None`.
+    pub async fn stored(&self, id: &str) -> Option<Session> {
+        match &self.backend {
+            Backend::Cookie => None,
+            Backend::Redis(redis) => redis.stored(id).await.ok().flatten(),
+        }
+    }
+
     /// Whether to write `session` back with `last_seen_at = now`, so that an
     /// idle timeout counts from the last request: at most once a minute (a
     /// quarter of an idle timeout under four minutes), never on every request.

@@ -9,6 +9,7 @@ use futures_util::future::join_all;
 use http::StatusCode;
 use portcullis::demo::idp::{IdpOptions, Misbehaviour};
 
+use crate::redis_server::RedisServer;
 use crate::support::{Browser, Harness, Setup};
 
 const ACCESS_TOKEN_LIFETIME: u64 = 61;
@@ -175,4 +176,42 @@ async fn the_refresh_token_never_reaches_the_upstream() {
             "a refresh token reached the upstream"
         );
     }
+}
+
+#[tokio::test]
+async fn with_redis_a_replica_holding_the_old_session_goes_on_with_anothers_rotated_refresh() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = Harness::with(Setup {
+        idp: IdpOptions {
+            access_token_lifetime: ACCESS_TOKEN_LIFETIME,
+            rotate_refresh_tokens: true,
+            ..IdpOptions::default()
+        },
+        upstream_toml: "pass_access_token = true".into(),
+        session_toml: format!("store = \"redis\"\nredis_url = \"{}\"", server.url()),
+        ..Setup::default()
+    })
+    .await;
+    let b = a.replica().await;
+    let mut browser = a.signed_in("ada").await;
+    // B caches the session as signed in.
+    let resp = browser.get_json(&b.url("/whoami")).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    wait_until_due().await;
+
+    let on_a = access_token_seen_upstream(&mut browser, &a).await;
+    assert_eq!(a.idp.refresh_count(), 1);
+    // B still holds the old session, due, with the refresh token A spent:
+    // the provider refuses it, and B goes on with what A stored.
+    let resp = browser.get_json(&b.url("/whoami")).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    assert_eq!(a.idp.refresh_count(), 2, "B tried its old refresh token");
+    assert_eq!(
+        resp.upstream_header("x-forwarded-access-token").as_deref(),
+        Some(&*on_a),
+        "B uses A's refreshed tokens"
+    );
+    assert_eq!(access_token_seen_upstream(&mut browser, &a).await, on_a);
 }
