@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use portcullis::demo::idp::LogoutTokenFlaw;
 
+use crate::redis_server::RedisServer;
 use crate::support::{Browser, Harness, Setup, param};
 
 async fn post_logout_token(h: &Harness, token: &str) -> crate::support::Resp {
@@ -173,4 +174,38 @@ async fn a_flawed_logout_token_is_refused_with_400_and_ends_nothing() {
     let resp = b.get(&h.url("/oauth2/backchannel_logout/demo")).await;
     assert_eq!(resp.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(resp.header("allow"), Some("POST"));
+}
+
+#[tokio::test]
+async fn with_redis_a_back_channel_logout_received_by_one_replica_ends_the_session_on_the_other() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = Harness::with(Setup {
+        session_toml: format!("store = \"redis\"\nredis_url = \"{}\"", server.url()),
+        ..Setup::default()
+    })
+    .await;
+    let b = a.replica().await;
+    let mut browser = a.signed_in("ada").await;
+    let sid = a.idp.last_sid().unwrap();
+    // B has the session cached.
+    assert_eq!(browser.get(&b.url("/private")).await.status, StatusCode::OK);
+
+    let token = a.idp.logout_token(None, Some(&sid)).await;
+    let resp = post_logout_token(&a, &token).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = browser.get(&b.url("/private")).await.status;
+        if status == StatusCode::FOUND {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B still serves the session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
