@@ -108,7 +108,7 @@ impl Sessions {
             }
         };
         match &loaded.session {
-            Some(opened) if self.revocations.is_revoked(&opened.session) => {
+            Some(opened) if self.revocations.is_revoked(opened) => {
                 tracing::debug!("session revoked");
                 Ok(Loaded {
                     session: None,
