@@ -1,8 +1,11 @@
 //! portcullis' own endpoints under `/oauth2/` (DESIGN §3).
 
+mod backchannel;
 mod callback;
 mod forward_auth;
 mod sign_in;
+
+pub use backchannel::SeenLogoutTokens;
 mod sign_out;
 
 use http::header::ALLOW;
@@ -19,10 +22,12 @@ enum Endpoint<'a> {
     Readyz,
     SignIn,
     SignOut,
+    SignedOut,
     Userinfo,
     ForwardAuth,
     Start(&'a str),
     Callback(&'a str),
+    BackchannelLogout(&'a str),
 }
 
 impl<'a> Endpoint<'a> {
@@ -32,21 +37,38 @@ impl<'a> Endpoint<'a> {
             "/readyz" => Self::Readyz,
             "/sign_in" => Self::SignIn,
             "/sign_out" => Self::SignOut,
+            "/signed_out" => Self::SignedOut,
             "/userinfo" => Self::Userinfo,
             "/auth" => Self::ForwardAuth,
-            p => match (p.strip_prefix("/start/"), p.strip_prefix("/callback/")) {
-                (Some(id), _) => Self::Start(id),
-                (_, Some(id)) => Self::Callback(id),
-                _ => return None,
-            },
+            p => {
+                if let Some(id) = p.strip_prefix("/start/") {
+                    Self::Start(id)
+                } else if let Some(id) = p.strip_prefix("/callback/") {
+                    Self::Callback(id)
+                } else if let Some(id) = p.strip_prefix("/backchannel_logout/") {
+                    Self::BackchannelLogout(id)
+                } else {
+                    return None;
+                }
+            }
         })
     }
 
-    /// Every endpoint answers GET and HEAD; sign-out also POST (a form).
+    /// Every endpoint answers GET and HEAD, sign-out also POST (a form);
+    /// back-channel logout only POST (from the provider).
     fn allow(&self) -> &'static str {
         match self {
             Self::SignOut => "GET, HEAD, POST",
+            Self::BackchannelLogout(_) => "POST",
             _ => "GET, HEAD",
+        }
+    }
+
+    fn allows(&self, method: &Method) -> bool {
+        match self {
+            Self::BackchannelLogout(_) => method == Method::POST,
+            Self::SignOut => [Method::GET, Method::HEAD, Method::POST].contains(method),
+            _ => method == Method::GET || method == Method::HEAD,
         }
     }
 }
@@ -56,11 +78,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, conn: ConnInfo) -> Respon
     let Some(endpoint) = Endpoint::route(req.uri().path()) else {
         return respond::problem(Problem::not_found(), html);
     };
-    let method = req.method();
-    let allowed = method == Method::GET
-        || method == Method::HEAD
-        || (method == Method::POST && matches!(endpoint, Endpoint::SignOut));
-    if !allowed {
+    if !endpoint.allows(req.method()) {
         let mut resp = respond::problem(method_not_allowed(), html);
         resp.headers_mut()
             .insert(ALLOW, HeaderValue::from_static(endpoint.allow()));
@@ -81,6 +99,7 @@ pub async fn handle(app: &App, req: Request<Incoming>, conn: ConnInfo) -> Respon
         },
         Endpoint::SignIn => sign_in::page(app, &req).await,
         Endpoint::SignOut => sign_out::sign_out(app, &req).await,
+        Endpoint::SignedOut => sign_out::signed_out(app, &req),
         Endpoint::Userinfo => forward_auth::userinfo(app, &req).await,
         Endpoint::ForwardAuth => forward_auth::check(app, &req, &conn).await,
         Endpoint::Start(id) => sign_in::start(app, &req, id),
@@ -88,6 +107,10 @@ pub async fn handle(app: &App, req: Request<Incoming>, conn: ConnInfo) -> Respon
         // large, and every request's future would otherwise be as large
         // (moved into place per request, and held per connection).
         Endpoint::Callback(id) => Box::pin(callback::callback(app, &req, id)).await,
+        Endpoint::BackchannelLogout(id) => {
+            let id = id.to_owned();
+            Box::pin(backchannel::backchannel_logout(app, req, &id)).await
+        }
     }
 }
 

@@ -7,11 +7,15 @@ use std::sync::Arc;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+pub mod refresh;
+
 use crate::App;
 use crate::identity::encode_header_value;
 use crate::now_unix;
 use crate::policy::{Denied, Requirement};
-use crate::session::{Opened, Session, Unavailable};
+use crate::provider::Provider;
+use crate::session::{Opened, Session, Tokens, Unavailable};
+use refresh::Refreshed;
 
 pub const ACCESS_TOKEN_HEADER: &str = "x-forwarded-access-token";
 
@@ -22,14 +26,36 @@ pub struct Authenticated {
     pub set_cookies: Vec<HeaderValue>,
 }
 
-/// Loads the request's session and moves its idle clock. `Err` only when
-/// the session store cannot be reached for a session it has not cached.
+/// Loads the request's session, refreshes its tokens when they are due, and
+/// moves its idle clock. `Err` only when the session store cannot be reached
+/// for a session it has not cached.
 pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authenticated, Unavailable> {
     let now = now_unix();
     let loaded = app.sessions.load(headers, now).await?;
     let mut set_cookies = loaded.clear;
     let mut session = loaded.session;
     if let Some(opened) = session
+        .as_mut()
+        .filter(|o| refresh::due(app, &o.session, now))
+    {
+        // Boxed: only a request that refreshes carries the refresh's future.
+        match Box::pin(app.refresher.refresh(app, opened, headers, now)).await {
+            Refreshed::Renewed(renewed, cookies) => {
+                *opened = renewed;
+                set_cookies.extend(cookies);
+            }
+            Refreshed::Kept => {}
+            Refreshed::Ended(why) => {
+                tracing::info!(provider = %opened.session.provider, sub = %opened.session.identity.sub, why, "session ended at refresh");
+                let ended = app.sessions.end(Some(&opened.session), headers, now).await;
+                set_cookies.extend(ended);
+                return Ok(Authenticated {
+                    session: None,
+                    set_cookies,
+                });
+            }
+        }
+    } else if let Some(opened) = session
         .as_mut()
         .filter(|o| app.sessions.needs_touch(&o.session, now))
     {
@@ -120,4 +146,24 @@ fn identity_headers(app: &App, session: &Session) -> Box<[(HeaderName, HeaderVal
         made.push((AUTHORIZATION, v));
     }
     made.into_boxed_slice()
+}
+
+/// Of a provider's tokens, only those something reads: the session travels in
+/// a cookie (or sits in Redis), and a token kept for nothing is one more
+/// secret to lose. The refresh token for refreshing; the access token for the
+/// upstream or for revocation at sign-out; the id_token for the upstream or
+/// as the end-session `id_token_hint`.
+pub fn kept_tokens(app: &App, provider: &Provider, tokens: Tokens) -> Tokens {
+    let upstream = &app.config.upstream;
+    let refreshes = provider.can_refresh() && tokens.refresh_token.is_some();
+    Tokens {
+        access_token: tokens
+            .access_token
+            .filter(|_| upstream.pass_access_token || provider.revocation_url().is_some()),
+        id_token: tokens
+            .id_token
+            .filter(|_| upstream.pass_id_token || provider.logs_out_at_provider()),
+        refresh_token: tokens.refresh_token.filter(|_| refreshes),
+        access_expires_at: tokens.access_expires_at,
+    }
 }

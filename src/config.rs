@@ -247,6 +247,14 @@ pub struct ProviderConfig {
     /// Always call the userinfo endpoint (otherwise only when the id_token lacks
     /// `email`). Default: true for GitLab, false otherwise.
     pub fetch_userinfo: bool,
+    /// Sign-out also ends the session at the provider (OpenID Connect
+    /// RP-Initiated Logout 1.0): the browser is sent to its end-session endpoint.
+    pub idp_logout: bool,
+    /// The end-session endpoint, instead of the discovered `end_session_endpoint`.
+    pub end_session_url: Option<Url>,
+    /// The RFC 7009 revocation endpoint, instead of the discovered (or the
+    /// preset's) `revocation_endpoint`.
+    pub revocation_url: Option<Url>,
     pub protocol: Protocol,
 }
 
@@ -383,6 +391,37 @@ impl Config {
         let mut url = self.server.public_url.clone();
         url.set_path(&format!("/oauth2/callback/{provider_id}"));
         url
+    }
+
+    /// `<public_url>/oauth2/signed_out`: where a provider's end-session
+    /// endpoint sends the browser back (its post-logout redirect URI).
+    pub fn post_logout_redirect_uri(&self) -> Url {
+        let mut url = self.server.public_url.clone();
+        url.set_path("/oauth2/signed_out");
+        url
+    }
+
+    /// `<public_url>/oauth2/backchannel_logout/<provider id>`: the back-channel
+    /// logout URI registered at the provider.
+    pub fn backchannel_logout_uri(&self, provider_id: &str) -> Url {
+        let mut url = self.server.public_url.clone();
+        url.set_path(&format!("/oauth2/backchannel_logout/{provider_id}"));
+        url
+    }
+
+    /// What the operator registers at each provider, as TOML comments.
+    pub fn registration_notes(&self) -> String {
+        let mut notes = String::from("\n# Register at each provider:\n");
+        for p in &self.providers {
+            notes.push_str(&format!(
+                "# [providers.{id}]\n#   redirect URI:              {}\n#   post-logout redirect URI:  {}\n#   back-channel logout URI:   {}\n",
+                self.redirect_uri(&p.id),
+                self.post_logout_redirect_uri(),
+                self.backchannel_logout_uri(&p.id),
+                id = p.id,
+            ));
+        }
+        notes
     }
 }
 

@@ -65,6 +65,26 @@ impl Identity {
         })
     }
 
+    /// This identity, with what it lacks taken from `older`: for claims read
+    /// from userinfo alone, which may leave out what only the id_token said.
+    pub fn filled_from(mut self, older: &Identity) -> Self {
+        self.email = self.email.or_else(|| older.email.clone());
+        self.email_verified = self.email_verified.or(older.email_verified);
+        self.name = self.name.or_else(|| older.name.clone());
+        self.preferred_username = self
+            .preferred_username
+            .or_else(|| older.preferred_username.clone());
+        if self.groups.is_empty() {
+            self.groups = older.groups.clone();
+        }
+        for (name, value) in &older.extra {
+            self.extra
+                .entry(name.clone())
+                .or_insert_with(|| value.clone());
+        }
+        self
+    }
+
     /// The value of `claim` as one string: lists are joined with `,`.
     pub fn claim(&self, claim: &str) -> Option<String> {
         match claim {

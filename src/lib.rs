@@ -113,6 +113,10 @@ pub struct App {
     pub providers: Providers,
     pub policy: Policy,
     pub upstream: Upstream,
+    /// One token refresh per session at a time, and the backoff after failures.
+    pub refresher: authn::refresh::Refresher,
+    /// Back-channel logout tokens already acted on.
+    pub seen_logout_tokens: auth::SeenLogoutTokens,
     spoof_guard: SpoofGuard,
 }
 
@@ -133,6 +137,8 @@ impl App {
             providers: Providers::start(&config).map_err(StartError::ProviderTls)?,
             upstream: Upstream::new(&config.upstream, config.server.body_read_timeout),
             policy,
+            refresher: Default::default(),
+            seen_logout_tokens: Default::default(),
             spoof_guard,
             config,
         }))

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
             Ok(config) => match toml::to_string(&config) {
                 Ok(resolved) => {
                     print!("{resolved}");
+                    print!("{}", config.registration_notes());
                     eprintln!("configuration is valid");
                     ExitCode::SUCCESS
                 }

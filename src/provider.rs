@@ -7,18 +7,31 @@
 //! [`Providers::start`] discovers every OpenID Connect provider in the background,
 //! so the proxy listens at once and `/oauth2/readyz` tells when sign-in can work.
 //! OAuth 2.0 providers have nothing to discover and are ready at once.
+//!
+//! After sign-in, a session's life at the provider: [`Provider::refresh`] (the
+//! `refresh_token` grant), [`Provider::revoke`] (RFC 7009, at sign-out),
+//! [`Provider::end_session_url`] (RP-initiated logout) and
+//! [`Provider::verify_logout_token`] (back-channel logout). Every signature check
+//! — id_tokens at sign-in and refresh, logout tokens — uses the provider's one
+//! set of keys (`keys`).
 
 mod facebook;
 mod github;
 mod google;
 pub mod http;
+mod keys;
+mod logout_token;
 mod mapped;
 mod microsoft;
 mod oauth2;
 mod oidc;
+mod revocation;
 mod token;
 
-pub use self::oidc::JWKS_REFETCH_INTERVAL;
+pub use self::keys::JWKS_REFETCH_INTERVAL;
+pub use self::logout_token::{
+    BACKCHANNEL_LOGOUT_EVENT, LOGOUT_TOKEN_MAX_AGE, LogoutToken, LogoutTokenError, MAX_LOGOUT_TOKEN,
+};
 pub(crate) use self::token::clip;
 
 use std::sync::{Arc, Weak};
@@ -77,6 +90,80 @@ pub enum ProviderError {
     ApiError { provider: String, message: String },
     #[error("the provider's user profile is unusable: {0}")]
     InvalidProfile(String),
+}
+
+/// Why a refresh failed, sorted by what the caller does about it. Never carries
+/// a token value.
+#[derive(thiserror::Error, Debug)]
+pub enum RefreshError {
+    /// The provider refused the refresh token with an OAuth error (`invalid_grant`:
+    /// expired, revoked, the user disabled or no longer permitted). End the session.
+    #[error("provider {provider} refused the refresh: {error}{}", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Rejected {
+        provider: String,
+        error: String,
+        description: Option<String>,
+    },
+    /// The provider could not answer now: unreachable, timed out, `5xx`, `429`,
+    /// `temporarily_unavailable`, or its metadata is not loaded yet. Keep the
+    /// session (until its lifetime) and try again later.
+    #[error("provider {provider} cannot refresh now: {reason}")]
+    Unavailable { provider: String, reason: String },
+    /// The provider answered, but wrongly: a bad token response, a new id_token
+    /// that fails verification or names another user, a profile of someone else.
+    /// End the session.
+    #[error("provider {provider} answered the refresh wrongly: {reason}")]
+    Invalid { provider: String, reason: String },
+}
+
+impl RefreshError {
+    /// Sorts a sign-in error met while refreshing.
+    fn from_provider(provider: &str, e: ProviderError) -> Self {
+        let provider = provider.to_owned();
+        match e {
+            ProviderError::TokenRejected { error, .. }
+                if error == "temporarily_unavailable" || error == "server_error" =>
+            {
+                Self::Unavailable {
+                    provider,
+                    reason: error,
+                }
+            }
+            ProviderError::TokenRejected { error, description } => Self::Rejected {
+                provider,
+                error,
+                description,
+            },
+            ProviderError::NotPermitted(reason) => Self::Rejected {
+                provider,
+                error: "not_permitted".into(),
+                description: Some(reason),
+            },
+            ProviderError::NotReady { .. } => Self::Unavailable {
+                provider,
+                reason: "the provider's metadata is not loaded yet".into(),
+            },
+            ProviderError::Unreachable { source, .. } => Self::Unavailable {
+                provider,
+                reason: source.to_string(),
+            },
+            // A fresh access token that userinfo refuses is the provider's fault, not the network's.
+            ProviderError::Userinfo { source, .. } if matches!(&source.reason, http::HttpFailure::Status(s) if s.is_client_error()) => {
+                Self::Invalid {
+                    provider,
+                    reason: format!("userinfo refused the new access token: {source}"),
+                }
+            }
+            ProviderError::Userinfo { source, .. } => Self::Unavailable {
+                provider,
+                reason: format!("userinfo: {source}"),
+            },
+            other => Self::Invalid {
+                provider,
+                reason: other.to_string(),
+            },
+        }
+    }
 }
 
 /// The secrets of one sign-in, kept by the caller (in the flow cookie) between
@@ -202,6 +289,154 @@ impl Provider {
         match &self.protocol {
             ProtocolImpl::Oidc(p) => p.finish(callback, secrets, redirect_uri).await,
             ProtocolImpl::OAuth2(p) => p.finish(callback, secrets, redirect_uri).await,
+        }
+    }
+
+    /// The provider can refresh tokens: it has a token endpoint and its protocol
+    /// issues refresh tokens. False for Facebook (long-lived tokens, no refresh
+    /// tokens) and for an OpenID Connect provider not yet discovered or without a
+    /// token endpoint. GitHub OAuth apps give no refresh token (GitHub Apps with
+    /// expiring user tokens do): a session without one is never refreshed anyway.
+    pub fn can_refresh(&self) -> bool {
+        match &self.protocol {
+            ProtocolImpl::Oidc(p) => p.can_refresh(),
+            ProtocolImpl::OAuth2(p) => p.can_refresh(),
+        }
+    }
+
+    /// Redeems `refresh_token` (`grant_type=refresh_token`, RFC 6749 §6) with the
+    /// provider's client authentication, for the session of `previous_sub`.
+    ///
+    /// The returned tokens hold the new access token and its expiry; the refresh
+    /// token the provider answered (rotation), else `refresh_token` itself; the
+    /// new id_token, else `None` (the caller keeps the old one as a logout hint).
+    ///
+    /// A new id_token is verified as at sign-in (signature against the provider's
+    /// keys with the unknown-`kid` re-fetch, `iss`, `aud`, `azp`, `exp`, `iat`,
+    /// algorithm, `at_hash`, the preset's `hd`/tenant checks) except `nonce`, which
+    /// OpenID Connect Core §12.2 lets a refreshed id_token omit and is not
+    /// compared when present; its `sub` must be `previous_sub` (its `iss` is the
+    /// provider's by the verification).
+    ///
+    /// `claims` is then the full identity: with a new id_token, its claims plus
+    /// userinfo where the provider's sign-in reads it, merged as at sign-in; for
+    /// OAuth 2.0 providers, the profile read again. Without a new id_token,
+    /// userinfo is read when the provider has it (its `sub` must be
+    /// `previous_sub`) and `claims` holds **only userinfo's claims** (never the
+    /// id_token-only ones, nor Microsoft's derived `email_verified`): the caller
+    /// overlays them on the identity it has, since claims only the id_token
+    /// carries (some providers' `groups`) are not among them. Without either,
+    /// `claims` is empty and the caller keeps the identity it has.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        previous_sub: &str,
+    ) -> Result<SignedIn, RefreshError> {
+        // Not discovered yet is not "cannot": `refresh` answers Unavailable then.
+        if refresh_token.is_empty() || (self.is_ready() && !self.can_refresh()) {
+            return Err(RefreshError::Rejected {
+                provider: self.id().to_owned(),
+                error: "no_refresh".into(),
+                description: Some("this provider or session cannot refresh".into()),
+            });
+        }
+        let refreshed = match &self.protocol {
+            ProtocolImpl::Oidc(p) => p.refresh(refresh_token, previous_sub).await,
+            ProtocolImpl::OAuth2(p) => p.refresh(refresh_token, previous_sub).await,
+        };
+        refreshed.map_err(|e| RefreshError::from_provider(self.id(), e))
+    }
+
+    /// Best-effort RFC 7009 revocation at sign-out: when the provider has a
+    /// revocation endpoint (`revocation_url`, else discovery's
+    /// `revocation_endpoint`), POSTs the refresh token and the access token, each
+    /// with its `token_type_hint` and the provider's client authentication, both
+    /// at once and each within the provider HTTP client's timeout. Failures are
+    /// logged (warn, without token values), never returned.
+    pub async fn revoke(&self, tokens: &Tokens) {
+        let Some(url) = self.revocation_url() else {
+            return;
+        };
+        let (http, config) = match &self.protocol {
+            ProtocolImpl::Oidc(p) => (p.http(), p.config()),
+            ProtocolImpl::OAuth2(p) => (p.http(), p.config()),
+        };
+        revocation::revoke(http, config, &url, tokens).await;
+    }
+
+    /// `idp_logout`: sign-out goes on to the provider's end-session endpoint
+    /// (which needs the id_token as its hint).
+    pub fn logs_out_at_provider(&self) -> bool {
+        self.config().idp_logout
+    }
+
+    /// Where [`revoke`](Self::revoke) posts, if anywhere.
+    pub fn revocation_url(&self) -> Option<Url> {
+        match &self.protocol {
+            ProtocolImpl::Oidc(p) => p.revocation_url(),
+            ProtocolImpl::OAuth2(_) => self.config().revocation_url.clone(),
+        }
+    }
+
+    /// The URL to send the browser to at sign-out so that the provider ends its
+    /// session too (OpenID Connect RP-Initiated Logout 1.0 §2): the end-session
+    /// endpoint with `id_token_hint` (when given), `client_id`,
+    /// `post_logout_redirect_uri` and `state`. `None` unless `idp_logout` is set
+    /// and the endpoint is known (`end_session_url`, else discovery's
+    /// `end_session_endpoint`).
+    pub fn end_session_url(
+        &self,
+        id_token_hint: Option<&str>,
+        post_logout_redirect_uri: &Url,
+        state: &str,
+    ) -> Option<Url> {
+        let mut url = match &self.protocol {
+            ProtocolImpl::Oidc(p) => p.end_session_endpoint()?,
+            ProtocolImpl::OAuth2(p) => {
+                let config = p.config();
+                config
+                    .end_session_url
+                    .clone()
+                    .filter(|_| config.idp_logout)?
+            }
+        };
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(hint) = id_token_hint {
+                query.append_pair("id_token_hint", hint);
+            }
+            query
+                .append_pair("client_id", &self.config().client_id)
+                .append_pair(
+                    "post_logout_redirect_uri",
+                    post_logout_redirect_uri.as_str(),
+                )
+                .append_pair("state", state);
+        }
+        Some(url)
+    }
+
+    /// The provider advertises OpenID Connect Back-Channel Logout
+    /// (`backchannel_logout_supported` in discovery). OAuth 2.0 providers: false.
+    pub fn backchannel_logout_supported(&self) -> bool {
+        self.oidc()
+            .is_some_and(OidcProvider::backchannel_logout_supported)
+    }
+
+    /// Verifies a back-channel `logout_token` (Back-Channel Logout 1.0 §2.6): the
+    /// JWS against the provider's keys (an unknown `kid` re-fetches them, paced as
+    /// at sign-in) under its asymmetric id_token algorithms, `typ` (when present)
+    /// `logout+jwt` or `JWT`, `iss` the provider's (Microsoft's tenant template
+    /// filled with `tid`), `aud` our client_id, `iat` present, not in the future
+    /// beyond a minute's skew and at most [`LOGOUT_TOKEN_MAX_AGE`] old, `exp` (when
+    /// present) not passed, `jti` present, `events` holding the back-channel
+    /// logout member as an object, `sid` or `sub`, and no `nonce`. Tokens over
+    /// [`MAX_LOGOUT_TOKEN`] bytes are refused unread. The caller refuses a
+    /// `jti` it has seen before (keeping it until [`LogoutToken::exp`]).
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutToken, LogoutTokenError> {
+        match &self.protocol {
+            ProtocolImpl::Oidc(p) => p.verify_logout_token(token).await,
+            ProtocolImpl::OAuth2(_) => Err(LogoutTokenError::NotSupported),
         }
     }
 

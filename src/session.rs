@@ -10,6 +10,7 @@ pub mod revocations;
 pub mod store;
 
 use std::sync::OnceLock;
+use std::sync::atomic::AtomicU64;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -73,6 +74,9 @@ impl Session {
 pub struct Opened {
     pub session: Session,
     upstream_headers: OnceLock<Box<[(HeaderName, HeaderValue)]>>,
+    /// The revocation count at which this session was last found alive
+    /// ([`revocations::Revocations::is_revoked`]).
+    revocations_checked: AtomicU64,
 }
 
 impl Opened {
@@ -80,6 +84,7 @@ impl Opened {
         Self {
             session,
             upstream_headers: OnceLock::new(),
+            revocations_checked: AtomicU64::new(0),
         }
     }
 

@@ -7,13 +7,14 @@ use http::{Request, Response, StatusCode};
 
 use super::query_param;
 use super::sign_in::unknown_provider;
+use crate::authn::kept_tokens;
 use crate::identity::Identity;
 use crate::provider::{Callback, FlowSecrets, clip};
 use crate::redirect::safe_rd;
 use crate::respond::with_cookies;
 use crate::respond::{self, Problem, Source};
 use crate::session::store::SaveError;
-use crate::session::{Session, Tokens, new_session_id};
+use crate::session::{Session, new_session_id};
 use crate::{App, Body, now_unix};
 
 pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Response<Body> {
@@ -97,7 +98,7 @@ pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Resp
         id: new_session_id(),
         provider: provider.id().to_owned(),
         identity,
-        tokens: kept_tokens(app, signed_in.tokens),
+        tokens: kept_tokens(app, provider, signed_in.tokens),
         created_at: now,
         expires_at: now + app.config.session.lifetime.as_secs(),
         last_seen_at: now,
@@ -129,18 +130,5 @@ fn bad_callback(detail: &str) -> Problem {
         title: "Sign-in could not be completed",
         detail: detail.into(),
         source: Source::Client,
-    }
-}
-
-/// Only the tokens something reads: the cookie travels with every request, and
-/// a token kept in it for nothing is one more secret to lose. Refresh and
-/// revocation are not built yet, so the refresh token is not kept.
-fn kept_tokens(app: &App, tokens: Tokens) -> Tokens {
-    let upstream = &app.config.upstream;
-    Tokens {
-        access_token: tokens.access_token.filter(|_| upstream.pass_access_token),
-        id_token: tokens.id_token.filter(|_| upstream.pass_id_token),
-        refresh_token: None,
-        access_expires_at: tokens.access_expires_at,
     }
 }

@@ -198,6 +198,24 @@ fn the_reference_config_toml_is_valid() {
         .unwrap_or_else(|e| panic!("config.toml is out of sync with the code:\n{e}"));
 }
 
+#[test]
+fn the_reference_config_toml_lifecycle_examples_are_valid_keys() {
+    let reference = include_str!("../../config.toml");
+    let examples: Vec<&str> = reference
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| l.starts_with("end_session_url = ") || l.starts_with("revocation_url = "))
+        .map(|l| l.split(" #").next().unwrap_or(l))
+        .collect();
+    assert_eq!(examples.len(), 2, "{examples:?}");
+    let p = provider(&format!(
+        "issuer = \"https://sso.example.com\"\nidp_logout = true\n{}",
+        examples.join("\n")
+    ))
+    .unwrap();
+    assert!(p.end_session_url.is_some() && p.revocation_url.is_some());
+}
+
 // === providers ===
 
 /// A config whose only provider is `[providers.p]` with `keys`.
@@ -244,7 +262,11 @@ fn presets_need_only_client_credentials_and_name_themselves() {
         let p = provider(&format!("kind = \"{kind}\"\nclient_secret = \"s\"")).unwrap();
         assert_eq!(p.display_name, name);
         assert_eq!(oidc(&p).issuer.as_str(), issuer, "{kind}");
-        assert_eq!(p.scopes, ["openid", "email", "profile"], "{kind}");
+        let mut scopes = vec!["openid", "email", "profile"];
+        if kind == "microsoft" {
+            scopes.push("offline_access");
+        }
+        assert_eq!(p.scopes, scopes, "{kind}");
     }
     let p = provider("kind = \"linkedin\"").unwrap();
     assert_eq!(p.token_auth_method, TokenAuthMethod::ClientSecretPost);
@@ -968,4 +990,91 @@ fn refresh_timing_has_defaults_and_is_checked() {
     assert_eq!(c.session.refresh_interval, Some(Duration::from_secs(900)));
     let refused = problems(&with("refresh_interval = \"often\"")).join("\n");
     assert!(refused.contains("session.refresh_interval:"), "{refused}");
+}
+
+#[test]
+fn presets_ask_for_refresh_tokens_where_the_provider_needs_it() {
+    let google = provider("kind = \"google\"\nclient_secret = \"s\"").unwrap();
+    assert_eq!(google.auth_params["access_type"], "offline");
+    assert!(
+        !google.auth_params.contains_key("prompt"),
+        "documented, not defaulted"
+    );
+    let online = provider("kind = \"google\"\nauth_params = { access_type = \"online\" }").unwrap();
+    assert_eq!(online.auth_params["access_type"], "online");
+    let corp = provider("issuer = \"https://x.example\"").unwrap();
+    assert!(!corp.auth_params.contains_key("access_type"));
+    assert!(!corp.scopes.contains(&"offline_access".to_owned()));
+}
+
+#[test]
+fn idp_logout_end_session_url_and_revocation_url_are_read() {
+    let p = provider("issuer = \"https://x.example\"").unwrap();
+    assert!(!p.idp_logout);
+    assert_eq!((p.end_session_url, p.revocation_url), (None, None));
+    let p = provider(
+        "issuer = \"https://x.example\"\nidp_logout = true\nend_session_url = \"https://x.example/logout\"\nrevocation_url = \"https://x.example/revoke\"",
+    )
+    .unwrap();
+    assert!(p.idp_logout);
+    assert_eq!(
+        p.end_session_url.unwrap().as_str(),
+        "https://x.example/logout"
+    );
+    assert_eq!(
+        p.revocation_url.unwrap().as_str(),
+        "https://x.example/revoke"
+    );
+    // An OpenID Connect provider's endpoint may come from discovery: checked then.
+    for kind in [
+        "oidc\"\nissuer = \"https://x.example",
+        "microsoft",
+        "gitlab",
+    ] {
+        assert!(
+            provider(&format!("kind = \"{kind}\"\nidp_logout = true"))
+                .unwrap()
+                .idp_logout
+        );
+    }
+    let gh = provider(
+        "kind = \"github\"\nclient_secret = \"s\"\nidp_logout = true\nend_session_url = \"https://sso.example/logout\"",
+    )
+    .unwrap();
+    assert!(gh.idp_logout);
+}
+
+#[test]
+fn idp_logout_without_an_end_session_endpoint_is_refused_naming_the_fix() {
+    for kind in [
+        "github\"\nclient_secret = \"s",
+        "facebook\"\nclient_secret = \"s",
+        "google",
+        "oauth2\"\nauth_url = \"https://a.example/a\"\ntoken_url = \"https://a.example/t\"\nuserinfo_url = \"https://a.example/u",
+    ] {
+        let got = provider_problems(&format!("kind = \"{kind}\"\nidp_logout = true"));
+        assert!(
+            got.contains("providers.p.idp_logout:")
+                && got.contains("set providers.p.end_session_url")
+                && got.contains("or remove idp_logout"),
+            "{kind}: {got}"
+        );
+    }
+}
+
+#[test]
+fn lifecycle_urls_must_be_absolute_and_https_with_an_https_issuer() {
+    let got = provider_problems(
+        "issuer = \"https://x.example\"\nend_session_url = \"http://x.example/logout\"\nrevocation_url = \"/revoke\"",
+    );
+    assert!(
+        got.contains("providers.p.end_session_url: must be https"),
+        "{got}"
+    );
+    assert!(got.contains("providers.p.revocation_url:"), "{got}");
+    let p = provider(
+        "issuer = \"http://127.0.0.1:9000\"\nrevocation_url = \"http://127.0.0.1:9000/revoke\"",
+    )
+    .unwrap();
+    assert!(p.revocation_url.is_some());
 }

@@ -10,12 +10,45 @@
 //! (LinkedIn's `/oauth`), Microsoft's per-tenant layout, per-user extra claims
 //! (Google's `hd`, Microsoft's `tid`, GitLab's userinfo-only `groups`), which
 //! client authentication methods it accepts, and whether it sends `iss` back.
+//!
+//! Session lifetime at the provider, for tests of refresh and sign-out:
+//!
+//! - **Refresh.** Every code grant comes with a refresh token. Access tokens live
+//!   [`IdpOptions::access_token_lifetime`] seconds (default 3600; set 1–2 for tests
+//!   that need a refresh soon). A `refresh_token` grant answers a new access token
+//!   and an id_token without `nonce` (OpenID Connect Core §12.2) carrying the
+//!   grant's `sid`; with [`IdpOptions::rotate_refresh_tokens`] also a new refresh
+//!   token, the old one then being refused. [`DemoIdp::refresh_count`] counts
+//!   refresh grants, [`DemoIdp::token_requests`] records each call's grant type and
+//!   client authentication. [`DemoIdp::revoke_user_grants`] "disables" a user (their
+//!   refresh tokens get `invalid_grant`); [`Misbehaviour::TokenEndpointUnavailable`]
+//!   makes `/token` answer `503`, and [`Misbehaviour::RefreshedIdTokenForAnotherUser`]
+//!   makes a refresh answer an id_token with another `sub`.
+//! - **Sessions.** Each sign-in at the provider (an approved authorization) opens
+//!   an IdP session with its own `sid`, carried by every id_token of that grant:
+//!   [`DemoIdp::last_sid`], [`DemoIdp::sid_of`], [`DemoIdp::has_session`].
+//! - **Revocation** (RFC 7009): `revocation_endpoint` in discovery, `POST /revoke`
+//!   with client authentication; [`DemoIdp::revoked`] lists the token values
+//!   revoked, [`DemoIdp::revocation_requests`] how each call looked.
+//! - **RP-initiated logout**: `end_session_endpoint` in discovery, `GET /end_session`
+//!   (Microsoft layout: `/<tenant>/oauth2/v2.0/logout`). It checks `id_token_hint`'s
+//!   signature when given, `client_id` when given, and that
+//!   `post_logout_redirect_uri` is allowed ([`IdpOptions::post_logout_redirect_uris`];
+//!   empty = any loopback URL), ends the IdP session the hint names, and redirects
+//!   there with `state`. [`DemoIdp::end_session_calls`] records each call.
+//! - **Back-channel logout**: discovery says `backchannel_logout_supported` and
+//!   `backchannel_logout_session_supported`; [`DemoIdp::logout_token`] signs a valid
+//!   logout token for a `sub` and/or `sid`, and [`DemoIdp::logout_token_with`] one
+//!   with a [`LogoutTokenFlaw`] a relying party must refuse.
 
 mod authorize;
 mod discovery;
+mod end_session;
 mod id_token;
 mod keys;
+mod logout_token;
 mod responses;
+mod revocation;
 mod token_endpoint;
 mod userinfo;
 
@@ -37,6 +70,8 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
+
+pub use crate::provider::BACKCHANNEL_LOGOUT_EVENT;
 
 use self::keys::pool_key;
 use self::responses::{invalid_request, json_response, read_form, text};
@@ -63,6 +98,15 @@ pub struct IdpOptions {
     /// `client_secret_post`, `none`.
     pub token_auth_methods: Vec<String>,
     pub response_iss: ResponseIss,
+    /// Seconds an access token lives (`expires_in`); default 3600.
+    pub access_token_lifetime: u64,
+    /// Each refresh answers a new refresh token and invalidates the one used.
+    pub rotate_refresh_tokens: bool,
+    /// Whether a refresh answers an id_token (as most providers do); default true.
+    pub id_token_on_refresh: bool,
+    /// Where `/end_session` may send the browser back; empty = any loopback
+    /// (`127.0.0.1`, `[::1]`, `localhost`) http(s) URL.
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 impl Default for IdpOptions {
@@ -77,6 +121,10 @@ impl Default for IdpOptions {
                 .map(String::from)
                 .to_vec(),
             response_iss: ResponseIss::default(),
+            access_token_lifetime: 3600,
+            rotate_refresh_tokens: false,
+            id_token_on_refresh: true,
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 }
@@ -208,6 +256,87 @@ pub enum Misbehaviour {
     TenantMismatch,
     /// Microsoft layout: no `tid` claim.
     MissingTenant,
+    /// `/token` answers `503 Service Unavailable` (with an HTML body), whatever the grant.
+    TokenEndpointUnavailable,
+    /// A refresh answers an id_token for another user (`sub` of the next demo user).
+    RefreshedIdTokenForAnotherUser,
+}
+
+/// What is wrong with a logout token from [`DemoIdp::logout_token_with`]; each one
+/// is a reason OpenID Connect Back-Channel Logout 1.0 §2.6 gives to refuse it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutTokenFlaw {
+    WrongIssuer,
+    WrongAudience,
+    /// `iat` ten minutes ago.
+    OldIat,
+    /// `iat` an hour ahead.
+    IssuedInFuture,
+    MissingIat,
+    /// `exp` three minutes ago (beyond any clock skew), `iat` four.
+    Expired,
+    /// No `events` claim.
+    MissingEvent,
+    /// `events` has the back-channel member, but not as a JSON object.
+    EventNotObject,
+    WithNonce,
+    NoSubNoSid,
+    MissingJti,
+    /// Signed by another key under the current key's `kid`.
+    BadSignature,
+    /// Signed by the key [`DemoIdp::rotate_key`] will switch to.
+    UnknownKid,
+    AlgNone,
+    AlgHs256WithPublicKey,
+    /// `typ: at+jwt`: an access token, not a logout token.
+    WrongTyp,
+}
+
+impl LogoutTokenFlaw {
+    /// Every flaw, for tests that try each.
+    pub const ALL: [Self; 16] = [
+        Self::WrongIssuer,
+        Self::WrongAudience,
+        Self::OldIat,
+        Self::IssuedInFuture,
+        Self::MissingIat,
+        Self::Expired,
+        Self::MissingEvent,
+        Self::EventNotObject,
+        Self::WithNonce,
+        Self::NoSubNoSid,
+        Self::MissingJti,
+        Self::BadSignature,
+        Self::UnknownKid,
+        Self::AlgNone,
+        Self::AlgHs256WithPublicKey,
+        Self::WrongTyp,
+    ];
+}
+
+/// One call to `/revoke` (RFC 7009).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationSeen {
+    /// `"basic"`, `"post"` or `"none"`.
+    pub client_auth: &'static str,
+    pub client_ok: bool,
+    pub token_type_hint: Option<String>,
+    /// Whether the token was a live refresh or access token of this provider.
+    pub known: bool,
+}
+
+/// One call to the end-session endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndSessionSeen {
+    pub client_id: Option<String>,
+    /// The `sub` and `sid` of a valid `id_token_hint`.
+    pub hint_sub: Option<String>,
+    pub hint_sid: Option<String>,
+    pub had_id_token_hint: bool,
+    pub post_logout_redirect_uri: Option<String>,
+    pub state: Option<String>,
+    /// The provider redirected back (every check passed).
+    pub accepted: bool,
 }
 
 /// What one call to `/token` looked like, for tests of client authentication and PKCE.
@@ -217,6 +346,8 @@ pub struct TokenRequestSeen {
     pub client_auth: &'static str,
     pub had_code_verifier: bool,
     pub pkce_ok: bool,
+    /// `authorization_code`, `refresh_token`, or what the client sent.
+    pub grant_type: String,
 }
 
 /// A running provider. Dropping the handle stops it and its connections.
@@ -294,6 +425,73 @@ impl DemoIdp {
     pub fn token_requests(&self) -> Vec<TokenRequestSeen> {
         self.state.inner().token_requests.clone()
     }
+
+    /// Calls to `/token` with `grant_type=refresh_token`, answered or not.
+    pub fn refresh_count(&self) -> usize {
+        self.state
+            .inner()
+            .token_requests
+            .iter()
+            .filter(|r| r.grant_type == "refresh_token")
+            .count()
+    }
+
+    /// The token values `/revoke` was asked to revoke, in order (known or not).
+    pub fn revoked(&self) -> Vec<String> {
+        self.state.inner().revoked.clone()
+    }
+
+    pub fn revocation_requests(&self) -> Vec<RevocationSeen> {
+        self.state.inner().revocation_requests.clone()
+    }
+
+    pub fn end_session_calls(&self) -> Vec<EndSessionSeen> {
+        self.state.inner().end_session_calls.clone()
+    }
+
+    /// The user is disabled at the provider: every refresh token of theirs is
+    /// forgotten (a refresh then gets `invalid_grant`), and so are their access tokens.
+    pub fn revoke_user_grants(&self, sub: &str) {
+        let mut inner = self.state.inner();
+        inner.refresh_tokens.retain(|_, g| g.sub != sub);
+        inner.access_tokens.retain(|_, g| g.sub != sub);
+    }
+
+    /// Every refresh token the provider would still accept.
+    pub fn refresh_tokens(&self) -> Vec<String> {
+        self.state.inner().refresh_tokens.keys().cloned().collect()
+    }
+
+    /// The `sid` of the latest sign-in at the provider, of anyone.
+    pub fn last_sid(&self) -> Option<String> {
+        self.state.inner().last_sid.clone()
+    }
+
+    /// The `sid` of `sub`'s latest sign-in at the provider.
+    pub fn sid_of(&self, sub: &str) -> Option<String> {
+        self.state.inner().last_sid_of.get(sub).cloned()
+    }
+
+    /// The IdP session `sid` is open (signed in, not ended at `/end_session`).
+    pub fn has_session(&self, sid: &str) -> bool {
+        self.state.inner().sessions.contains_key(sid)
+    }
+
+    /// A valid logout token (Back-Channel Logout 1.0 §2.4) for `sub` and/or `sid`,
+    /// signed with the current key, `typ: logout+jwt`, a fresh `jti`.
+    pub async fn logout_token(&self, sub: Option<&str>, sid: Option<&str>) -> String {
+        logout_token::sign(&self.state, sub, sid, None)
+            .await
+            .expect("demo keys sign")
+    }
+
+    /// A logout token for `sub` (and its latest `sid`) bent by `flaw`.
+    pub async fn logout_token_with(&self, sub: &str, flaw: LogoutTokenFlaw) -> String {
+        let sid = self.sid_of(sub);
+        logout_token::sign(&self.state, Some(sub), sid.as_deref(), Some(flaw))
+            .await
+            .expect("demo keys sign")
+    }
 }
 
 // === state ===
@@ -317,8 +515,15 @@ struct Inner {
     pending: HashMap<String, AuthRequest>,
     codes: HashMap<String, CodeGrant>,
     access_tokens: HashMap<String, AccessGrant>,
-    refresh_tokens: HashMap<String, String>,
+    refresh_tokens: HashMap<String, RefreshGrant>,
     token_requests: Vec<TokenRequestSeen>,
+    /// Open IdP sessions: sid → sub.
+    sessions: HashMap<String, String>,
+    last_sid: Option<String>,
+    last_sid_of: HashMap<String, String>,
+    revoked: Vec<String>,
+    revocation_requests: Vec<RevocationSeen>,
+    end_session_calls: Vec<EndSessionSeen>,
 }
 
 #[derive(Debug, Clone)]
@@ -334,7 +539,15 @@ struct AuthRequest {
 struct CodeGrant {
     request: AuthRequest,
     sub: String,
+    sid: String,
     issued_at: u64,
+}
+
+/// What a refresh token stands for: the user and the IdP session of the grant.
+#[derive(Debug, Clone)]
+struct RefreshGrant {
+    sub: String,
+    sid: String,
 }
 
 #[derive(Debug)]
@@ -432,6 +645,8 @@ enum Endpoint {
     Login,
     Token,
     Userinfo,
+    Revoke,
+    EndSession,
 }
 
 /// The endpoint a path names in the provider's layout, with the Microsoft tenant if any.
@@ -453,6 +668,8 @@ fn endpoint<'p>(layout: &Layout, path: &'p str) -> Option<(Endpoint, Option<&'p 
                 "/authorize" => E::Authorize,
                 "/token" => E::Token,
                 "/userinfo" => E::Userinfo,
+                "/revoke" => E::Revoke,
+                "/end_session" => E::EndSession,
                 _ => return None,
             };
             Some((endpoint, None))
@@ -467,6 +684,7 @@ fn endpoint<'p>(layout: &Layout, path: &'p str) -> Option<(Endpoint, Option<&'p 
                 "discovery/v2.0/keys" => E::Jwks,
                 "oauth2/v2.0/authorize" => E::Authorize,
                 "oauth2/v2.0/token" => E::Token,
+                "oauth2/v2.0/logout" => E::EndSession,
                 _ => return None,
             };
             Some((endpoint, Some(tenant)))
@@ -498,6 +716,16 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
             }
         }
         (Method::GET | Method::POST, E::Userinfo) => userinfo::userinfo(state, req.headers()),
+        (Method::POST, E::Revoke) => {
+            let headers = req.headers().clone();
+            match read_form(req).await {
+                Some(form) => revocation::revoke(state, &headers, &form),
+                None => invalid_request("form too large or unreadable").into_response(),
+            }
+        }
+        (Method::GET, E::EndSession) => {
+            end_session::end_session(state, req.uri().query().unwrap_or("")).await
+        }
         _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
     }
 }

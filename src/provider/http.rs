@@ -117,6 +117,21 @@ impl ProviderHttp {
         }
     }
 
+    /// As [`send`](Self::send), but a `5xx` or `429` answer is an error too: the
+    /// provider is unavailable, whatever its body says.
+    pub async fn send_available(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let url = redacted_url(&request.uri().to_string());
+        let response = self.send(request).await?;
+        let status = response.status();
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(HttpError {
+                url,
+                reason: HttpFailure::Status(status),
+            });
+        }
+        Ok(response)
+    }
+
     /// GETs a JSON document, with `bearer` as the access token when given (userinfo).
     pub async fn get_json(
         &self,
@@ -188,6 +203,22 @@ impl ProviderHttp {
             .body(body.into_bytes())
             .map_err(|e| fail(HttpFailure::InvalidRequest(e.to_string())))?;
         self.send(request).await
+    }
+}
+
+/// The provider client for openidconnect's calls where a `5xx` or `429` is
+/// the provider being unavailable rather than an OAuth answer
+/// ([`ProviderHttp::send_available`]). A type, not a closure: a closure's
+/// future would tie its lifetime to the call in a way the server's `Send`
+/// request future cannot express.
+pub struct AvailableOnly<'a>(pub &'a ProviderHttp);
+
+impl<'c> AsyncHttpClient<'c> for AvailableOnly<'_> {
+    type Error = HttpError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(self.0.send_available(request))
     }
 }
 

@@ -2,15 +2,16 @@
 //! no id_token and so no nonce. Who signed in comes from the provider's profile
 //! API — GitHub's, Facebook's Graph, or any server's userinfo through a claim mapping.
 
+use http::StatusCode;
 use http::header::CONTENT_TYPE;
 use openidconnect::{CsrfToken, PkceCodeChallenge};
 use serde_json::{Map, Value};
 use url::Url;
 
 use super::http::{HttpError, HttpFailure, ProviderHttp};
-use super::token::{TokenAnswer, clip, parse_token_answer};
+use super::token::{TokenAnswer, client_auth, clip, parse_token_answer};
 use super::{Callback, FlowSecrets, ProviderError, SignedIn, facebook, github, mapped};
-use crate::config::{OAuth2Settings, Profile, ProviderConfig, TokenAuthMethod};
+use crate::config::{OAuth2Settings, Profile, ProviderConfig};
 use crate::session::Tokens;
 
 pub(super) struct OAuth2Provider {
@@ -86,20 +87,7 @@ impl OAuth2Provider {
         let token = self
             .exchange_code(callback.code, &secrets.pkce_verifier, redirect_uri)
             .await?;
-        let api = Api {
-            http: &self.http,
-            provider: &self.config.display_name,
-            access_token: &token.access_token,
-        };
-        let s = &self.settings;
-        let claims = match &s.profile {
-            Profile::Github {
-                organizations,
-                teams,
-            } => github::profile(&api, s, organizations, teams).await?,
-            Profile::Facebook => facebook::profile(&api, &s.userinfo_url).await?,
-            Profile::Mapped(paths) => mapped::profile(&api, s, paths).await?,
-        };
+        let claims = self.profile(&token.access_token).await?;
         let tokens = Tokens {
             access_expires_at: super::expires_at(token.expires_in),
             access_token: Some(token.access_token),
@@ -115,41 +103,100 @@ impl OAuth2Provider {
         pkce_verifier: &str,
         redirect_uri: &Url,
     ) -> Result<TokenAnswer, ProviderError> {
-        let mut form = vec![
+        self.token_request(vec![
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", redirect_uri.as_str()),
             ("code_verifier", pkce_verifier),
-        ];
-        let secret = self.config.client_secret.as_ref().map(|s| s.expose());
-        let basic = match (secret, self.config.token_auth_method) {
-            (Some(secret), TokenAuthMethod::ClientSecretBasic) => {
-                Some((self.config.client_id.as_str(), secret))
-            }
-            (Some(secret), TokenAuthMethod::ClientSecretPost) => {
-                form.push(("client_id", &self.config.client_id));
-                form.push(("client_secret", secret));
-                None
-            }
-            // RFC 6749 §4.1.3: a public client identifies itself in the body.
-            (None, _) => {
-                form.push(("client_id", &self.config.client_id));
-                None
-            }
+        ])
+        .await
+    }
+
+    /// POSTs `form` to the token endpoint with the client's authentication. A
+    /// `5xx` or `429` is the provider being unavailable, not an answer.
+    async fn token_request(
+        &self,
+        mut form: Vec<(&str, &str)>,
+    ) -> Result<TokenAnswer, ProviderError> {
+        let basic = client_auth(&self.config, &mut form);
+        let unreachable = |source| ProviderError::Unreachable {
+            provider: self.config.id.clone(),
+            source,
         };
+        let url = &self.settings.token_url;
         let response = self
             .http
-            .post_form(&self.settings.token_url, &form, basic)
+            .post_form(url, &form, basic)
             .await
-            .map_err(|source| ProviderError::Unreachable {
-                provider: self.config.id.clone(),
-                source,
-            })?;
+            .map_err(unreachable)?;
+        let status = response.status();
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(unreachable(HttpError::at(url, HttpFailure::Status(status))));
+        }
         let content_type = response
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        parse_token_answer(response.status(), content_type, response.body())
+        parse_token_answer(status, content_type, response.body())
+    }
+
+    /// Facebook issues no refresh tokens (its user tokens are long-lived instead).
+    pub(super) fn can_refresh(&self) -> bool {
+        !matches!(self.settings.profile, Profile::Facebook)
+    }
+
+    pub(super) fn http(&self) -> &ProviderHttp {
+        &self.http
+    }
+
+    /// The `refresh_token` grant, then the profile read again with the new access
+    /// token: it must be `previous_sub`'s.
+    pub(super) async fn refresh(
+        &self,
+        refresh_token: &str,
+        previous_sub: &str,
+    ) -> Result<SignedIn, ProviderError> {
+        let token = self
+            .token_request(vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ])
+            .await?;
+        let claims = self.profile(&token.access_token).await?;
+        if claims.get("sub").and_then(Value::as_str) != Some(previous_sub) {
+            return Err(ProviderError::InvalidProfile(
+                "the refreshed profile is another user's (sub)".into(),
+            ));
+        }
+        let tokens = Tokens {
+            access_expires_at: super::expires_at(token.expires_in),
+            access_token: Some(token.access_token),
+            refresh_token: Some(
+                token
+                    .refresh_token
+                    .unwrap_or_else(|| refresh_token.to_owned()),
+            ),
+            id_token: None,
+        };
+        Ok(SignedIn { claims, tokens })
+    }
+
+    /// Who the access token belongs to, from the provider's profile API.
+    async fn profile(&self, access_token: &str) -> Result<Map<String, Value>, ProviderError> {
+        let api = Api {
+            http: &self.http,
+            provider: &self.config.display_name,
+            access_token,
+        };
+        let s = &self.settings;
+        match &s.profile {
+            Profile::Github {
+                organizations,
+                teams,
+            } => github::profile(&api, s, organizations, teams).await,
+            Profile::Facebook => facebook::profile(&api, &s.userinfo_url).await,
+            Profile::Mapped(paths) => mapped::profile(&api, s, paths).await,
+        }
     }
 }
 

@@ -2,12 +2,8 @@
 //! the code exchange, id_token verification and userinfo (OpenID Connect Core 1.0 §3.1),
 //! plus what its preset checks on top (Google's `hd`, Microsoft's tenant issuers).
 //!
-//! Metadata and the JWKS are `ArcSwap` snapshots: the request path never takes a
-//! lock. Only an id_token signed by an unknown key takes the re-fetch mutex.
-//! Coalesced and rate-limited, re-fetching still follows a genuine rotation within
-//! [`JWKS_REFETCH_INTERVAL`]: a sign-in that meets an unknown key tries the keys
-//! of any fetch since, and is refused only once the keys of a fetch begun after
-//! it met the unknown key do not verify it (waiting out the interval for that fetch).
+//! Metadata is an `ArcSwap` snapshot: the request path never takes a lock. The
+//! signing keys, and their re-fetch on an unknown `kid`, are [`Keys`].
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -24,26 +20,23 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AccessTokenHash, AdditionalProviderMetadata, AuthType, AuthUrl, AuthorizationCode,
-    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DiscoveryError, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, IdTokenVerifier, IssuerUrl, JsonWebKeySet, JsonWebKeySetUrl,
-    JwsSigningAlgorithm, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
-    ProviderMetadata, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
-    TokenResponse, TokenUrl, UserInfoUrl,
+    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, IdTokenVerifier, IssuerUrl, JwsSigningAlgorithm, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, SignatureVerificationError, TokenResponse, TokenUrl, UserInfoUrl,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::time::Instant;
 use url::Url;
 
-use super::http::{HttpError, ProviderHttp};
+use super::http::{AvailableOnly, HttpError, ProviderHttp};
+use super::keys::{Keys, KeysError};
+use super::logout_token::{self, LogoutToken, LogoutTokenError};
 use super::token::clip;
 use super::{Callback, FlowSecrets, ProviderError, SignedIn, google, microsoft};
 use crate::config::{IdTokenChecks, OidcSettings, ProviderConfig, TokenAuthMethod};
 use crate::session::Tokens;
 
-/// JWKS fetches are at least this far apart: a rotation is followed within it,
-/// and unknown `kid`s cannot make portcullis hammer the provider.
-pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(5);
 /// How far in the future an id_token's `iat` may be: clock skew between us and the provider.
 const IAT_SKEW: Duration = Duration::from_secs(60);
 /// Claims userinfo may not override: they describe the id_token, not the user.
@@ -61,16 +54,35 @@ const ID_TOKEN_ONLY_CLAIMS: &[&str] = &[
     "jti",
 ];
 
-/// RFC 9207 §3: whether the provider promises `iss` on every authorization response.
+/// Discovery members openidconnect does not model: RFC 9207 §3 (whether the
+/// provider promises `iss` on every authorization response), RFC 8414 §2
+/// `revocation_endpoint`, RP-Initiated Logout 1.0 §2.1 `end_session_endpoint`,
+/// Back-Channel Logout 1.0 §2.1. Read leniently: a malformed member is absent.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-struct IssParameter {
-    #[serde(default)]
+struct ExtraMetadata {
+    #[serde(default, deserialize_with = "lenient")]
     authorization_response_iss_parameter_supported: bool,
+    #[serde(default, deserialize_with = "lenient")]
+    revocation_endpoint: Option<Url>,
+    #[serde(default, deserialize_with = "lenient")]
+    end_session_endpoint: Option<Url>,
+    #[serde(default, deserialize_with = "lenient")]
+    backchannel_logout_supported: bool,
 }
-impl AdditionalProviderMetadata for IssParameter {}
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+/// The member's value, or the default when it has another type.
+fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let value = Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).unwrap_or_default())
+}
 
 type Metadata = ProviderMetadata<
-    IssParameter,
+    ExtraMetadata,
     CoreAuthDisplay,
     CoreClientAuthMethod,
     CoreClaimName,
@@ -97,11 +109,27 @@ type OidcClient = CoreClient<
 struct Discovered {
     client: OidcClient,
     issuer: IssuerUrl,
-    jwks_uri: JsonWebKeySetUrl,
     userinfo: Option<Url>,
     /// Advertised id_token algorithms minus `none` and every HMAC one.
     allowed_algs: Vec<CoreJwsSigningAlgorithm>,
     iss_parameter_required: bool,
+    /// `revocation_url`, else the discovered `revocation_endpoint`.
+    revocation: Option<Url>,
+    /// With `idp_logout`: `end_session_url`, else the discovered `end_session_endpoint`.
+    end_session: Option<Url>,
+    backchannel_logout: bool,
+}
+
+/// Where an id_token comes from, which decides how it is checked.
+#[derive(Clone, Copy)]
+enum IdTokenFrom<'a> {
+    /// The code exchange: the nonce must match; the RFC 9207 `iss` of the callback.
+    SignIn {
+        nonce: &'a Nonce,
+        response_iss: Option<&'a str>,
+    },
+    /// A refresh: no nonce needed (Core §12.2); `sub` must be the session's.
+    Refresh { previous_sub: &'a str },
 }
 
 pub(super) struct OidcProvider {
@@ -109,10 +137,8 @@ pub(super) struct OidcProvider {
     settings: OidcSettings,
     http: ProviderHttp,
     discovered: ArcSwapOption<Discovered>,
-    jwks: ArcSwapOption<CoreJsonWebKeySet>,
-    /// When the last JWKS fetch began (successful or not). Held across a re-fetch,
-    /// so that concurrent unknown `kid`s queue for it and try its keys.
-    jwks_fetched_at: tokio::sync::Mutex<Option<Instant>>,
+    /// Boxed: the provider types are about the same size without it.
+    keys: Box<Keys>,
 }
 
 impl std::fmt::Debug for OidcProvider {
@@ -128,12 +154,11 @@ impl std::fmt::Debug for OidcProvider {
 impl OidcProvider {
     pub(super) fn new(config: ProviderConfig, settings: OidcSettings, http: ProviderHttp) -> Self {
         Self {
+            keys: Box::new(Keys::new(&config.id, http.clone())),
             config,
             settings,
             http,
             discovered: ArcSwapOption::empty(),
-            jwks: ArcSwapOption::empty(),
-            jwks_fetched_at: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -147,7 +172,7 @@ impl OidcProvider {
 
     /// Metadata and JWKS are loaded.
     pub(super) fn is_ready(&self) -> bool {
-        self.discovered.load().is_some() && self.jwks.load().is_some()
+        self.discovered.load().is_some() && self.keys.is_loaded()
     }
 
     /// The authorization URL (state, nonce, PKCE S256, scopes, redirect_uri, extra
@@ -205,37 +230,64 @@ impl OidcProvider {
             ProviderError::InvalidIdToken("the token response has no id_token".into())
         })?;
         let nonce = Nonce::new(secrets.nonce.clone());
-        self.verify_id_token(&discovered, id_token, &nonce, response.access_token())
+        let (claims, raw_id_token) = self
+            .identity(
+                &discovered,
+                id_token,
+                response.access_token(),
+                IdTokenFrom::SignIn {
+                    nonce: &nonce,
+                    response_iss: callback.iss,
+                },
+            )
             .await?;
-        let raw_id_token = id_token.to_string();
-        let mut claims = verified_payload(&raw_id_token)?;
-        check_authorized_party(&claims, &self.config.client_id)?;
-        self.check_preset_claims(&discovered, &claims, callback.iss)?;
-
-        let access_token = response.access_token().secret();
-        let wants_userinfo = self.config.fetch_userinfo || !claims.contains_key("email");
-        if let (true, Some(url)) = (wants_userinfo, &discovered.userinfo) {
-            let userinfo = self
-                .http
-                .get_json(url, Some(access_token))
-                .await
-                .map_err(|source| ProviderError::Userinfo {
-                    provider: self.id().to_owned(),
-                    source,
-                })?;
-            merge_userinfo(&mut claims, userinfo)?;
-        }
-
         let tokens = Tokens {
-            access_token: Some(access_token.clone()),
+            access_token: Some(response.access_token().secret().clone()),
             refresh_token: response.refresh_token().map(|t| t.secret().clone()),
             id_token: Some(raw_id_token),
             access_expires_at: super::expires_at(response.expires_in().map(|d| d.as_secs())),
         };
+        Ok(SignedIn { claims, tokens })
+    }
+
+    /// Who the id_token says signed in, verified as `from` requires (OpenID Connect
+    /// Core §3.1.3.7; §12.2 on refresh), plus userinfo when the id_token has no
+    /// email or the provider always reads it. Also returns the raw id_token.
+    async fn identity(
+        &self,
+        discovered: &Discovered,
+        id_token: &CoreIdToken,
+        access_token: &openidconnect::AccessToken,
+        from: IdTokenFrom<'_>,
+    ) -> Result<(Map<String, Value>, String), ProviderError> {
+        let (nonce, response_iss) = match from {
+            IdTokenFrom::SignIn {
+                nonce,
+                response_iss,
+            } => (Some(nonce), response_iss),
+            IdTokenFrom::Refresh { .. } => (None, None),
+        };
+        self.verify_id_token(discovered, id_token, nonce, access_token)
+            .await?;
+        let raw = id_token.to_string();
+        let mut claims = verified_payload(&raw)?;
+        if let IdTokenFrom::Refresh { previous_sub } = from
+            && claims.get("sub").and_then(Value::as_str) != Some(previous_sub)
+        {
+            return Err(ProviderError::InvalidIdToken(
+                "the refreshed id_token names another user (sub)".into(),
+            ));
+        }
+        check_authorized_party(&claims, &self.config.client_id)?;
+        self.check_preset_claims(discovered, &claims, response_iss)?;
+        let wants_userinfo = self.config.fetch_userinfo || !claims.contains_key("email");
+        if let (true, Some(url)) = (wants_userinfo, &discovered.userinfo) {
+            merge_userinfo(&mut claims, self.userinfo(url, access_token).await?)?;
+        }
         if matches!(self.settings.checks, IdTokenChecks::Tenants { .. }) {
             microsoft::email_verified_from_edov(&mut claims);
         }
-        Ok(SignedIn { claims, tokens })
+        Ok((claims, raw))
     }
 
     /// What the preset adds to OpenID Connect Core's checks, on verified claims.
@@ -270,61 +322,53 @@ impl OidcProvider {
             })
     }
 
-    /// Verifies against the current JWKS; an unknown `kid` re-fetches it once, then retries.
+    /// Verifies against the provider's keys; an unknown `kid` re-fetches them
+    /// ([`Keys`]). `nonce` is the sign-in's; `None` on refresh.
     async fn verify_id_token(
         &self,
         discovered: &Discovered,
         id_token: &CoreIdToken,
-        nonce: &Nonce,
+        nonce: Option<&Nonce>,
         access_token: &openidconnect::AccessToken,
     ) -> Result<(), ProviderError> {
-        let mut jwks = self
-            .jwks
-            .load_full()
-            .ok_or_else(|| ProviderError::NotReady {
-                provider: self.id().to_owned(),
-            })?;
-        let mut unknown_kid_at = None;
-        loop {
-            let verifier = self.verifier(discovered, &jwks);
-            match id_token.claims(&verifier, nonce) {
-                Ok(claims) => {
+        let checked = self
+            .keys
+            .verify(
+                |jwks| {
+                    let verifier = self.verifier(discovered, jwks);
+                    // Core §12.2: a refreshed id_token need not carry the nonce,
+                    // and one it carries is not compared.
+                    let claims = match nonce {
+                        Some(nonce) => id_token.claims(&verifier, nonce)?,
+                        None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(()))?,
+                    };
                     // Core §3.1.3.8: at_hash is optional in the code flow, binding when present.
-                    if let Some(expected) = claims.access_token_hash() {
-                        let actual = id_token
-                            .signing_alg()
-                            .and_then(|alg| Ok((alg, id_token.signing_key(&verifier)?)))
-                            .map_err(|e| {
-                                invalid_id_token(&ClaimsVerificationError::SignatureVerification(e))
-                            })
-                            .and_then(|(alg, key)| {
-                                AccessTokenHash::from_token(access_token, alg, key).map_err(|e| {
-                                    ProviderError::InvalidIdToken(format!("at_hash: {e}"))
-                                })
-                            })?;
-                        if actual != *expected {
-                            return Err(ProviderError::InvalidIdToken(
-                                "at_hash does not match the access token".into(),
-                            ));
+                    Ok(match claims.access_token_hash() {
+                        Some(expected) => {
+                            check_at_hash(id_token, &verifier, access_token, expected)
                         }
-                    }
-                    return Ok(());
-                }
-                Err(ClaimsVerificationError::SignatureVerification(
-                    SignatureVerificationError::NoMatchingKey,
-                )) => {
-                    let since = *unknown_kid_at.get_or_insert_with(Instant::now);
-                    match self.refetch_jwks(&jwks, since).await {
-                        Some(newer) => jwks = newer,
-                        None => {
-                            return Err(ProviderError::InvalidIdToken(
-                                "signed by a key the provider's JWKS does not contain".into(),
-                            ));
-                        }
-                    }
-                }
-                Err(e) => return Err(invalid_id_token(&e)),
-            }
+                        None => Ok(()),
+                    })
+                },
+                |e| {
+                    matches!(
+                        e,
+                        ClaimsVerificationError::SignatureVerification(
+                            SignatureVerificationError::NoMatchingKey
+                        )
+                    )
+                },
+            )
+            .await;
+        match checked {
+            Ok(at_hash) => at_hash,
+            Err(KeysError::NotLoaded) => Err(ProviderError::NotReady {
+                provider: self.id().to_owned(),
+            }),
+            Err(KeysError::UnknownKey) => Err(ProviderError::InvalidIdToken(
+                "signed by a key the provider's JWKS does not contain".into(),
+            )),
+            Err(KeysError::Check(e)) => Err(invalid_id_token(&e)),
         }
     }
 
@@ -353,42 +397,6 @@ impl OidcProvider {
             })
     }
 
-    /// Keys to try after `tried` failed to verify a token whose key was unknown
-    /// at `since`: the current keys when they have changed since (a concurrent
-    /// fetch), else those of a new fetch, begun no sooner than
-    /// [`JWKS_REFETCH_INTERVAL`] after the last; `None` once `tried` came from a
-    /// fetch begun after `since` (or that fetch failed): nothing newer to learn.
-    async fn refetch_jwks(
-        &self,
-        tried: &Arc<CoreJsonWebKeySet>,
-        since: Instant,
-    ) -> Option<Arc<CoreJsonWebKeySet>> {
-        let mut fetched_at = self.jwks_fetched_at.lock().await;
-        let current = self.jwks.load_full()?;
-        if !Arc::ptr_eq(&current, tried) {
-            return Some(current);
-        }
-        if fetched_at.is_some_and(|at| at > since) {
-            return None;
-        }
-        if let Some(at) = *fetched_at {
-            tokio::time::sleep_until(at + JWKS_REFETCH_INTERVAL).await;
-        }
-        *fetched_at = Some(Instant::now());
-        let url = self.ready().ok()?.jwks_uri.clone();
-        match JsonWebKeySet::fetch_async(&url, &self.http).await {
-            Ok(jwks) => {
-                let jwks = Arc::new(jwks);
-                self.jwks.store(Some(jwks.clone()));
-                Some(jwks)
-            }
-            Err(e) => {
-                tracing::warn!(provider = %self.id(), error = %describe_discovery_error(&e), "could not re-fetch the JWKS");
-                None
-            }
-        }
-    }
-
     fn token_error(
         &self,
         e: RequestTokenError<
@@ -411,6 +419,119 @@ impl OidcProvider {
             }
             RequestTokenError::Other(e) => ProviderError::InvalidTokenResponse(clip(&e)),
         }
+    }
+}
+
+// === after sign-in: refresh, revocation, logout ===
+
+impl OidcProvider {
+    pub(super) fn http(&self) -> &ProviderHttp {
+        &self.http
+    }
+
+    /// Discovered, with a token endpoint.
+    pub(super) fn can_refresh(&self) -> bool {
+        self.discovered
+            .load()
+            .as_ref()
+            .is_some_and(|d| d.client.token_uri().is_some())
+    }
+
+    pub(super) fn revocation_url(&self) -> Option<Url> {
+        match self.discovered.load().as_ref() {
+            Some(d) => d.revocation.clone(),
+            None => self.config.revocation_url.clone(),
+        }
+    }
+
+    /// The end-session endpoint when `idp_logout` is on and one is known.
+    pub(super) fn end_session_endpoint(&self) -> Option<Url> {
+        self.discovered.load().as_ref()?.end_session.clone()
+    }
+
+    pub(super) fn backchannel_logout_supported(&self) -> bool {
+        self.discovered
+            .load()
+            .as_ref()
+            .is_some_and(|d| d.backchannel_logout)
+    }
+
+    /// See [`super::Provider::refresh`].
+    pub(super) async fn refresh(
+        &self,
+        refresh_token: &str,
+        previous_sub: &str,
+    ) -> Result<SignedIn, ProviderError> {
+        let discovered = self.ready()?;
+        let refresh_token_value = RefreshToken::new(refresh_token.to_owned());
+        // A 5xx or 429 is the provider being unavailable, not an OAuth answer.
+        let http = AvailableOnly(&self.http);
+        let response = discovered
+            .client
+            .exchange_refresh_token(&refresh_token_value)
+            .map_err(|e| ProviderError::InvalidTokenResponse(e.to_string()))?
+            .request_async(&http)
+            .await
+            .map_err(|e| self.token_error(e))?;
+        let access_token = response.access_token();
+
+        let (claims, id_token) = match response.id_token() {
+            Some(id_token) => {
+                let from = IdTokenFrom::Refresh { previous_sub };
+                let (claims, raw) = self
+                    .identity(&discovered, id_token, access_token, from)
+                    .await?;
+                (claims, Some(raw))
+            }
+            None => {
+                let mut claims = Map::new();
+                if let Some(url) = &discovered.userinfo {
+                    claims.insert("sub".into(), Value::String(previous_sub.to_owned()));
+                    merge_userinfo(&mut claims, self.userinfo(url, access_token).await?)?;
+                }
+                (claims, None)
+            }
+        };
+        let tokens = Tokens {
+            access_token: Some(access_token.secret().clone()),
+            refresh_token: Some(
+                response
+                    .refresh_token()
+                    .map(|t| t.secret().clone())
+                    .unwrap_or_else(|| refresh_token.to_owned()),
+            ),
+            id_token,
+            access_expires_at: super::expires_at(response.expires_in().map(|d| d.as_secs())),
+        };
+        Ok(SignedIn { claims, tokens })
+    }
+
+    async fn userinfo(
+        &self,
+        url: &Url,
+        access_token: &openidconnect::AccessToken,
+    ) -> Result<Map<String, Value>, ProviderError> {
+        self.http
+            .get_json(url, Some(access_token.secret()))
+            .await
+            .map_err(|source| ProviderError::Userinfo {
+                provider: self.id().to_owned(),
+                source,
+            })
+    }
+
+    /// See [`super::Provider::verify_logout_token`].
+    pub(super) async fn verify_logout_token(
+        &self,
+        token: &str,
+    ) -> Result<LogoutToken, LogoutTokenError> {
+        let discovered = self.ready().map_err(|_| LogoutTokenError::NotReady)?;
+        let rules = logout_token::Rules {
+            issuer: discovered.issuer.as_str(),
+            client_id: &self.config.client_id,
+            algs: &discovered.allowed_algs,
+        };
+        logout_token::verify(&self.keys, &rules, token).await
     }
 }
 
@@ -440,10 +561,7 @@ impl OidcProvider {
             refuse_plain_http_endpoints(&metadata)?;
         }
         let metadata = self.with_configured_endpoints(metadata);
-        *self.jwks_fetched_at.lock().await = Some(Instant::now());
-        let jwks = JsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http)
-            .await
-            .map_err(|e| describe_discovery_error(&e))?;
+        let jwks = self.keys.fetch(metadata.jwks_uri()).await?;
         self.install(metadata, jwks)
     }
 
@@ -486,9 +604,40 @@ impl OidcProvider {
             TokenAuthMethod::ClientSecretBasic => AuthType::BasicAuth,
             TokenAuthMethod::ClientSecretPost => AuthType::RequestBody,
         };
+        let jwks_uri = metadata.jwks_uri().clone();
+        let extra = metadata.additional_metadata();
+        let https_issuer = self.settings.issuer.scheme() == "https";
+        let discovered_endpoint = |name: &str, url: &Option<Url>| {
+            let url = url.clone()?;
+            if https_issuer && url.scheme() != "https" {
+                tracing::warn!(provider = %self.id(), endpoint = name, "ignoring the provider's plain-http {name}: tokens would travel in the clear");
+                return None;
+            }
+            Some(url)
+        };
+        let revocation = self
+            .config
+            .revocation_url
+            .clone()
+            .or_else(|| discovered_endpoint("revocation_endpoint", &extra.revocation_endpoint));
+        let end_session =
+            self.config.end_session_url.clone().or_else(|| {
+                discovered_endpoint("end_session_endpoint", &extra.end_session_endpoint)
+            });
+        if self.config.idp_logout && end_session.is_none() {
+            tracing::error!(
+                provider = %self.id(),
+                "providers.{}.idp_logout is set, but the provider publishes no end_session_endpoint; set providers.{}.end_session_url or remove idp_logout (sign-out ends only the portcullis session)",
+                self.id(),
+                self.id(),
+            );
+        }
+        let backchannel_logout = extra.backchannel_logout_supported;
         let discovered = Discovered {
+            revocation,
+            end_session: end_session.filter(|_| self.config.idp_logout),
+            backchannel_logout,
             issuer: metadata.issuer().clone(),
-            jwks_uri: metadata.jwks_uri().clone(),
             userinfo: metadata.userinfo_endpoint().map(|u| u.url().clone()),
             allowed_algs,
             iss_parameter_required: metadata
@@ -504,7 +653,7 @@ impl OidcProvider {
             )
             .set_auth_type(auth_type),
         };
-        self.jwks.store(Some(Arc::new(jwks)));
+        self.keys.install(jwks_uri, jwks);
         self.discovered.store(Some(Arc::new(discovered)));
         Ok(())
     }
@@ -544,17 +693,6 @@ fn refuse_plain_http_endpoints(metadata: &Metadata) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn describe_discovery_error(e: &DiscoveryError<HttpError>) -> String {
-    match e {
-        DiscoveryError::Request(e) => e.to_string(),
-        DiscoveryError::Response(_, _, message) => message.clone(),
-        DiscoveryError::Parse(e) => format!("invalid metadata document: {e}"),
-        DiscoveryError::UrlParse(e) => format!("invalid URL: {e}"),
-        DiscoveryError::Validation(e) | DiscoveryError::Other(e) => e.clone(),
-        other => other.to_string(),
-    }
 }
 
 // === verification helpers ===
@@ -625,6 +763,29 @@ fn merge_userinfo(
     Ok(())
 }
 
+/// The id_token's `at_hash` must be the hash of the access token it came with.
+fn check_at_hash(
+    id_token: &CoreIdToken,
+    verifier: &IdTokenVerifier<'_, CoreJsonWebKey>,
+    access_token: &openidconnect::AccessToken,
+    expected: &AccessTokenHash,
+) -> Result<(), ProviderError> {
+    let actual = id_token
+        .signing_alg()
+        .and_then(|alg| Ok((alg, id_token.signing_key(verifier)?)))
+        .map_err(|e| invalid_id_token(&ClaimsVerificationError::SignatureVerification(e)))
+        .and_then(|(alg, key)| {
+            AccessTokenHash::from_token(access_token, alg, key)
+                .map_err(|e| ProviderError::InvalidIdToken(format!("at_hash: {e}")))
+        })?;
+    if actual != *expected {
+        return Err(ProviderError::InvalidIdToken(
+            "at_hash does not match the access token".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn invalid_id_token(e: &ClaimsVerificationError) -> ProviderError {
     let reason = match e {
         ClaimsVerificationError::SignatureVerification(inner) => format!("signature: {inner}"),
@@ -676,6 +837,45 @@ mod tests {
         ))
         .unwrap_err();
         assert!(refused.contains("jwks_uri"), "{refused}");
+    }
+
+    #[test]
+    fn logout_metadata_is_read_and_malformed_members_are_absent_not_fatal() {
+        let document = |extra: Value| -> Metadata {
+            let mut d = json!({
+                "issuer": "https://idp.example.com",
+                "authorization_endpoint": "https://idp.example.com/authorize",
+                "jwks_uri": "https://idp.example.com/jwks",
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            });
+            d.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(d).unwrap()
+        };
+        let good = document(json!({
+            "revocation_endpoint": "https://idp.example.com/revoke",
+            "end_session_endpoint": "https://idp.example.com/logout",
+            "backchannel_logout_supported": true,
+        }));
+        let extra = good.additional_metadata();
+        assert_eq!(
+            extra.revocation_endpoint.as_ref().map(Url::as_str),
+            Some("https://idp.example.com/revoke")
+        );
+        assert!(extra.end_session_endpoint.is_some() && extra.backchannel_logout_supported);
+        let bad = document(json!({
+            "revocation_endpoint": 5,
+            "end_session_endpoint": "not a url",
+            "backchannel_logout_supported": "yes",
+            "authorization_response_iss_parameter_supported": null,
+        }));
+        let extra = bad.additional_metadata();
+        assert!(extra.revocation_endpoint.is_none() && extra.end_session_endpoint.is_none());
+        assert!(!extra.backchannel_logout_supported);
+        assert!(!extra.authorization_response_iss_parameter_supported);
     }
 
     #[test]

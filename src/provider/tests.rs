@@ -141,6 +141,7 @@ async fn confidential_client_signs_in_with_basic_auth_and_keeps_every_claim() {
         client_auth: "basic",
         had_code_verifier: true,
         pkce_ok: true,
+        grant_type: "authorization_code".into(),
     };
     assert_eq!(s.idp.token_requests(), vec![seen]);
 }
@@ -165,6 +166,7 @@ async fn public_client_signs_in_with_pkce_alone() {
         client_auth: "none",
         had_code_verifier: true,
         pkce_ok: true,
+        grant_type: "authorization_code".into(),
     };
     assert_eq!(s.idp.token_requests(), vec![seen]);
 }
@@ -511,3 +513,5 @@ fn a_callback_never_prints_its_code() {
     assert!(!shown.contains("c0de-never-logged"), "{shown}");
     assert!(shown.contains("https://idp.example"), "{shown}");
 }
+
+mod lifecycle;

@@ -7,6 +7,32 @@ use http::StatusCode;
 use serde_json::{Map, Value};
 
 use super::ProviderError;
+use crate::config::{ProviderConfig, TokenAuthMethod};
+
+/// RFC 6749 §2.3.1 client authentication for a form POST to the provider: the
+/// HTTP Basic credentials to send, or `None` with `client_id` (and
+/// `client_secret`) appended to `form`. A public client (RFC 6749 §4.1.3)
+/// identifies itself in the body.
+pub(super) fn client_auth<'a>(
+    config: &'a ProviderConfig,
+    form: &mut Vec<(&'a str, &'a str)>,
+) -> Option<(&'a str, &'a str)> {
+    let secret = config.client_secret.as_ref().map(|s| s.expose());
+    match (secret, config.token_auth_method) {
+        (Some(secret), TokenAuthMethod::ClientSecretBasic) => {
+            Some((config.client_id.as_str(), secret))
+        }
+        (Some(secret), TokenAuthMethod::ClientSecretPost) => {
+            form.push(("client_id", &config.client_id));
+            form.push(("client_secret", secret));
+            None
+        }
+        (None, _) => {
+            form.push(("client_id", &config.client_id));
+            None
+        }
+    }
+}
 
 /// A successful token answer. Never printed: its fields are bearer credentials.
 pub(super) struct TokenAnswer {

@@ -5,14 +5,16 @@
 //!
 //! Bounded: at most [`CAPACITY`] entries, each kept for `session.lifetime`
 //! (no session it names lives longer). Only hashes are kept, never an id, a
-//! `sid` or a `sub` as such. Free on the request path while it is empty.
+//! `sid` or a `sub` as such. Nearly free on the request path: each opened
+//! session is checked again only after a new revocation (two atomic loads
+//! otherwise), so one sign-out does not make every later request hash.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::Session;
+use super::{Opened, Session};
 
 /// Revoked sessions, `sid`s and users remembered at most.
 pub const CAPACITY: u64 = 100_000;
@@ -25,15 +27,18 @@ pub enum Revoke<'a> {
     /// Every session of the provider's session `sid` (back-channel logout).
     Sid { provider: &'a str, sid: &'a str },
     /// Every session of user `sub` at `provider` that began before now
-    /// (back-channel logout without `sid`, sign-out everywhere).
+    /// (back-channel logout without `sid`, sign-out everywhere). Times are
+    /// whole seconds, and a session begun in the same second is judged
+    /// revoked: it may have begun before.
     Sub { provider: &'a str, sub: &'a str },
 }
 
 pub struct Revocations {
     /// Hash of what was revoked → Unix seconds when.
     entries: moka::sync::Cache<[u8; 32], u64>,
-    /// Set by the first revocation: until then no request hashes anything.
-    any: AtomicBool,
+    /// How many revocations there were: an [`Opened`] session checked at
+    /// this count and found alive needs no new check until it moves.
+    generation: AtomicU64,
 }
 
 impl Revocations {
@@ -43,20 +48,34 @@ impl Revocations {
                 .max_capacity(CAPACITY)
                 .time_to_live(lifetime)
                 .build(),
-            any: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         }
     }
 
     pub fn revoke(&self, what: Revoke<'_>, now: u64) {
         self.entries.insert(key(what), now);
-        self.any.store(true, Ordering::Release);
+        // After the entry: a check that reads the new count sees it.
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Whether `session` was revoked: itself, its `sid`, or its user after it began.
-    pub fn is_revoked(&self, session: &Session) -> bool {
-        if !self.any.load(Ordering::Acquire) {
+    /// Whether `opened` was revoked; checked once per revocation since the
+    /// last check found it alive.
+    pub fn is_revoked(&self, opened: &Opened) -> bool {
+        let generation = self.generation.load(Ordering::Acquire);
+        if opened.revocations_checked.load(Ordering::Relaxed) == generation {
             return false;
         }
+        let revoked = self.names(&opened.session);
+        if !revoked {
+            opened
+                .revocations_checked
+                .store(generation, Ordering::Relaxed);
+        }
+        revoked
+    }
+
+    /// Whether `session` is named: itself, its `sid`, or its user after it began.
+    fn names(&self, session: &Session) -> bool {
         let provider = &session.provider;
         self.entries
             .contains_key(&key(Revoke::Session(&session.id)))
@@ -93,38 +112,25 @@ fn key(what: Revoke<'_>) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Identity;
-    use crate::session::Tokens;
+    use crate::session::tests::a_session;
 
     fn session(id: &str, sub: &str, sid: Option<&str>, created_at: u64) -> Session {
-        Session {
-            id: id.into(),
-            provider: "corp".into(),
-            identity: Identity {
-                sub: sub.into(),
-                email: None,
-                email_verified: None,
-                name: None,
-                preferred_username: None,
-                groups: Vec::new(),
-                extra: Default::default(),
-            },
-            tokens: Tokens::default(),
-            created_at,
-            expires_at: created_at + 3600,
-            last_seen_at: created_at,
-            sid: sid.map(str::to_owned),
-            refreshed_at: created_at,
-        }
+        let mut session = a_session(created_at);
+        session.id = id.into();
+        session.provider = "corp".into();
+        session.identity.sub = sub.into();
+        session.sid = sid.map(str::to_owned);
+        session
     }
 
     #[test]
     fn each_kind_of_revocation_ends_what_it_names_and_nothing_else() {
         let list = Revocations::new(Duration::from_secs(3600));
-        let a = session("a", "ada", Some("sid-1"), 100);
-        let b = session("b", "ada", Some("sid-2"), 100);
-        let c = session("c", "grace", None, 100);
+        let a = Opened::new(session("a", "ada", Some("sid-1"), 100));
+        let b = Opened::new(session("b", "ada", Some("sid-2"), 100));
+        let c = Opened::new(session("c", "grace", None, 100));
         assert!(![&a, &b, &c].iter().any(|s| list.is_revoked(s)));
+        assert_eq!(a.revocations_checked.load(Ordering::Relaxed), 0);
 
         list.revoke(Revoke::Session("a"), 200);
         assert!(list.is_revoked(&a) && !list.is_revoked(&b) && !list.is_revoked(&c));
@@ -138,10 +144,10 @@ mod tests {
         );
         assert!(list.is_revoked(&b) && !list.is_revoked(&c));
         // The same sid at another provider is another session.
-        let elsewhere = Session {
+        let elsewhere = Opened::new(Session {
             provider: "other".into(),
             ..session("d", "ada", Some("sid-2"), 100)
-        };
+        });
         assert!(!list.is_revoked(&elsewhere));
 
         list.revoke(
@@ -153,6 +159,6 @@ mod tests {
         );
         assert!(list.is_revoked(&c));
         // A sign-in after the revocation is a new session, and lives.
-        assert!(!list.is_revoked(&session("e", "grace", None, 201)));
+        assert!(!list.is_revoked(&Opened::new(session("e", "grace", None, 201))));
     }
 }

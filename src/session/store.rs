@@ -108,7 +108,7 @@ impl Sessions {
             }
         };
         match &loaded.session {
-            Some(opened) if self.revocations.is_revoked(&opened.session) => {
+            Some(opened) if self.revocations.is_revoked(opened) => {
                 tracing::debug!("session revoked");
                 Ok(Loaded {
                     session: None,
@@ -137,6 +137,16 @@ impl Sessions {
                     .save(&self.cookies, session, request_headers, now)
                     .await?)
             }
+        }
+    }
+
+    /// The session `id` as the shared store holds it now, past every cache:
+    /// what another replica may have written since this one cached it. The
+    /// cookie store shares nothing: `None`.
+    pub async fn stored(&self, id: &str) -> Option<Session> {
+        match &self.backend {
+            Backend::Cookie => None,
+            Backend::Redis(redis) => redis.stored(id).await.ok().flatten(),
         }
     }
 
@@ -169,6 +179,17 @@ impl Sessions {
             self.revocations.revoke(Revoke::Session(&id), now);
         }
         self.cookies.clear_all(request_headers)
+    }
+
+    /// `plaintext` sealed for `purpose` (the associated data), for state that
+    /// travels through a browser or a provider and must come back unchanged.
+    pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> String {
+        self.cookies.keys.seal(purpose, plaintext)
+    }
+
+    /// What [`seal`](Self::seal) sealed for `purpose`, if `sealed` is that.
+    pub fn open(&self, purpose: &str, sealed: &str) -> Option<Vec<u8>> {
+        self.cookies.keys.open(purpose, sealed).ok()
     }
 
     /// Every session `target` names is refused from its next request on.

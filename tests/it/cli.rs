@@ -53,6 +53,14 @@ fn check_prints_the_resolved_config_with_secrets_redacted() {
         "{out}"
     );
     assert!(out.contains("https://sso.example.com"), "{out}");
+    // What to register at the provider, after the config.
+    for uri in [
+        "http://127.0.0.1:4180/oauth2/callback/corp",
+        "http://127.0.0.1:4180/oauth2/signed_out",
+        "http://127.0.0.1:4180/oauth2/backchannel_logout/corp",
+    ] {
+        assert!(out.contains(uri), "{uri} in {out}");
+    }
 }
 
 #[test]

@@ -9,14 +9,16 @@ mod id_token;
 mod login_flow;
 mod open_redirects;
 mod path_confusion;
+mod provider_logout;
 mod providers;
 mod proxying;
 mod readiness;
-// Shared with the library's unit tests, which use other parts of it.
 mod redirects;
+// Shared with the library's unit tests, which use other parts of it.
 #[allow(dead_code)]
 mod redis_server;
 mod redis_store;
+mod refresh;
 mod sessions;
 mod spoofing;
 mod support;

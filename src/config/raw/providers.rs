@@ -34,6 +34,9 @@ pub(super) struct RawProvider {
     graph_base_url: Option<String>,
     www_base_url: Option<String>,
     claims: Option<ClaimPaths>,
+    idp_logout: Option<bool>,
+    end_session_url: Option<String>,
+    revocation_url: Option<String>,
 }
 
 /// Authorization request parameters portcullis sets itself (RFC 6749 §4.1.1,
@@ -130,7 +133,26 @@ impl RawProvider {
             _ => Protocol::Oidc(self.oidc(kind, &key, p)),
         };
         let scopes = self.scopes(kind, &key, p);
-        let auth_params = self.auth_params(&protocol, &key, p);
+        let auth_params = self.auth_params(kind, &protocol, &key, p);
+        let (end_session_url, revocation_url) = self.lifecycle_urls(&protocol, &key, p);
+        let idp_logout = self.idp_logout.unwrap_or(false);
+        if idp_logout && end_session_url.is_none() {
+            let why = match kind {
+                ProviderKind::Github | ProviderKind::Facebook | ProviderKind::Oauth2 => Some(
+                    "a plain OAuth 2.0 provider has no end-session endpoint to send the browser to",
+                ),
+                ProviderKind::Google => Some("Google publishes no end_session_endpoint"),
+                _ => None,
+            };
+            if let Some(why) = why {
+                p.add(
+                    &key("idp_logout"),
+                    format_args!(
+                        "{why}; set providers.{id}.end_session_url to the provider's logout URL, or remove idp_logout"
+                    ),
+                );
+            }
+        }
         if let Some(icon) = &self.icon
             && !valid_icon(icon)
         {
@@ -161,6 +183,9 @@ impl RawProvider {
             token_auth_method: self.token_auth_method.unwrap_or(default_method),
             // GitLab keeps `groups`, `name` and the username out of its id_token.
             fetch_userinfo: self.fetch_userinfo.unwrap_or(kind == ProviderKind::Gitlab),
+            idp_logout,
+            end_session_url,
+            revocation_url,
             protocol,
         }
     }
@@ -448,6 +473,8 @@ impl RawProvider {
             ProviderKind::Github => vec!["read:user", "user:email"],
             ProviderKind::Facebook => vec!["email", "public_profile"],
             ProviderKind::Oauth2 => vec![],
+            // Entra ID answers a refresh token only for offline_access.
+            ProviderKind::Microsoft => vec!["openid", "email", "profile", "offline_access"],
             _ => vec!["openid", "email", "profile"],
         };
         let mut scopes: Vec<String> = match &self.scopes {
@@ -473,6 +500,7 @@ impl RawProvider {
 
     fn auth_params(
         &self,
+        kind: ProviderKind,
         protocol: &Protocol,
         key: &dyn Fn(&str) -> String,
         p: &mut Problems,
@@ -501,7 +529,40 @@ impl RawProvider {
             }
             params.insert("hd".to_owned(), domain.clone());
         }
+        // Google answers a refresh token only for access_type=offline (and, after
+        // the first consent, only with prompt=consent: documented, not defaulted).
+        if kind == ProviderKind::Google {
+            params
+                .entry("access_type".to_owned())
+                .or_insert_with(|| "offline".to_owned());
+        }
         params
+    }
+
+    /// `end_session_url` and `revocation_url`: absolute URLs; with an https
+    /// issuer, https too (the revocation request carries the client secret and
+    /// tokens, the end-session URL an id_token).
+    fn lifecycle_urls(
+        &self,
+        protocol: &Protocol,
+        key: &dyn Fn(&str) -> String,
+        p: &mut Problems,
+    ) -> (Option<Url>, Option<Url>) {
+        let https_issuer = matches!(protocol, Protocol::Oidc(o) if o.issuer.scheme() == "https");
+        let mut checked = |name: &str, value: Option<&str>| {
+            let url = p.opt_url(&key(name), value)?;
+            if https_issuer && url.scheme() != "https" {
+                p.add(
+                    &key(name),
+                    "must be https, as the issuer is; tokens would travel in the clear",
+                );
+            }
+            Some(url)
+        };
+        (
+            checked("end_session_url", self.end_session_url.as_deref()),
+            checked("revocation_url", self.revocation_url.as_deref()),
+        )
     }
 }
 

@@ -109,6 +109,8 @@ fn approve(state: &State, request: AuthRequest, sub: &str) -> Response<Body> {
             .append_pair("iss", &state.issuer_for(sub));
     }
     let now = now_unix();
+    // Each approval is a sign-in at the provider: a new IdP session and its sid.
+    let sid = random_token();
     let mut inner = state.inner();
     inner.codes.retain(|_, g| g.issued_at + CODE_LIFETIME > now);
     inner.codes.insert(
@@ -116,9 +118,13 @@ fn approve(state: &State, request: AuthRequest, sub: &str) -> Response<Body> {
         CodeGrant {
             request,
             sub: sub.to_owned(),
+            sid: sid.clone(),
             issued_at: now,
         },
     );
+    inner.sessions.insert(sid.clone(), sub.to_owned());
+    inner.last_sid_of.insert(sub.to_owned(), sid.clone());
+    inner.last_sid = Some(sid);
     drop(inner);
     let mut response = Response::new(crate::empty());
     *response.status_mut() = StatusCode::FOUND;

@@ -26,20 +26,26 @@ fn single_issuer(state: &State) -> Value {
         "token_endpoint": endpoint("/token"),
         "userinfo_endpoint": endpoint("/userinfo"),
         "jwks_uri": endpoint("/jwks"),
+        "revocation_endpoint": endpoint("/revoke"),
+        "end_session_endpoint": endpoint("/end_session"),
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "scopes_supported": ["openid", "email", "profile", "groups"],
         "code_challenge_methods_supported": ["S256"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "azp", "email",
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "azp", "sid", "email",
             "email_verified", "name", "preferred_username", "groups"],
     })
 }
 
 /// As `https://login.microsoftonline.com/<tenant>/v2.0/.well-known/openid-configuration`
 /// answers: `common` and `organizations` publish the literal `{tenantid}` template as
-/// issuer, and there is no `code_challenge_methods_supported`.
+/// issuer, and there is no `code_challenge_methods_supported`. Like Microsoft's, it
+/// publishes an `end_session_endpoint` but no `revocation_endpoint` and no
+/// back-channel logout.
 fn microsoft(state: &State, tenant: &str) -> Value {
     let base = &state.base;
     let issuer_tenant = match tenant {
@@ -59,6 +65,7 @@ fn microsoft(state: &State, tenant: &str) -> Value {
         "request_uri_parameter_supported": false,
         "userinfo_endpoint": format!("{base}/oidc/userinfo"),
         "authorization_endpoint": format!("{base}/{tenant}/oauth2/v2.0/authorize"),
+        "end_session_endpoint": format!("{base}/{tenant}/oauth2/v2.0/logout"),
         "http_logout_supported": true,
         "frontchannel_logout_supported": true,
         "claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name",

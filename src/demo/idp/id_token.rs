@@ -1,6 +1,6 @@
-//! id_tokens: the claims for a demo user (plus Microsoft's `tid` and `ver`, plus
-//! the user's extra claims), signed RS256 with the current key, or bent in the
-//! way the current [`Misbehaviour`] asks for.
+//! id_tokens: the claims for a demo user (plus the IdP session's `sid`, Microsoft's
+//! `tid` and `ver`, plus the user's extra claims), signed RS256 with the current
+//! key, or bent in the way the current [`Misbehaviour`] asks for.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,6 +19,7 @@ pub(super) async fn sign_id_token(
     state: &State,
     user: &DemoUser,
     nonce: Option<&str>,
+    sid: Option<&str>,
     misbehaviour: Misbehaviour,
     key_index: usize,
 ) -> Result<String, String> {
@@ -47,6 +48,9 @@ pub(super) async fn sign_id_token(
     if state.opts.layout == Layout::MicrosoftTenants {
         claims["tid"] = json!(state.tenant_of(&user.sub));
         claims["ver"] = json!("2.0");
+    }
+    if let Some(sid) = sid {
+        claims["sid"] = json!(sid);
     }
     state.apply_extra_claims(&user.sub, ClaimPlace::IdToken, &mut claims);
     match misbehaviour {

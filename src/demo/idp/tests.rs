@@ -424,3 +424,214 @@ async fn an_issuer_under_a_path_and_only_client_secret_post_like_linkedin() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Signs `sub` in at the plain layout; the token response.
+async fn signed_in(idp: &DemoIdp, sub: &str) -> Value {
+    let authorize = idp.issuer().join("/authorize").unwrap();
+    let token = idp.issuer().join("/token").unwrap();
+    let (_, status, tokens) = code_flow(&authorize, &token, sub).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    tokens
+}
+
+async fn refresh(idp: &DemoIdp, refresh_token: &str) -> (StatusCode, Value) {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+    ];
+    let (status, _, body) = post_form(
+        idp.issuer().join("/token").unwrap().as_str(),
+        &form,
+        Some("portcullis-demo:demo-secret"),
+    )
+    .await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn refresh_keeps_the_sid_drops_the_nonce_and_rotates_when_asked() {
+    let idp = DemoIdp::start(IdpOptions {
+        access_token_lifetime: 2,
+        rotate_refresh_tokens: true,
+        ..IdpOptions::default()
+    })
+    .await
+    .unwrap();
+    let tokens = signed_in(&idp, "ada").await;
+    assert_eq!(tokens["expires_in"], 2);
+    let first = id_token_claims(&tokens);
+    let sid = idp.sid_of("ada").unwrap();
+    assert_eq!(first["sid"], sid.as_str());
+    assert_eq!(idp.last_sid().as_deref(), Some(sid.as_str()));
+    assert!(first.get("nonce").is_some());
+
+    let old = tokens["refresh_token"].as_str().unwrap();
+    let (status, refreshed) = refresh(&idp, old).await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    let claims = id_token_claims(&refreshed);
+    assert_eq!(claims["sid"], sid.as_str());
+    assert!(claims.get("nonce").is_none(), "{claims}");
+    let new = refreshed["refresh_token"].as_str().unwrap();
+    assert_ne!(new, old);
+    let (status, refused) = refresh(&idp, old).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused["error"], "invalid_grant");
+    assert_eq!(refresh(&idp, new).await.0, StatusCode::OK);
+    assert_eq!(idp.refresh_count(), 3);
+    let grants: Vec<_> = idp
+        .token_requests()
+        .into_iter()
+        .map(|r| r.grant_type)
+        .collect();
+    assert_eq!(
+        grants,
+        [
+            "authorization_code",
+            "refresh_token",
+            "refresh_token",
+            "refresh_token"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn without_rotation_a_refresh_answers_no_refresh_token_and_the_old_one_keeps_working() {
+    let idp = DemoIdp::start(IdpOptions {
+        id_token_on_refresh: false,
+        ..IdpOptions::default()
+    })
+    .await
+    .unwrap();
+    let tokens = signed_in(&idp, "grace").await;
+    let rt = tokens["refresh_token"].as_str().unwrap();
+    for _ in 0..2 {
+        let (status, refreshed) = refresh(&idp, rt).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(refreshed.get("refresh_token").is_none());
+        assert!(refreshed.get("id_token").is_none());
+        assert_eq!(refreshed["expires_in"], 3600);
+    }
+}
+
+#[tokio::test]
+async fn disabled_users_and_an_unavailable_token_endpoint() {
+    let idp = DemoIdp::start(IdpOptions::default()).await.unwrap();
+    let tokens = signed_in(&idp, "ada").await;
+    let rt = tokens["refresh_token"].as_str().unwrap();
+    idp.misbehave(Misbehaviour::TokenEndpointUnavailable);
+    assert_eq!(refresh(&idp, rt).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    idp.misbehave(Misbehaviour::Nothing);
+    assert_eq!(refresh(&idp, rt).await.0, StatusCode::OK);
+    idp.revoke_user_grants("ada");
+    let (status, body) = refresh(&idp, rt).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn revocation_needs_the_client_and_a_revoked_refresh_token_is_refused() {
+    let idp = DemoIdp::start(IdpOptions::default()).await.unwrap();
+    let tokens = signed_in(&idp, "ada").await;
+    let rt = tokens["refresh_token"].as_str().unwrap();
+    let revoke = idp.issuer().join("/revoke").unwrap();
+    let form = [("token", rt), ("token_type_hint", "refresh_token")];
+    let (status, _, _) = post_form(revoke.as_str(), &form, Some("portcullis-demo:wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh(&idp, rt).await.0, StatusCode::OK, "not revoked");
+    let (status, _, _) =
+        post_form(revoke.as_str(), &form, Some("portcullis-demo:demo-secret")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(idp.revoked(), [rt]);
+    let seen = idp.revocation_requests();
+    assert_eq!(seen.len(), 2);
+    assert!(seen[1].known && seen[1].client_ok && seen[1].client_auth == "basic");
+    assert_eq!(seen[1].token_type_hint.as_deref(), Some("refresh_token"));
+    assert_eq!(refresh(&idp, rt).await.1["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn end_session_checks_the_hint_and_the_return_uri_and_ends_the_idp_session() {
+    let idp = DemoIdp::start(IdpOptions {
+        post_logout_redirect_uris: vec!["http://app.test/oauth2/signed_out".into()],
+        ..IdpOptions::default()
+    })
+    .await
+    .unwrap();
+    let (_, _, body) = get(idp
+        .issuer()
+        .join("/.well-known/openid-configuration")
+        .unwrap()
+        .as_str())
+    .await;
+    let metadata: Value = serde_json::from_str(&body).unwrap();
+    let issuer = idp.issuer().as_str().trim_end_matches('/').to_owned();
+    assert_eq!(
+        metadata["end_session_endpoint"],
+        format!("{issuer}/end_session")
+    );
+    assert_eq!(metadata["revocation_endpoint"], format!("{issuer}/revoke"));
+    assert_eq!(metadata["backchannel_logout_supported"], true);
+    assert_eq!(metadata["backchannel_logout_session_supported"], true);
+
+    let tokens = signed_in(&idp, "ada").await;
+    let sid = idp.sid_of("ada").unwrap();
+    assert!(idp.has_session(&sid));
+    let hint = tokens["id_token"].as_str().unwrap();
+    let url = |hint: &str, uri: &str| {
+        let mut url = Url::parse(&format!("{issuer}/end_session")).unwrap();
+        url.query_pairs_mut()
+            .append_pair("id_token_hint", hint)
+            .append_pair("client_id", "portcullis-demo")
+            .append_pair("post_logout_redirect_uri", uri)
+            .append_pair("state", "s t");
+        url.to_string()
+    };
+    let registered = "http://app.test/oauth2/signed_out";
+    let tampered = format!("{}x", &hint[..hint.len() - 1]);
+    assert_eq!(
+        get(&url(&tampered, registered)).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let other = "http://127.0.0.1/oauth2/signed_out";
+    assert_eq!(get(&url(hint, other)).await.0, StatusCode::BAD_REQUEST);
+    assert!(idp.has_session(&sid));
+    let (status, headers, _) = get(&url(hint, registered)).await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert_eq!(
+        headers[LOCATION],
+        "http://app.test/oauth2/signed_out?state=s+t"
+    );
+    assert!(!idp.has_session(&sid));
+    let calls = idp.end_session_calls();
+    assert_eq!(calls.len(), 3);
+    assert_eq!(
+        calls.iter().map(|c| c.accepted).collect::<Vec<_>>(),
+        [false, false, true]
+    );
+    assert_eq!(calls[2].hint_sub.as_deref(), Some("ada"));
+    assert_eq!(calls[2].hint_sid.as_deref(), Some(sid.as_str()));
+    assert_eq!(calls[2].state.as_deref(), Some("s t"));
+}
+
+#[tokio::test]
+async fn logout_tokens_are_typed_signed_jwts_with_the_backchannel_event() {
+    let idp = DemoIdp::start(IdpOptions::default()).await.unwrap();
+    let token = idp.logout_token(Some("ada"), Some("sid-1")).await;
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "ada");
+    assert_eq!(claims["sid"], "sid-1");
+    assert_eq!(claims["aud"], "portcullis-demo");
+    assert!(claims["jti"].is_string() && claims.get("nonce").is_none());
+    assert!(claims["events"][super::BACKCHANNEL_LOGOUT_EVENT].is_object());
+    let again = idp.logout_token(Some("ada"), Some("sid-1")).await;
+    assert_ne!(token, again, "a fresh jti each time");
+}

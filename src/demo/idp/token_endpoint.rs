@@ -1,6 +1,6 @@
 //! The token endpoint: client authentication (Basic, post or none), the
-//! authorization code grant with PKCE, refresh tokens, and the token response.
-//! Each call is recorded as a [`TokenRequestSeen`].
+//! authorization code grant with PKCE, refresh tokens (rotated or not), and the
+//! token response. Each call is recorded as a [`TokenRequestSeen`].
 
 use std::collections::HashMap;
 
@@ -13,11 +13,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::id_token::sign_id_token;
+use super::responses::text;
 use super::responses::{OAuthError, invalid_grant, json_response, oauth_error, random_token};
-use super::{AccessGrant, CODE_LIFETIME, Misbehaviour, State, TokenRequestSeen};
+use super::{AccessGrant, CODE_LIFETIME, Misbehaviour, RefreshGrant, State, TokenRequestSeen};
 use crate::{Body, now_unix};
-
-const ACCESS_TOKEN_LIFETIME: u64 = 3600;
 
 pub(super) async fn token(
     state: &State,
@@ -32,7 +31,15 @@ pub(super) async fn token(
         client_auth,
         had_code_verifier: form.contains_key("code_verifier"),
         pkce_ok: false,
+        grant_type: form.get("grant_type").cloned().unwrap_or_default(),
     };
+    if state.inner().misbehaviour == Misbehaviour::TokenEndpointUnavailable {
+        state.inner().token_requests.push(seen);
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<html><body>503 Service Unavailable</body></html>",
+        );
+    }
     let outcome = token_grant(state, form, secret_ok, &mut seen).await;
     state.inner().token_requests.push(seen);
     outcome.unwrap_or_else(OAuthError::into_response)
@@ -79,15 +86,26 @@ async fn token_grant(
             if !seen.pkce_ok {
                 return Err(invalid_grant("PKCE verification failed"));
             }
-            issue_tokens(state, &grant.sub, Some(&grant.request.nonce), true).await
+            let nonce = grant.request.nonce;
+            let grant = RefreshGrant {
+                sub: grant.sub,
+                sid: grant.sid,
+            };
+            issue_tokens(state, &grant, Some(&nonce), true).await
         }
         Some("refresh_token") => {
-            let sub =
-                get("refresh_token").and_then(|t| state.inner().refresh_tokens.get(t).cloned());
-            let Some(sub) = sub else {
-                return Err(invalid_grant("the refresh token is unknown"));
+            let token = get("refresh_token").unwrap_or("");
+            let grant = state.inner().refresh_tokens.get(token).cloned();
+            let Some(grant) = grant else {
+                return Err(invalid_grant(
+                    "the refresh token is unknown, revoked or used",
+                ));
             };
-            issue_tokens(state, &sub, None, false).await
+            let rotate = state.opts.rotate_refresh_tokens;
+            if rotate {
+                state.inner().refresh_tokens.remove(token);
+            }
+            issue_tokens(state, &grant, None, rotate).await
         }
         _ => Err(oauth_error(
             StatusCode::BAD_REQUEST,
@@ -100,7 +118,7 @@ async fn token_grant(
 /// RFC 6749 §2.3.1: HTTP Basic (form-encoded id and secret) or the request body, never both;
 /// no secret at all only for a public client; only the methods the provider accepts.
 /// Returns the method and whether it succeeded.
-fn authenticate_client(
+pub(super) fn authenticate_client(
     state: &State,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
@@ -170,12 +188,15 @@ fn parse_basic(value: &HeaderValue) -> Option<(String, String)> {
     Some((form_decode(id)?, form_decode(secret)?))
 }
 
+/// Answers an access token, an id_token (unless this is a refresh and the
+/// provider sends none), and a new refresh token when `new_refresh_token`.
 async fn issue_tokens(
     state: &State,
-    sub: &str,
+    grant: &RefreshGrant,
     nonce: Option<&str>,
     new_refresh_token: bool,
 ) -> Result<Response<Body>, OAuthError> {
+    let sub = grant.sub.as_str();
     let Some(user) = state.user(sub) else {
         return Err(invalid_grant("the user no longer exists"));
     };
@@ -183,15 +204,38 @@ async fn issue_tokens(
         let inner = state.inner();
         (inner.misbehaviour, inner.key_index)
     };
-    let id_token = sign_id_token(state, user, nonce, misbehaviour, key_index)
-        .await
-        .map_err(|e| oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &e))?;
+    let refreshing = nonce.is_none();
+    let id_token_user = match misbehaviour {
+        Misbehaviour::RefreshedIdTokenForAnotherUser if refreshing => {
+            let users = &state.opts.users;
+            let at = users.iter().position(|u| u.sub == sub).unwrap_or(0);
+            &users[(at + 1) % users.len()]
+        }
+        _ => user,
+    };
+    let id_token = if refreshing && !state.opts.id_token_on_refresh {
+        None
+    } else {
+        Some(
+            sign_id_token(
+                state,
+                id_token_user,
+                nonce,
+                Some(&grant.sid),
+                misbehaviour,
+                key_index,
+            )
+            .await
+            .map_err(|e| oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &e))?,
+        )
+    };
     let access_token = random_token();
     let refresh_token = new_refresh_token.then(random_token);
     let userinfo_sub = match misbehaviour {
         Misbehaviour::UserinfoSubMismatch => format!("not-{sub}"),
         _ => sub.to_owned(),
     };
+    let lifetime = state.opts.access_token_lifetime;
     let mut inner = state.inner();
     let now = now_unix();
     inner.access_tokens.retain(|_, g| g.expires_at > now);
@@ -200,20 +244,22 @@ async fn issue_tokens(
         AccessGrant {
             sub: sub.to_owned(),
             userinfo_sub,
-            expires_at: now + ACCESS_TOKEN_LIFETIME,
+            expires_at: now.saturating_add(lifetime),
         },
     );
     if let Some(refresh) = &refresh_token {
-        inner.refresh_tokens.insert(refresh.clone(), sub.to_owned());
+        inner.refresh_tokens.insert(refresh.clone(), grant.clone());
     }
     drop(inner);
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
-        "expires_in": ACCESS_TOKEN_LIFETIME,
-        "id_token": id_token,
+        "expires_in": lifetime,
         "scope": "openid email profile groups",
     });
+    if let Some(id_token) = id_token {
+        body["id_token"] = Value::String(id_token);
+    }
     if let Some(refresh) = refresh_token {
         body["refresh_token"] = Value::String(refresh);
     }

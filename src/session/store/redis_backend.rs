@@ -185,6 +185,11 @@ impl RedisBackend {
         Some(id)
     }
 
+    /// The session as Redis holds it now, past the local cache.
+    pub(super) async fn stored(&self, id: &str) -> Result<Option<Session>, Unavailable> {
+        self.redis.load(id).await
+    }
+
     pub(super) async fn delete_by_sid(&self, provider: &str, sid: &str) -> Result<(), Unavailable> {
         self.redis.delete_by_sid(provider, sid).await.map(drop)
     }
