@@ -590,7 +590,9 @@ fn validate_store(p: &mut Problems, ss: &RawSession) -> StoreConfig {
         let port = sentinel
             .rsplit_once(':')
             .map(|(host, port)| (host, port.parse::<u16>()));
-        if !matches!(port, Some((host, Ok(port))) if !host.is_empty() && port != 0) {
+        let parts = matches!(port, Some((host, Ok(port))) if !host.is_empty() && port != 0);
+        // As the store will name it: the client must take it.
+        if !parts || redis::Client::open(format!("redis://{sentinel}")).is_err() {
             p.add(
                 "session.redis_sentinels",
                 format_args!("{sentinel:?} is not host:port, e.g. \"sentinel-1:26379\""),
@@ -652,6 +654,13 @@ fn redis_url(p: &mut Problems, url: Secret) -> Option<RedisUrl> {
         p.add(
             KEY,
             format_args!("must start with redis:// or rediss:// and name a host; {FORM}"),
+        );
+        return None;
+    }
+    if parsed.fragment().is_some() {
+        p.add(
+            KEY,
+            format_args!("must not end in a #fragment: #insecure (no TLS certificate check) is not supported; remove it ({FORM})"),
         );
         return None;
     }

@@ -908,6 +908,7 @@ fn bad_redis_urls_are_refused_without_echoing_them() {
         "redis://:hunter2@[::1",
         "redis://:hunter2@127.0.0.1:6379/notadb",
         "redis://:hunter2@0.0.0.0:6379",
+        "rediss://:hunter2@redis.internal:6380/#insecure",
     ] {
         let got = problems(&with_session(&format!(
             "store = \"redis\"\nredis_url = {url:?}"
@@ -953,7 +954,15 @@ fn sentinels_and_the_master_name_go_together() {
             .any(|p| p.starts_with("session.redis_sentinels: missing")),
         "{got:?}"
     );
-    for bad in ["s1", "s1:", ":26379", "s1:0", "s1:port"] {
+    for bad in [
+        "s1",
+        "s1:",
+        ":26379",
+        "s1:0",
+        "s1:port",
+        "s 1:26379",
+        "s1/x:26379",
+    ] {
         let got = problems(&with_session(&format!(
             "store = \"redis\"\nredis_sentinels = [{bad:?}]\nredis_master_name = \"m\""
         )));

@@ -51,10 +51,11 @@ pub enum Invalidation {
     All,
 }
 
-/// Why the Redis store could not be set up; names the key to fix.
+/// Why the Redis store could not be set up. Validation has already checked
+/// what the client would refuse, so this is a backstop.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "session.redis_sentinels: the Redis client refuses them ({0}); list each Sentinel as \"host:port\""
+    "the Redis client refuses the session store's settings ({0}); check session.redis_url and session.redis_sentinels"
 )]
 pub struct SetupError(redis::RedisError);
 
