@@ -147,10 +147,12 @@ impl fmt::Display for RedisUrl {
         let Ok(mut url) = Url::parse(self.0.expose()) else {
             return f.write_str("[redacted]");
         };
-        if url.password().is_some() {
-            let _ = url.set_password(Some("[redacted]"));
+        if url.password().is_none() {
+            return f.write_str(url.as_str());
         }
-        f.write_str(url.as_str())
+        let _ = url.set_password(Some("[redacted]"));
+        // Shown as written rather than percent-encoded.
+        f.write_str(&url.as_str().replacen("%5Bredacted%5D", "[redacted]", 1))
     }
 }
 

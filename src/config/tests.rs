@@ -834,7 +834,7 @@ fn the_redis_store_takes_a_url_and_never_prints_its_password() {
     }
     assert_eq!(
         url.to_string(),
-        "rediss://portcullis:%5Bredacted%5D@redis.internal:6380/2"
+        "rediss://portcullis:[redacted]@redis.internal:6380/2"
     );
     assert!(toml::to_string(&c).unwrap().contains("redis.internal:6380"));
 }
