@@ -578,3 +578,44 @@ fn a_host_prefixed_session_keeps_the_prefix_everywhere() {
             .is_none()
     );
 }
+
+#[test]
+fn a_redis_handle_is_one_cookie_and_replaces_cookie_store_chunks() {
+    let c = store();
+    // Left from the cookie store: a session in several chunks.
+    let left = c.store_at(&session(9000), &HeaderMap::new(), NOW).unwrap();
+    let carried = browser_sends(&left);
+    let chunks: Vec<String> = pairs(&carried)
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| name != "_portcullis")
+        .collect();
+    assert!(chunks.len() >= 2, "{chunks:?}");
+    let set = c.store_handle("the-handle", 3600, &carried);
+    let first = set[0].to_str().unwrap();
+    assert!(
+        first.starts_with("_portcullis=the-handle; Path=/; Max-Age=3600; HttpOnly"),
+        "{first}"
+    );
+    assert_eq!(deleted(&set), chunks);
+    let sent = browser_sends(&set);
+    assert_eq!(c.carried_handle(&sent), Some(Some(&b"the-handle"[..])));
+}
+
+#[test]
+fn only_one_plain_session_cookie_is_taken_as_a_handle() {
+    let c = store();
+    assert_eq!(c.carried_handle(&HeaderMap::new()), None);
+    assert_eq!(c.carried_handle(&cookie_header("other=1")), None);
+    for not_a_handle in [
+        "_portcullis=a; _portcullis_1=b",
+        "_portcullis_1=b",
+        "_portcullis=a; _portcullis=b",
+    ] {
+        assert_eq!(
+            c.carried_handle(&cookie_header(not_a_handle)),
+            Some(None),
+            "{not_a_handle}"
+        );
+    }
+}
