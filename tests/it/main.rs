@@ -20,6 +20,7 @@ mod redis_server;
 mod redis_store;
 mod refresh;
 mod sessions;
+mod shutdown;
 mod spoofing;
 mod support;
 mod websocket;
