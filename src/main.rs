@@ -86,9 +86,10 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                     Ok(c) => healthcheck::url_for(c.server.listen),
-                    Err(_) => {
+                    Err(e) => {
+                        let first = e.problems.first().map_or("", String::as_str);
                         eprintln!(
-                            "portcullis healthcheck: the configuration is invalid (`portcullis check` says why)"
+                            "portcullis healthcheck: invalid configuration: {first} (`portcullis check` lists every problem)"
                         );
                         return ExitCode::FAILURE;
                     }

@@ -296,7 +296,13 @@ fn healthcheck_fails_with_one_line_when_nothing_listens() {
         &[],
     );
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("configuration is invalid"), "{err}");
+    assert!(
+        err.contains(
+            "invalid configuration: --config /nonexistent/portcullis.toml: file not found"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
     let (code, _, err) = portcullis(
         &["healthcheck"],
         &[

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use serde_norway::Value;
 
 use crate::cli::portcullis;
@@ -120,15 +121,13 @@ fn yaml_documents() -> Vec<(PathBuf, Value)> {
     docs
 }
 
-use serde::Deserialize;
-
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(*k))?.as_str()
 }
 
-/// Runs `portcullis check` on `config` after moving the secret directory
-/// `secret_dir` to a temporary one holding a valid placeholder for each of
-/// `secret_names`.
+/// Runs `portcullis check` on `config` with the files under `secret_dir`
+/// (where the pod or compose mounts them) moved to a temporary directory that
+/// holds a valid placeholder for each of `secret_names` and nothing else.
 fn check_with_placeholder_secrets(
     name: &str,
     config: &str,
@@ -164,7 +163,7 @@ fn kubernetes_examples_run_the_sidecar_with_probes_limits_and_a_checked_config()
         }
     }
     assert!(files.len() >= 2, "{files:?}");
-    let mut stores = Vec::new();
+    let mut redis_replicas = Vec::new();
     for (file, docs) in files {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let of_kind = |kind: &str| -> Vec<&Value> {
@@ -201,6 +200,20 @@ fn kubernetes_examples_run_the_sidecar_with_probes_limits_and_a_checked_config()
             .iter()
             .find(|c| str_at(c, &["name"]) == Some("portcullis"))
             .unwrap_or_else(|| panic!("{name}: a container named portcullis"));
+        // Probes and the Service reach portcullis' port, not the app's.
+        let port = sidecar["ports"][0]["name"].as_str();
+        assert_eq!(sidecar["ports"][0]["containerPort"].as_u64(), Some(4180));
+        for probe in ["livenessProbe", "readinessProbe"] {
+            assert_eq!(str_at(sidecar, &[probe, "httpGet", "port"]), port, "{name}");
+        }
+        assert_eq!(
+            str_at(
+                of_kind("Service")[0]["spec"]["ports"].get(0).unwrap(),
+                &["targetPort"]
+            ),
+            port,
+            "{name}"
+        );
         assert_eq!(
             str_at(sidecar, &["livenessProbe", "httpGet", "path"]),
             Some("/oauth2/healthz"),
@@ -257,14 +270,34 @@ fn kubernetes_examples_run_the_sidecar_with_probes_limits_and_a_checked_config()
             .find(|m| str_at(m, &["name"]) == Some(secret_volume))
             .and_then(|m| str_at(m, &["mountPath"]))
             .expect("the Secret mounted");
+        let config_volume = pod["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v.get("configMap").is_some())
+            .and_then(|v| str_at(v, &["name"]))
+            .expect("a ConfigMap volume");
+        let config_dir = mounts
+            .iter()
+            .find(|m| str_at(m, &["name"]) == Some(config_volume))
+            .and_then(|m| str_at(m, &["mountPath"]))
+            .expect("the ConfigMap mounted");
+        let args: Vec<&str> = sidecar["args"]
+            .as_sequence()
+            .expect("args")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let config_path = format!("{config_dir}/config.toml");
+        assert_eq!(args, ["--config", config_path.as_str(), "run"], "{name}");
         check_with_placeholder_secrets(&name, config, &format!("{secret_dir}/"), &secret_names);
-        stores.push(
+        redis_replicas.push(
             config.contains("store = \"redis\"")
                 && deployment["spec"]["replicas"].as_u64() == Some(3),
         );
     }
     assert!(
-        stores.contains(&true),
+        redis_replicas.contains(&true),
         "a replicas: 3 variant with the Redis store"
     );
 }
