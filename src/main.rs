@@ -1,4 +1,6 @@
-//! The `portcullis` command: run | check | secret | demo.
+//! The `portcullis` command: run | check | secret | healthcheck | demo.
+
+mod healthcheck;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +27,13 @@ enum Command {
     Check,
     /// Print a fresh random session secret
     Secret,
+    /// Exit 0 if the running proxy answers GET /oauth2/healthz with 200
+    /// (for container probes); the address comes from the configuration
+    Healthcheck {
+        /// Probe this URL instead of the configured listener
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Start a demo identity provider, a demo app and the proxy in front of it
     Demo {
         /// Where the proxy listens; open this address in a browser
@@ -66,6 +75,34 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_CONFIG)
             }
         },
+        Command::Healthcheck { url } => {
+            let url = match url {
+                Some(url) => url,
+                None => match portcullis::config::load(&path, named) {
+                    Ok(c) if c.server.tls_cert.is_some() => {
+                        eprintln!(
+                            "portcullis healthcheck: server.tls_cert is set and the probe speaks plain HTTP only; probe /oauth2/healthz with an HTTPS client"
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                    Ok(c) => healthcheck::url_for(c.server.listen),
+                    Err(e) => {
+                        let first = e.problems.first().map_or("", String::as_str);
+                        eprintln!(
+                            "portcullis healthcheck: invalid configuration: {first} (`portcullis check` lists every problem)"
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                },
+            };
+            match healthcheck::probe(&url) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(reason) => {
+                    eprintln!("portcullis healthcheck: {reason}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run => {
             let config = match portcullis::config::load(&path, named) {
                 Ok(c) => c,

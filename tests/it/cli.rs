@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-fn portcullis(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+pub(crate) fn portcullis(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
     cmd.args(args).env_remove("RUST_LOG");
     for (k, v) in env {
@@ -232,4 +232,93 @@ fn a_misspelt_key_in_the_environment_is_still_refused_by_name() {
         !err.lines().any(|l| l.trim_start().starts_with("port")),
         "service links are not keys: {err}"
     );
+}
+
+/// A port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// `portcullis run`, returned once it says it listens.
+fn run_until_listening(path: &str, env: &[(&str, &str)]) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["run", "--config", path])
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start portcullis");
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = lines
+        .take(20)
+        .map_while(Result::ok)
+        .any(|l| l.contains("portcullis listening"));
+    assert!(listening, "portcullis did not start");
+    child
+}
+
+#[test]
+fn healthcheck_finds_a_running_server_from_the_config_and_env() {
+    let port = free_port();
+    // Its provider cannot be reached, so /oauth2/readyz answers 503.
+    let path = write_config(
+        "healthcheck.toml",
+        "[session]\nsecret = \"hc-secret-0123456789abcdef0123456789\"\n[providers.corp]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"c\"\n",
+    );
+    // Listening on every interface: the probe goes to loopback.
+    let listen = format!("0.0.0.0:{port}");
+    let env = [("PORTCULLIS_SERVER__LISTEN", listen.as_str())];
+    let mut server = run_until_listening(&path, &env);
+    let healthy = portcullis(&["healthcheck", "--config", &path], &env);
+    let not_ready = portcullis(
+        &[
+            "healthcheck",
+            "--url",
+            &format!("http://127.0.0.1:{port}/oauth2/readyz"),
+        ],
+        &[],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(healthy.0, 0, "{}", healthy.2);
+    assert_eq!(not_ready.0, 1, "{}", not_ready.2);
+    assert!(not_ready.2.contains("status 503"), "{}", not_ready.2);
+    assert_eq!(not_ready.2.lines().count(), 1, "{}", not_ready.2);
+}
+
+#[test]
+fn healthcheck_fails_with_one_line_when_nothing_listens() {
+    let port = free_port();
+    let (code, _, err) = portcullis(
+        &["healthcheck", "--config", "/nonexistent/portcullis.toml"],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "invalid configuration: --config /nonexistent/portcullis.toml: file not found"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let (code, _, err) = portcullis(
+        &["healthcheck"],
+        &[
+            ("PORTCULLIS_SERVER__LISTEN", &format!("127.0.0.1:{port}")),
+            (
+                "PORTCULLIS_SESSION__SECRET",
+                "hc-secret-0123456789abcdef0123456789",
+            ),
+            ("PORTCULLIS_PROVIDERS__CORP__ISSUER", "http://127.0.0.1:9"),
+            ("PORTCULLIS_PROVIDERS__CORP__CLIENT_ID", "c"),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}/oauth2/healthz: cannot connect")),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

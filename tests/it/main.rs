@@ -3,6 +3,7 @@
 mod browser;
 mod cli;
 mod connections;
+mod containers;
 mod fakes;
 mod forward_auth;
 mod id_token;
