@@ -164,7 +164,8 @@ impl App {
             sessions: Sessions::new(&config.session)
                 .map_err(StartError::SessionStore)?
                 .counting(metrics.opened.clone()),
-            providers: Providers::start(&config).map_err(StartError::ProviderTls)?,
+            providers: Providers::start(&config, metrics.provider.clone())
+                .map_err(StartError::ProviderTls)?,
             upstream,
             policy,
             refresher: Default::default(),

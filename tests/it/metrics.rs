@@ -84,7 +84,22 @@ async fn traffic_moves_the_counters_by_exactly_what_happened() {
         value(&text, "portcullis_upstream_response_seconds_count"),
         1.0
     );
-    // The scraper's own connection is not one of portcullis' clients.
+    // The code exchange; discovery and the JWKS before anything else.
+    assert_eq!(
+        value(
+            &text,
+            "portcullis_provider_request_seconds_count{endpoint=\"token\"}"
+        ),
+        1.0
+    );
+    for document in ["discovery", "jwks"] {
+        let fetches = value(
+            &text,
+            &format!("portcullis_provider_metadata_fetches_total{{document=\"{document}\"}}"),
+        );
+        assert!(fetches >= 1.0, "{document}: {fetches}");
+    }
+    // No request asked for an upgrade.
     assert_eq!(value(&text, "portcullis_open_tunnels"), 0.0);
 }
 
