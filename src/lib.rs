@@ -281,16 +281,17 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .map_err(|source| StartError::Bind { addr, source })?;
     tracing::info!(%addr, public_url = %config.server.public_url, upstream = %config.upstream.url, "portcullis listening");
     let metrics_listener = match config.server.metrics_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|source| StartError::BindMetrics { addr, source })?,
-        ),
+                .map_err(|source| StartError::BindMetrics { addr, source })?;
+            tracing::info!(%addr, "metrics at /metrics");
+            Some(listener)
+        }
         None => None,
     };
     let app = App::new(config)?;
     if let Some(listener) = metrics_listener {
-        tracing::info!(addr = ?listener.local_addr().ok(), "metrics at /metrics");
         tokio::spawn(metrics::serve(app.metrics.clone(), listener));
     }
     app.serve(listener, shutdown_signal()).await

@@ -140,3 +140,26 @@ async fn the_metrics_listener_answers_only_get_metrics() {
     let proxied = h.browser().get_json(&h.url("/metrics")).await;
     assert_eq!(proxied.status, StatusCode::UNAUTHORIZED);
 }
+
+/// Waits (at most 5 s) until `h` reports `want` open connections.
+async fn open_connections_become(h: &Harness, want: f64) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let now = value(&scrape(h).await, "portcullis_open_connections");
+        if now == want {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{now}, not {want}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn open_connections_rise_with_a_client_connection_and_fall_when_it_closes() {
+    let h = Harness::start().await;
+    open_connections_become(&h, 0.0).await;
+    let client = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    open_connections_become(&h, 1.0).await;
+    drop(client);
+    open_connections_become(&h, 0.0).await;
+}
