@@ -163,3 +163,31 @@ async fn open_connections_rise_with_a_client_connection_and_fall_when_it_closes(
     drop(client);
     open_connections_become(&h, 0.0).await;
 }
+
+#[tokio::test]
+async fn a_refresh_is_counted_once_by_its_result() {
+    // Due a second after sign-in (see `refresh.rs`).
+    let h = Harness::with(Setup {
+        idp: portcullis::demo::idp::IdpOptions {
+            access_token_lifetime: 61,
+            ..Default::default()
+        },
+        session_toml: "refresh_before = \"60s\"".into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut b = h.signed_in("ada").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(b.get_json(&h.url("/x")).await.status, StatusCode::OK);
+    assert_eq!(h.idp.refresh_count(), 1);
+    let text = scrape(&h).await;
+    let refreshes = |result: &str| {
+        value(
+            &text,
+            &format!("portcullis_refreshes_total{{result=\"{result}\"}}"),
+        )
+    };
+    assert_eq!(refreshes("renewed"), 1.0);
+    assert_eq!(refreshes("kept"), 0.0);
+    assert_eq!(refreshes("ended"), 0.0);
+}
