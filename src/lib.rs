@@ -208,7 +208,8 @@ impl Handler for App {
         let started = Instant::now();
         let access_logged =
             self.config.log.access && tracing::enabled!(target: log::ACCESS, tracing::Level::INFO);
-        // Cloned only for the log line: a method and a shared URI, no allocation.
+        // Only for the log line: the method (inline when standard) and the
+        // URI, whose parts share the request head's bytes.
         let logged = access_logged.then(|| (req.method().clone(), req.uri().clone()));
         let client = conn.peer.ip();
         let mut ctx = RequestContext::default();

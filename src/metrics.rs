@@ -81,7 +81,7 @@ impl Outcome {
     }
 }
 
-/// How a sign-in (a callback) ended.
+/// How a sign-in (a callback) ended. The variant names are the label values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
 pub enum SignInResult {
