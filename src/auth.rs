@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 
 use crate::respond::{self, Problem, Source};
 use crate::server::ConnInfo;
-use crate::{App, Body};
+use crate::{App, Body, RequestContext};
 
 /// The endpoints of DESIGN §3, by path below `/oauth2`.
 enum Endpoint<'a> {
@@ -73,7 +73,12 @@ impl<'a> Endpoint<'a> {
     }
 }
 
-pub async fn handle(app: &App, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+pub async fn handle<'a>(
+    app: &'a App,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+    ctx: &mut RequestContext<'a>,
+) -> Response<Body> {
     let html = respond::wants_html(req.method(), req.headers());
     let Some(endpoint) = Endpoint::route(req.uri().path()) else {
         return respond::problem(Problem::not_found(), html);
@@ -101,12 +106,12 @@ pub async fn handle(app: &App, req: Request<Incoming>, conn: ConnInfo) -> Respon
         Endpoint::SignOut => sign_out::sign_out(app, &req).await,
         Endpoint::SignedOut => sign_out::signed_out(app, &req),
         Endpoint::Userinfo => forward_auth::userinfo(app, &req).await,
-        Endpoint::ForwardAuth => forward_auth::check(app, &req, &conn).await,
+        Endpoint::ForwardAuth => forward_auth::check(app, &req, &conn, ctx).await,
         Endpoint::Start(id) => sign_in::start(app, &req, id),
         // Boxed: the callback's future (code exchange, id_token check) is
         // large, and every request's future would otherwise be as large
         // (moved into place per request, and held per connection).
-        Endpoint::Callback(id) => Box::pin(callback::callback(app, &req, id)).await,
+        Endpoint::Callback(id) => Box::pin(callback::callback(app, &req, id, ctx)).await,
         Endpoint::BackchannelLogout(id) => {
             let id = id.to_owned();
             Box::pin(backchannel::backchannel_logout(app, req, &id)).await

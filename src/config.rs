@@ -25,6 +25,7 @@ pub struct Config {
     pub session: SessionConfig,
     pub access: AccessConfig,
     pub sign_in: SignInConfig,
+    pub log: LogConfig,
     pub rules: Vec<RuleConfig>,
     /// Upstream header name → claim name: the defaults in their order, or a
     /// configured map sorted by key as written.
@@ -40,6 +41,8 @@ pub struct ServerConfig {
     pub public_url: Url,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Where `GET /metrics` is served, on a listener of its own; off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
     pub trusted_proxies: Vec<IpNet>,
     /// Largest request head (request line + headers) accepted, in bytes.
     pub max_header_bytes: usize,
@@ -53,6 +56,23 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// Client connections open at once; more are closed as they arrive.
     pub max_connections: usize,
+}
+
+/// `[log]`: how portcullis writes its log to stderr.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `portcullis=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+    /// One `portcullis::access` event per request.
+    pub access: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -15,6 +15,8 @@ mod fuzz;
 pub mod head_limit;
 pub mod headers;
 pub mod identity;
+pub mod log;
+pub mod metrics;
 pub mod pages;
 pub mod policy;
 pub mod provider;
@@ -72,16 +74,18 @@ pub fn now_unix() -> u64 {
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::config::Config;
 use crate::headers::SpoofGuard;
+use crate::metrics::{Metrics, Outcome, SignInResult};
 use crate::policy::Policy;
 use crate::provider::Providers;
 use crate::server::{ConnInfo, Handler, ServerLimits};
-use crate::session::Sessions;
+use crate::session::{Opened, Sessions};
 use crate::upstream::Upstream;
 
 /// Why portcullis could not start; each names the cause and the fix.
@@ -104,6 +108,13 @@ pub enum StartError {
     Demo(std::io::Error),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error(
+        "cannot listen on {addr}: {source}; is another process using it? Change server.metrics_listen"
+    )]
+    BindMetrics {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Everything a request needs, built once at start-up.
@@ -117,7 +128,22 @@ pub struct App {
     pub refresher: authn::refresh::Refresher,
     /// Back-channel logout tokens already acted on.
     pub seen_logout_tokens: auth::SeenLogoutTokens,
+    pub metrics: Arc<Metrics>,
     spoof_guard: SpoofGuard,
+}
+
+/// What handling a request tells the top of [`App::handle`], which turns it
+/// into the request's metric counts and access-log line (DESIGN §10).
+#[derive(Default)]
+pub struct RequestContext<'a> {
+    /// Set where it is decided; otherwise read from the response's status.
+    pub outcome: Option<Outcome>,
+    /// From sending the request upstream to its response head.
+    pub upstream_time: Option<Duration>,
+    /// The signed-in user the request was judged as.
+    pub session: Option<Arc<Opened>>,
+    /// A callback's provider and how the sign-in ended.
+    pub sign_in: Option<(&'a str, SignInResult)>,
 }
 
 impl App {
@@ -132,13 +158,19 @@ impl App {
             protected.push("authorization");
         }
         let spoof_guard = SpoofGuard::new(protected);
+        let upstream = Upstream::new(&config.upstream, config.server.body_read_timeout);
+        let metrics = Arc::new(Metrics::new(upstream.tunnels()));
         Ok(Arc::new(Self {
-            sessions: Sessions::new(&config.session).map_err(StartError::SessionStore)?,
-            providers: Providers::start(&config).map_err(StartError::ProviderTls)?,
-            upstream: Upstream::new(&config.upstream, config.server.body_read_timeout),
+            sessions: Sessions::new(&config.session)
+                .map_err(StartError::SessionStore)?
+                .counting(metrics.opened.clone()),
+            providers: Providers::start(&config, metrics.provider.clone())
+                .map_err(StartError::ProviderTls)?,
+            upstream,
             policy,
             refresher: Default::default(),
             seen_logout_tokens: Default::default(),
+            metrics,
             spoof_guard,
             config,
         }))
@@ -172,16 +204,72 @@ impl App {
 }
 
 impl Handler for App {
-    async fn handle(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        let access_logged =
+            self.config.log.access && tracing::enabled!(target: log::ACCESS, tracing::Level::INFO);
+        // Only for the log line: the method (inline when standard) and the
+        // URI, whose parts share the request head's bytes.
+        let logged = access_logged.then(|| (req.method().clone(), req.uri().clone()));
+        let client = conn.peer.ip();
+        let mut ctx = RequestContext::default();
+        let response = self.dispatch(req, conn, &mut ctx).await;
+
+        let outcome = ctx
+            .outcome
+            .unwrap_or_else(|| Outcome::of_status(response.status()));
+        self.metrics.request(outcome);
+        if let Some(took) = ctx.upstream_time {
+            self.metrics.upstream_response(took);
+        }
+        if let Some((provider, result)) = ctx.sign_in {
+            self.metrics.sign_in(provider, result);
+        }
+        if let Some((method, uri)) = logged {
+            let identity = ctx.session.as_ref().map(|opened| &opened.session);
+            let bytes = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            tracing::info!(
+                target: log::ACCESS,
+                %method,
+                path = uri.path(),
+                status = response.status().as_u16(),
+                outcome = outcome.label(),
+                user = identity.map(|s| s.identity.sub.as_str()),
+                provider = identity.map(|s| s.provider.as_str()).or(ctx.sign_in.map(|(p, _)| p)),
+                duration_ms = log::millis(started.elapsed()),
+                upstream_ms = ctx.upstream_time.map(log::millis),
+                bytes,
+                %client,
+                "request"
+            );
+        }
+        response
+    }
+
+    fn open_connections(&self) -> Option<prometheus_client::metrics::gauge::Gauge> {
+        Some(self.metrics.connections.clone())
+    }
+}
+
+impl App {
+    async fn dispatch<'a>(
+        &'a self,
+        mut req: Request<Incoming>,
+        conn: ConnInfo,
+        ctx: &mut RequestContext<'a>,
+    ) -> Response<Body> {
         if let Some(refused) = head_limit::refuse_oversized(self, &req) {
             return refused;
         }
         // DESIGN §8.3: on every path, before anything reads them.
         self.spoof_guard.strip(req.headers_mut());
         if req.uri().path().starts_with("/oauth2/") {
-            auth::handle(self, req, conn).await
+            auth::handle(self, req, conn, ctx).await
         } else {
-            proxy::handle(self, req, conn).await
+            proxy::handle(self, req, conn, ctx).await
         }
     }
 }
@@ -193,7 +281,21 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
     tracing::info!(%addr, public_url = %config.server.public_url, upstream = %config.upstream.url, "portcullis listening");
-    App::new(config)?.serve(listener, shutdown_signal()).await
+    let metrics_listener = match config.server.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::BindMetrics { addr, source })?;
+            tracing::info!(%addr, "metrics at /metrics");
+            Some(listener)
+        }
+        None => None,
+    };
+    let app = App::new(config)?;
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(metrics::serve(app.metrics.clone(), listener));
+    }
+    app.serve(listener, shutdown_signal()).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what `docker stop` sends).
@@ -216,17 +318,8 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`). Installs the rustls
-/// crypto provider once, before anything builds a TLS config.
-pub fn init_tracing() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only for a person at a terminal, never into log files or journald.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+/// Logs to stderr as `[log]` says (`RUST_LOG` overrides its level), and
+/// installs the rustls crypto provider: see [`log::init`].
+pub fn init_tracing(config: &config::LogConfig) {
+    log::init(config);
 }

@@ -47,7 +47,6 @@ const EX_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    portcullis::init_tracing();
     let (path, named) = match cli.config {
         Some(p) => (p, true),
         None => (PathBuf::from("config.toml"), false),
@@ -57,24 +56,27 @@ fn main() -> ExitCode {
             println!("{}", portcullis::config::generate_secret());
             ExitCode::SUCCESS
         }
-        Command::Check => match portcullis::config::load(&path, named) {
-            Ok(config) => match toml::to_string(&config) {
-                Ok(resolved) => {
-                    print!("{resolved}");
-                    print!("{}", config.registration_notes());
-                    eprintln!("configuration is valid");
-                    ExitCode::SUCCESS
-                }
+        Command::Check => {
+            portcullis::init_tracing(&Default::default());
+            match portcullis::config::load(&path, named) {
+                Ok(config) => match toml::to_string(&config) {
+                    Ok(resolved) => {
+                        print!("{resolved}");
+                        print!("{}", config.registration_notes());
+                        eprintln!("configuration is valid");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("configuration is valid, but cannot be printed: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
                 Err(e) => {
-                    eprintln!("configuration is valid, but cannot be printed: {e}");
-                    ExitCode::FAILURE
+                    eprint!("{e}");
+                    ExitCode::from(EX_CONFIG)
                 }
-            },
-            Err(e) => {
-                eprint!("{e}");
-                ExitCode::from(EX_CONFIG)
             }
-        },
+        }
         Command::Healthcheck { url } => {
             let url = match url {
                 Some(url) => url,
@@ -111,9 +113,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(EX_CONFIG);
                 }
             };
+            portcullis::init_tracing(&config.log);
             runtime(portcullis::run(config))
         }
-        Command::Demo { listen } => runtime(portcullis::demo::run(listen)),
+        Command::Demo { listen } => {
+            portcullis::init_tracing(&Default::default());
+            runtime(portcullis::demo::run(listen))
+        }
     }
 }
 

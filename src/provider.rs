@@ -45,6 +45,7 @@ use url::Url;
 use self::oauth2::OAuth2Provider;
 use self::oidc::OidcProvider;
 use crate::config::{Config, Protocol, ProviderConfig};
+use crate::metrics::{ProviderCall, ProviderMetrics};
 use crate::session::Tokens;
 use http::{HttpError, ProviderHttp};
 
@@ -220,6 +221,7 @@ fn expires_at(expires_in: Option<u64>) -> Option<u64> {
 #[derive(Debug)]
 pub struct Provider {
     protocol: ProtocolImpl,
+    metrics: ProviderMetrics,
 }
 
 #[derive(Debug)]
@@ -229,16 +231,16 @@ enum ProtocolImpl {
 }
 
 impl Provider {
-    fn new(config: ProviderConfig, http: ProviderHttp) -> Self {
+    fn new(config: ProviderConfig, http: ProviderHttp, metrics: ProviderMetrics) -> Self {
         let protocol = match config.protocol.clone() {
             Protocol::Oidc(settings) => {
-                ProtocolImpl::Oidc(OidcProvider::new(config, settings, http))
+                ProtocolImpl::Oidc(OidcProvider::new(config, settings, http, metrics.clone()))
             }
             Protocol::OAuth2(settings) => {
-                ProtocolImpl::OAuth2(OAuth2Provider::new(config, settings, http))
+                ProtocolImpl::OAuth2(OAuth2Provider::new(config, settings, http, metrics.clone()))
             }
         };
-        Self { protocol }
+        Self { protocol, metrics }
     }
 
     fn config(&self) -> &ProviderConfig {
@@ -361,7 +363,8 @@ impl Provider {
             ProtocolImpl::Oidc(p) => (p.http(), p.config()),
             ProtocolImpl::OAuth2(p) => (p.http(), p.config()),
         };
-        revocation::revoke(http, config, &url, tokens).await;
+        let revoking = revocation::revoke(http, config, &url, tokens);
+        self.metrics.time(ProviderCall::Revocation, revoking).await;
     }
 
     /// `idp_logout`: sign-out goes on to the provider's end-session endpoint
@@ -460,12 +463,13 @@ impl Providers {
     /// backoff from 1 s to 30 s and logging what to fix. Needs a Tokio runtime.
     /// Fails only when no TLS client can be built for calls to providers: then
     /// nobody could sign in, so portcullis must not start (or report ready).
-    pub fn start(config: &Config) -> Result<Self, rustls::Error> {
+    /// `metrics` times every call to a provider.
+    pub fn start(config: &Config, metrics: ProviderMetrics) -> Result<Self, rustls::Error> {
         let http = ProviderHttp::new()?;
         let providers: Arc<[Arc<Provider>]> = config
             .providers
             .iter()
-            .map(|p| Arc::new(Provider::new(p.clone(), http.clone())))
+            .map(|p| Arc::new(Provider::new(p.clone(), http.clone(), metrics.clone())))
             .collect();
         let ready = Arc::new(Notify::new());
         for provider in providers.iter().filter(|p| p.oidc().is_some()) {

@@ -6,12 +6,19 @@ use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 
 use crate::authn::{Admission, Authenticated, admit, authenticate, set_identity_headers};
+use crate::metrics::Outcome;
 use crate::policy::{PathRefused, collapse_slashes};
 use crate::respond::{self, Problem};
 use crate::server::ConnInfo;
-use crate::{App, Body};
+use crate::upstream::UpstreamError;
+use crate::{App, Body, RequestContext};
 
-pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+pub async fn handle(
+    app: &App,
+    mut req: Request<Incoming>,
+    conn: ConnInfo,
+    ctx: &mut RequestContext<'_>,
+) -> Response<Body> {
     let html = respond::wants_html(req.method(), req.headers());
     let requirement = match app.policy.judge(req.method(), req.uri().path()) {
         Ok(requirement) => requirement,
@@ -35,14 +42,25 @@ pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Re
 
     let admitted = match admit(app, session.as_deref(), &requirement) {
         Admission::Anonymous => None,
-        Admission::User(session) => Some(session),
+        Admission::User(opened) => {
+            ctx.session = session.clone();
+            Some(opened)
+        }
         Admission::Denied(denied) => {
+            if let Some(opened) = &session {
+                let s = &opened.session;
+                tracing::info!(target: crate::log::AUDIT, provider = %s.provider, sub = %s.identity.sub, path = req.uri().path(), reason = %denied, "access denied");
+            }
+            ctx.session = session.clone();
             return respond::with_cookies(
                 respond::problem(Problem::from(denied), html),
                 set_cookies,
             );
         }
         Admission::SignInFirst { api } => {
+            if html && !api {
+                ctx.outcome = Some(Outcome::SignIn);
+            }
             let resp = respond::unauthenticated(html && !api, &sign_in_location(&req));
             return respond::with_cookies(resp, set_cookies);
         }
@@ -65,9 +83,24 @@ pub async fn handle(app: &App, mut req: Request<Incoming>, conn: ConnInfo) -> Re
         proto,
     );
 
+    let sent = std::time::Instant::now();
     let resp = match app.upstream.forward(req).await {
-        Ok(resp) => resp,
-        Err(e) => respond::problem(Problem::from(e), html),
+        Ok(resp) => {
+            ctx.upstream_time = Some(sent.elapsed());
+            ctx.outcome = Some(Outcome::Proxied);
+            resp
+        }
+        Err(e) => {
+            ctx.outcome = match e {
+                UpstreamError::Timeout(_) => Some(Outcome::UpstreamTimeout),
+                UpstreamError::Unreachable(_) | UpstreamError::Protocol(_) => {
+                    Some(Outcome::UpstreamError)
+                }
+                // The client's doing (its body, its target): by the status.
+                UpstreamError::ClientBody(_) | UpstreamError::InvalidTarget(_) => None,
+            };
+            respond::problem(Problem::from(e), html)
+        }
     };
     respond::with_cookies(resp, set_cookies)
 }

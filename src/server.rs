@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::headers::PeerIp;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// How long shutdown waits for open connections, then again for tunnels.
 const DRAIN_CAP: Duration = Duration::from_secs(10);
@@ -65,6 +66,12 @@ pub trait Handler: Send + Sync + 'static {
         req: http::Request<Incoming>,
         conn: ConnInfo,
     ) -> impl Future<Output = http::Response<crate::Body>> + Send;
+
+    /// A gauge of the client connections open (tunnels included), if the
+    /// handler keeps metrics.
+    fn open_connections(&self) -> Option<Gauge> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +118,7 @@ pub async fn serve<H: Handler>(
         limits.max_connections.min(Semaphore::MAX_PERMITS),
     ));
     let mut refusals = Refusals::default();
+    let open_connections = handler.open_connections();
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -145,9 +153,7 @@ pub async fn serve<H: Handler>(
             handler: handler.clone(),
             stopping: stopping.clone(),
             limits,
-            slot: ConnectionSlot {
-                _permit: Arc::new(slot),
-            },
+            slot: ConnectionSlot::new(slot, open_connections.clone()),
         };
         // Two kinds of task, so a plain connection's task is not sized for the
         // TLS stream and handshake it never has (each connection holds its
@@ -259,7 +265,35 @@ struct ConnectionTask<H> {
 /// holds the client's socket: hyper is done with the connection by then.
 #[derive(Clone)]
 pub struct ConnectionSlot {
-    _permit: Arc<OwnedSemaphorePermit>,
+    _held: Arc<HeldSlot>,
+}
+
+struct HeldSlot {
+    _permit: OwnedSemaphorePermit,
+    /// Counted up while the slot is held.
+    open: Option<Gauge>,
+}
+
+impl ConnectionSlot {
+    fn new(permit: OwnedSemaphorePermit, open: Option<Gauge>) -> Self {
+        if let Some(open) = &open {
+            open.inc();
+        }
+        Self {
+            _held: Arc::new(HeldSlot {
+                _permit: permit,
+                open,
+            }),
+        }
+    }
+}
+
+impl Drop for HeldSlot {
+    fn drop(&mut self) {
+        if let Some(open) = &self.open {
+            open.dec();
+        }
+    }
 }
 
 /// What a connection's requests tell its task: whether one has come, and for

@@ -68,7 +68,7 @@ pub async fn backchannel_logout(
     let logout = match provider.verify_logout_token(&token).await {
         Ok(logout) => logout,
         Err(e) => {
-            tracing::warn!(provider = provider.id(), error = %e, "back-channel logout refused");
+            tracing::warn!(target: crate::log::AUDIT, provider = provider.id(), error = %e, "back-channel logout refused");
             return refused(StatusCode::BAD_REQUEST, &e.to_string());
         }
     };
@@ -106,6 +106,7 @@ pub async fn backchannel_logout(
         );
     }
     tracing::info!(
+        target: crate::log::AUDIT,
         provider = provider.id(),
         by_sid = logout.sid.is_some(),
         "back-channel logout"

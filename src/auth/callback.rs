@@ -9,19 +9,30 @@ use super::query_param;
 use super::sign_in::unknown_provider;
 use crate::authn::kept_tokens;
 use crate::identity::Identity;
+use crate::metrics::SignInResult;
+use crate::provider::ProviderError;
 use crate::provider::{Callback, FlowSecrets, clip};
 use crate::redirect::safe_rd;
 use crate::respond::with_cookies;
 use crate::respond::{self, Problem, Source};
 use crate::session::store::SaveError;
 use crate::session::{Session, new_session_id};
-use crate::{App, Body, now_unix};
+use crate::{App, Body, RequestContext, now_unix};
 
-pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Response<Body> {
+pub async fn callback<'a, B>(
+    app: &'a App,
+    req: &Request<B>,
+    provider_id: &str,
+    ctx: &mut RequestContext<'a>,
+) -> Response<Body> {
     let html = respond::wants_html(req.method(), req.headers());
+    // Not counted: the path names it, and only configured providers are labels.
     let Some(provider) = app.providers.get(provider_id) else {
         return respond::problem(unknown_provider(), html);
     };
+    let mut ended = |result| ctx.sign_in = Some((provider.id(), result));
+    // Counted as a failure until it succeeds.
+    ended(SignInResult::invalid_callback);
     let Some(state) = query_param(req, "state") else {
         return respond::problem(
             bad_callback("The sign-in answer has no state parameter."),
@@ -43,6 +54,7 @@ pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Resp
         ));
     }
     if let Some(error) = query_param(req, "error") {
+        ended(SignInResult::provider_refused);
         // Said by the provider, but carried by the browser: bounded, one line.
         let description = query_param(req, "error_description").unwrap_or_default();
         return fail(Problem {
@@ -76,17 +88,26 @@ pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Resp
     {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(provider = provider.id(), error = %e, "sign-in failed");
+            ended(match e {
+                ProviderError::TokenRejected { .. } => SignInResult::provider_refused,
+                ProviderError::NotPermitted(_) => SignInResult::denied,
+                _ => SignInResult::provider_error,
+            });
+            tracing::warn!(target: crate::log::AUDIT, provider = provider.id(), error = %e, "sign-in failed");
             return fail(Problem::from(e));
         }
     };
     let wanted = app.config.headers.iter().map(|(_, claim)| claim.as_str());
     let identity = match Identity::from_claims(&signed_in.claims, wanted) {
         Ok(i) => i,
-        Err(e) => return fail(Problem::from(e)),
+        Err(e) => {
+            ended(SignInResult::provider_error);
+            return fail(Problem::from(e));
+        }
     };
     if let Err(denied) = app.policy.admits(&identity) {
-        tracing::info!(provider = provider.id(), sub = %identity.sub, reason = %denied, "sign-in refused by policy");
+        ended(SignInResult::denied);
+        tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = %identity.sub, reason = %denied, "sign-in refused by policy");
         return fail(Problem::from(denied));
     }
     let sid = signed_in
@@ -106,14 +127,19 @@ pub async fn callback<B>(app: &App, req: &Request<B>, provider_id: &str) -> Resp
         refreshed_at: now,
     };
     let sub = session.identity.sub.clone();
-    let cookies = match app.sessions.save(session, req.headers()).await {
+    let saved = app.sessions.save(session, req.headers()).await;
+    ended(match saved {
+        Ok(_) => SignInResult::signed_in,
+        Err(_) => SignInResult::store_error,
+    });
+    let cookies = match saved {
         Ok((_, cookies)) => cookies,
         Err(SaveError::TooLarge(too_large)) => {
             return fail(Problem::provider(too_large.to_string()));
         }
         Err(SaveError::Unavailable(unavailable)) => return fail(Problem::from(unavailable)),
     };
-    tracing::info!(provider = provider.id(), %sub, "signed in");
+    tracing::info!(target: crate::log::AUDIT, provider = provider.id(), %sub, "signed in");
     let mut resp = respond::redirect(&safe_rd(Some(&flow.rd)));
     let headers = resp.headers_mut();
     headers.append(SET_COOKIE, clear_flow);

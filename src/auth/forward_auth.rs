@@ -13,12 +13,17 @@ use crate::policy::{Groups, Requirement};
 use crate::respond::with_cookies;
 use crate::respond::{self, Problem};
 use crate::server::ConnInfo;
-use crate::{App, Body, empty};
+use crate::{App, Body, RequestContext, empty};
 
 /// 202 with the identity headers for the front proxy to copy upstream, or 401.
 /// The original method and URI (for rule matching) are believed only from
 /// `trusted_proxies` (DESIGN §8.4); otherwise the default rule applies.
-pub async fn check<B>(app: &App, req: &Request<B>, conn: &ConnInfo) -> Response<Body> {
+pub async fn check<B>(
+    app: &App,
+    req: &Request<B>,
+    conn: &ConnInfo,
+    ctx: &mut RequestContext<'_>,
+) -> Response<Body> {
     // Canonical, so an IPv4 proxy reaching a dual-stack listener still matches.
     let trusted = is_trusted(conn.peer_ip.ip(), &app.config.server.trusted_proxies);
     if !trusted && warning_due(&UNTRUSTED_SENDERS, req.headers(), conn.peer_ip.ip()) {
@@ -50,11 +55,19 @@ pub async fn check<B>(app: &App, req: &Request<B>, conn: &ConnInfo) -> Response<
     let resp = match admit(app, authn.session.as_deref(), &requirement) {
         Admission::Anonymous => accepted(),
         Admission::User(session) => {
+            ctx.session = authn.session.clone();
             let mut resp = accepted();
             set_identity_headers(app, resp.headers_mut(), session);
             resp
         }
-        Admission::Denied(denied) => respond::problem(Problem::from(denied), false),
+        Admission::Denied(denied) => {
+            if let Some(opened) = &authn.session {
+                let s = &opened.session;
+                tracing::info!(target: crate::log::AUDIT, provider = %s.provider, sub = %s.identity.sub, reason = %denied, "forward-auth: access denied");
+            }
+            ctx.session = authn.session.clone();
+            respond::problem(Problem::from(denied), false)
+        }
         Admission::SignInFirst { .. } => respond::unauthenticated(false, ""),
     };
     with_cookies(resp, authn.set_cookies)

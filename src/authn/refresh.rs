@@ -25,6 +25,7 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::App;
 use crate::identity::Identity;
+use crate::metrics::RefreshResult;
 use crate::provider::{Provider, RefreshError};
 use crate::session::store::SaveError;
 use crate::session::{Opened, Session, Tokens};
@@ -115,7 +116,16 @@ impl Refresher {
         let key = (session.id.clone(), session.refreshed_at);
         let outcome = self
             .flights
-            .get_with_by_ref(&key, self.refresh_once(app, session, headers, now))
+            .get_with_by_ref(&key, async {
+                // Counted once per refresh, not per request that waited for it.
+                let outcome = self.refresh_once(app, session, headers, now).await;
+                app.metrics.refresh(match outcome {
+                    Refreshed::Renewed(..) => RefreshResult::Renewed,
+                    Refreshed::Kept => RefreshResult::Kept,
+                    Refreshed::Ended(_) => RefreshResult::Ended,
+                });
+                outcome
+            })
             .await;
         if matches!(outcome, Refreshed::Kept) {
             // Not an answer to keep: the next attempt, after the backoff, runs.
@@ -141,7 +151,7 @@ impl Refresher {
             Ok(signed_in) => signed_in,
             Err(error @ RefreshError::Unavailable { .. }) => {
                 let wait = self.back_off(&session.id, now);
-                tracing::warn!(provider = provider.id(), error = %error, retry_in_secs = wait, "cannot refresh the session's tokens; the session goes on with the old ones");
+                tracing::warn!(target: crate::log::AUDIT, provider = provider.id(), error = %error, retry_in_secs = wait, "cannot refresh the session's tokens; the session goes on with the old ones");
                 return Refreshed::Kept;
             }
             Err(error) => {
@@ -153,7 +163,7 @@ impl Refresher {
                     tracing::debug!(provider = provider.id(), "refreshed elsewhere meanwhile");
                     return Refreshed::Renewed(Arc::new(Opened::new(newer)), Vec::new());
                 }
-                tracing::info!(provider = provider.id(), sub = %session.identity.sub, %error, "refresh refused; the session ends");
+                tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = %session.identity.sub, %error, "refresh refused; the session ends");
                 return Refreshed::Ended("the provider refused the refresh");
             }
         };
@@ -169,7 +179,7 @@ impl Refresher {
                 Err(_) => return Refreshed::Ended("the refreshed identity is unusable"),
             };
             if let Err(denied) = app.policy.admits(&identity) {
-                tracing::info!(provider = provider.id(), sub = %identity.sub, reason = %denied, "refreshed identity no longer admitted; the session ends");
+                tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = %identity.sub, reason = %denied, "refreshed identity no longer admitted; the session ends");
                 return Refreshed::Ended("the policy no longer admits the user");
             }
             renewed.identity = identity;

@@ -32,6 +32,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     sign_in: RawSignIn,
     #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
     rules: Vec<RuleConfig>,
     #[serde(default)]
     headers: Option<BTreeMap<String, String>>,
@@ -54,6 +56,44 @@ struct RawServer {
     idle_timeout: Option<String>,
     body_read_timeout: Option<String>,
     max_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+    level: Option<String>,
+    access: Option<bool>,
+}
+
+impl RawLog {
+    fn validate(self, p: &mut Problems) -> LogConfig {
+        let format = match self.format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                p.add(
+                    "log.format",
+                    format_args!("{other:?} is not a log format; write \"text\" or \"json\""),
+                );
+                LogFormat::Text
+            }
+        };
+        let level = self.level.unwrap_or_else(|| "info".to_owned());
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&level) {
+            p.add(
+                "log.level",
+                format_args!(
+                    "{level:?} is not a log filter ({e}); write a level such as \"info\" or \"debug\", or directives such as \"info,portcullis=debug\""
+                ),
+            );
+        }
+        LogConfig {
+            format,
+            level,
+            access: self.access.unwrap_or(true),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -267,6 +307,7 @@ impl RawConfig {
         validate_rules(&self.rules, &mut p);
         let headers = validate_headers(self.headers, &mut p);
         let sign_in = self.sign_in.validate(&mut p);
+        let log = self.log.validate(&mut p);
         let providers = validate_providers(self.providers, &mut p);
         if !p.0.is_empty() {
             return Err(ConfigError { problems: p.0 });
@@ -277,6 +318,7 @@ impl RawConfig {
             session,
             access,
             sign_in,
+            log,
             rules: self.rules,
             headers,
             providers,
@@ -358,10 +400,14 @@ impl RawServer {
             None => default_max_connections(open_file_limit()),
         };
 
-        if s.metrics_listen.is_some() {
+        let metrics_listen = s
+            .metrics_listen
+            .as_deref()
+            .map(|addr| p.addr("server.metrics_listen", addr));
+        if metrics_listen.is_some_and(|m| m == listen) {
             p.add(
                 "server.metrics_listen",
-                "metrics are not available in this version; remove the key",
+                "must differ from server.listen: metrics have a listener of their own",
             );
         }
         ServerConfig {
@@ -369,6 +415,7 @@ impl RawServer {
             public_url,
             tls_cert: s.tls_cert,
             tls_key: s.tls_key,
+            metrics_listen,
             trusted_proxies,
             max_header_bytes,
             header_read_timeout,

@@ -638,20 +638,12 @@ fn sign_in_template_is_read_at_start_and_must_list_the_providers() {
 
 #[test]
 fn keys_for_features_not_built_yet_are_refused_not_ignored() {
-    for (toml, key) in [
-        (
-            "[server]\nmetrics_listen = \"127.0.0.1:9090\"\n",
-            "server.metrics_listen",
-        ),
-        ("[access]\nbearer_tokens = true\n", "access.bearer_tokens"),
-    ] {
-        let got = problems(toml);
-        assert!(
-            got.iter()
-                .any(|p| p.starts_with(&format!("{key}:")) && p.contains("not available")),
-            "{toml}: {got:?}"
-        );
-    }
+    let got = problems("[access]\nbearer_tokens = true\n");
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("access.bearer_tokens:") && p.contains("not available")),
+        "{got:?}"
+    );
 }
 
 #[test]
@@ -1086,4 +1078,77 @@ fn lifecycle_urls_must_be_absolute_and_https_with_an_https_issuer() {
     )
     .unwrap();
     assert!(p.revocation_url.is_some());
+}
+
+#[test]
+fn metrics_listen_is_off_by_default_and_parsed_when_set() {
+    assert_eq!(parse(MINIMAL).unwrap().server.metrics_listen, None);
+    let config = parse(&format!(
+        "[server]\nmetrics_listen = \"127.0.0.1:9180\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.server.metrics_listen,
+        Some("127.0.0.1:9180".parse().unwrap())
+    );
+}
+
+#[test]
+fn a_bad_metrics_listen_names_the_key() {
+    for (value, says) in [
+        ("nine", "is not an address"),
+        ("127.0.0.1:4180", "must differ"),
+    ] {
+        let got = problems(&format!(
+            "[server]\nmetrics_listen = \"{value}\"\n{MINIMAL}"
+        ));
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("server.metrics_listen:") && p.contains(says)),
+            "{value}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn log_defaults_to_text_at_info_with_access_lines() {
+    let log = parse(MINIMAL).unwrap().log;
+    assert_eq!(log.format, LogFormat::Text);
+    assert_eq!(log.level, "info");
+    assert!(log.access);
+    let log = parse(&format!(
+        "{MINIMAL}\n[log]\nformat = \"json\"\nlevel = \"info,portcullis=debug\"\naccess = false\n"
+    ))
+    .unwrap()
+    .log;
+    assert_eq!(log.format, LogFormat::Json);
+    assert_eq!(log.level, "info,portcullis=debug");
+    assert!(!log.access);
+}
+
+#[test]
+fn a_bad_log_format_or_level_names_the_key() {
+    for (toml, key) in [
+        ("[log]\nformat = \"xml\"\n", "log.format"),
+        ("[log]\nlevel = \"portcullis=loud\"\n", "log.level"),
+    ] {
+        let got = problems(&format!("{MINIMAL}\n{toml}"));
+        assert!(
+            got.iter().any(|p| p.starts_with(&format!("{key}:"))),
+            "{toml}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn the_reference_config_toml_metrics_example_is_a_valid_key() {
+    let reference = include_str!("../../config.toml");
+    let example = reference
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .find(|l| l.starts_with("metrics_listen = "))
+        .map(|l| l.split(" #").next().unwrap_or(l))
+        .expect("config.toml shows metrics_listen");
+    let config = parse(&format!("[server]\n{example}\n{MINIMAL}")).unwrap();
+    assert!(config.server.metrics_listen.is_some());
 }

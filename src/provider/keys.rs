@@ -9,6 +9,7 @@
 //! any fetch since, and fails only once the keys of a fetch begun after it met the
 //! unknown key do not verify it (waiting out the interval for that fetch).
 
+use crate::metrics::{ProviderCall, ProviderMetrics};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ pub(super) struct Keys {
     /// The provider id, for logs.
     provider: String,
     http: ProviderHttp,
+    metrics: ProviderMetrics,
     jwks_uri: ArcSwapOption<JsonWebKeySetUrl>,
     jwks: ArcSwapOption<CoreJsonWebKeySet>,
     /// When the last JWKS fetch began (successful or not). Held across a re-fetch,
@@ -55,10 +57,11 @@ impl std::fmt::Debug for Keys {
 }
 
 impl Keys {
-    pub(super) fn new(provider: &str, http: ProviderHttp) -> Self {
+    pub(super) fn new(provider: &str, http: ProviderHttp, metrics: ProviderMetrics) -> Self {
         Self {
             provider: provider.to_owned(),
             http,
+            metrics,
             jwks_uri: ArcSwapOption::empty(),
             jwks: ArcSwapOption::empty(),
             fetched_at: tokio::sync::Mutex::new(None),
@@ -73,7 +76,9 @@ impl Keys {
     /// The keys are used only once [`install`](Self::install)ed.
     pub(super) async fn fetch(&self, url: &JsonWebKeySetUrl) -> Result<CoreJsonWebKeySet, String> {
         *self.fetched_at.lock().await = Some(Instant::now());
-        JsonWebKeySet::fetch_async(url, &self.http)
+        let fetch = JsonWebKeySet::fetch_async(url, &self.http);
+        self.metrics
+            .time(ProviderCall::Jwks, fetch)
             .await
             .map_err(|e| describe_discovery_error(&e))
     }
@@ -133,7 +138,8 @@ impl Keys {
         }
         *fetched_at = Some(Instant::now());
         let url = self.jwks_uri.load_full()?;
-        match JsonWebKeySet::fetch_async(&url, &self.http).await {
+        let fetch = JsonWebKeySet::fetch_async(&url, &self.http);
+        match self.metrics.time(ProviderCall::Jwks, fetch).await {
             Ok(jwks) => {
                 let jwks = Arc::new(jwks);
                 self.jwks.store(Some(jwks.clone()));

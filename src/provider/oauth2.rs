@@ -2,6 +2,7 @@
 //! no id_token and so no nonce. Who signed in comes from the provider's profile
 //! API — GitHub's, Facebook's Graph, or any server's userinfo through a claim mapping.
 
+use crate::metrics::{ProviderCall, ProviderMetrics};
 use http::StatusCode;
 use http::header::CONTENT_TYPE;
 use openidconnect::{CsrfToken, PkceCodeChallenge};
@@ -18,6 +19,7 @@ pub(super) struct OAuth2Provider {
     config: ProviderConfig,
     settings: OAuth2Settings,
     http: ProviderHttp,
+    metrics: ProviderMetrics,
 }
 
 impl std::fmt::Debug for OAuth2Provider {
@@ -34,11 +36,13 @@ impl OAuth2Provider {
         config: ProviderConfig,
         settings: OAuth2Settings,
         http: ProviderHttp,
+        metrics: ProviderMetrics,
     ) -> Self {
         Self {
             config,
             settings,
             http,
+            metrics,
         }
     }
 
@@ -87,7 +91,10 @@ impl OAuth2Provider {
         let token = self
             .exchange_code(callback.code, &secrets.pkce_verifier, redirect_uri)
             .await?;
-        let claims = self.profile(&token.access_token).await?;
+        let claims = self
+            .metrics
+            .time(ProviderCall::Userinfo, self.profile(&token.access_token))
+            .await?;
         let tokens = Tokens {
             access_expires_at: super::expires_at(token.expires_in),
             access_token: Some(token.access_token),
@@ -124,9 +131,10 @@ impl OAuth2Provider {
             source,
         };
         let url = &self.settings.token_url;
+        let call = self.http.post_form(url, &form, basic);
         let response = self
-            .http
-            .post_form(url, &form, basic)
+            .metrics
+            .time(ProviderCall::Token, call)
             .await
             .map_err(unreachable)?;
         let status = response.status();
@@ -162,7 +170,10 @@ impl OAuth2Provider {
                 ("refresh_token", refresh_token),
             ])
             .await?;
-        let claims = self.profile(&token.access_token).await?;
+        let claims = self
+            .metrics
+            .time(ProviderCall::Userinfo, self.profile(&token.access_token))
+            .await?;
         if claims.get("sub").and_then(Value::as_str) != Some(previous_sub) {
             return Err(ProviderError::InvalidProfile(
                 "the refreshed profile is another user's (sub)".into(),

@@ -35,6 +35,7 @@ use super::logout_token::{self, LogoutToken, LogoutTokenError};
 use super::token::clip;
 use super::{Callback, FlowSecrets, ProviderError, SignedIn, google, microsoft};
 use crate::config::{IdTokenChecks, OidcSettings, ProviderConfig, TokenAuthMethod};
+use crate::metrics::{ProviderCall, ProviderMetrics};
 use crate::session::Tokens;
 
 /// How far in the future an id_token's `iat` may be: clock skew between us and the provider.
@@ -136,6 +137,7 @@ pub(super) struct OidcProvider {
     config: ProviderConfig,
     settings: OidcSettings,
     http: ProviderHttp,
+    metrics: ProviderMetrics,
     discovered: ArcSwapOption<Discovered>,
     /// Boxed: the provider types are about the same size without it.
     keys: Box<Keys>,
@@ -152,12 +154,18 @@ impl std::fmt::Debug for OidcProvider {
 }
 
 impl OidcProvider {
-    pub(super) fn new(config: ProviderConfig, settings: OidcSettings, http: ProviderHttp) -> Self {
+    pub(super) fn new(
+        config: ProviderConfig,
+        settings: OidcSettings,
+        http: ProviderHttp,
+        metrics: ProviderMetrics,
+    ) -> Self {
         Self {
-            keys: Box::new(Keys::new(&config.id, http.clone())),
+            keys: Box::new(Keys::new(&config.id, http.clone(), metrics.clone())),
             config,
             settings,
             http,
+            metrics,
             discovered: ArcSwapOption::empty(),
         }
     }
@@ -216,13 +224,15 @@ impl OidcProvider {
         let discovered = self.ready()?;
         check_response_issuer(&discovered, callback.iss)?;
 
-        let response = discovered
+        let exchange = discovered
             .client
             .exchange_code(AuthorizationCode::new(callback.code.to_owned()))
             .map_err(|e| ProviderError::InvalidTokenResponse(e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(secrets.pkce_verifier.clone()))
-            .set_redirect_uri(Cow::Owned(RedirectUrl::from_url(redirect_uri.clone())))
-            .request_async(&self.http)
+            .set_redirect_uri(Cow::Owned(RedirectUrl::from_url(redirect_uri.clone())));
+        let response = self
+            .metrics
+            .time(ProviderCall::Token, exchange.request_async(&self.http))
             .await
             .map_err(|e| self.token_error(e))?;
 
@@ -466,11 +476,13 @@ impl OidcProvider {
         let refresh_token_value = RefreshToken::new(refresh_token.to_owned());
         // A 5xx or 429 is the provider being unavailable, not an OAuth answer.
         let http = AvailableOnly(&self.http);
-        let response = discovered
+        let exchange = discovered
             .client
             .exchange_refresh_token(&refresh_token_value)
-            .map_err(|e| ProviderError::InvalidTokenResponse(e.to_string()))?
-            .request_async(&http)
+            .map_err(|e| ProviderError::InvalidTokenResponse(e.to_string()))?;
+        let response = self
+            .metrics
+            .time(ProviderCall::Token, exchange.request_async(&http))
             .await
             .map_err(|e| self.token_error(e))?;
         let access_token = response.access_token();
@@ -511,8 +523,9 @@ impl OidcProvider {
         url: &Url,
         access_token: &openidconnect::AccessToken,
     ) -> Result<Map<String, Value>, ProviderError> {
-        self.http
-            .get_json(url, Some(access_token.secret()))
+        let call = self.http.get_json(url, Some(access_token.secret()));
+        self.metrics
+            .time(ProviderCall::Userinfo, call)
             .await
             .map_err(|source| ProviderError::Userinfo {
                 provider: self.id().to_owned(),
@@ -542,8 +555,8 @@ impl OidcProvider {
     pub(super) async fn discover(&self) -> Result<(), String> {
         let url = Url::parse(&self.discovery_url()).map_err(|e| format!("invalid URL: {e}"))?;
         let document = self
-            .http
-            .get_json(&url, None)
+            .metrics
+            .time(ProviderCall::Discovery, self.http.get_json(&url, None))
             .await
             .map_err(|e| e.to_string())?;
         let metadata: Metadata = serde_json::from_value(Value::Object(document))

@@ -36,7 +36,8 @@ async fn setup(opts: IdpOptions, provider_extra: &str) -> Setup {
         client_id = opts.client_id,
     );
     let config = crate::config::from_figment(Figment::from(Toml::string(&toml))).unwrap();
-    let providers = Providers::start(&config).expect("TLS client for providers");
+    let providers =
+        Providers::start(&config, Default::default()).expect("TLS client for providers");
     assert!(
         providers.wait_ready(Duration::from_secs(10)).await,
         "discovery failed"
@@ -371,7 +372,8 @@ async fn unreachable_provider_is_not_ready_and_begin_says_so() {
         "#
     );
     let config = crate::config::from_figment(Figment::from(Toml::string(&toml))).unwrap();
-    let providers = Providers::start(&config).expect("TLS client for providers");
+    let providers =
+        Providers::start(&config, Default::default()).expect("TLS client for providers");
     assert!(!providers.wait_ready(Duration::from_millis(300)).await);
     assert!(!providers.all_ready());
     let provider = providers.get("down").unwrap();
@@ -468,7 +470,8 @@ async fn oauth2_providers_are_ready_at_once_and_begin_with_state_and_pkce() {
         icon = "/static/github.svg"
         "#;
     let config = crate::config::from_figment(Figment::from(Toml::string(toml))).unwrap();
-    let providers = Providers::start(&config).expect("TLS client for providers");
+    let providers =
+        Providers::start(&config, Default::default()).expect("TLS client for providers");
     assert!(providers.all_ready());
     let gh = providers.get("gh").unwrap();
     assert_eq!(

@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderValue};
 use super::keys::{CodecError, SessionKeys};
 use super::{Opened, Session};
 use crate::config::{SameSite, SessionConfig};
+use crate::metrics::OpenedFrom;
 
 /// Chunks read or written at most: a session past ~38 KB is refused rather than joined.
 const MAX_CHUNKS: usize = 10;
@@ -63,6 +64,7 @@ pub struct SessionCookies {
     /// opening would give; expiry is still checked on every request. Only
     /// values that opened are inserted, so strangers cannot fill it.
     opened: moka::sync::Cache<Bytes, Arc<Opened>, foldhash::fast::RandomState>,
+    pub(super) opened_count: crate::metrics::OpenedCount,
 }
 
 impl std::fmt::Debug for SessionCookies {
@@ -123,6 +125,7 @@ impl SessionCookies {
                 .max_capacity(OPENED_CACHE_BYTES)
                 .time_to_idle(OPENED_CACHE_IDLE)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
+            opened_count: Default::default(),
         }
     }
 
@@ -380,11 +383,15 @@ impl SessionCookies {
         };
         let cached = self.opened.get(&*sealed);
         let opened = match &cached {
-            Some(opened) => Arc::clone(opened),
+            Some(opened) => {
+                self.opened_count.count(OpenedFrom::Cache);
+                Arc::clone(opened)
+            }
             None => {
                 let plaintext = self.keys.open(&self.name, &sealed)?;
                 let session =
                     serde_json::from_slice(&plaintext).map_err(|_| Refused::NotASession)?;
+                self.opened_count.count(OpenedFrom::Decrypted);
                 Arc::new(Opened::new(session))
             }
         };

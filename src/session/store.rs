@@ -87,6 +87,13 @@ impl Sessions {
         })
     }
 
+    /// Counts into `opened` where each cookie session comes from (cache or
+    /// decryption).
+    pub fn counting(mut self, opened: crate::metrics::OpenedCount) -> Self {
+        self.cookies.opened_count = opened;
+        self
+    }
+
     /// Sessions can be loaded and saved (`/oauth2/readyz`): always with the
     /// cookie store; with Redis, while it answers and invalidations are heard.
     pub fn is_up(&self) -> bool {

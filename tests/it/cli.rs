@@ -322,3 +322,52 @@ fn healthcheck_fails_with_one_line_when_nothing_listens() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn run_serves_metrics_on_metrics_listen_and_logs_json_lines() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let path = write_config(
+        "metrics.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"{metrics}\"\n[log]\nformat = \"json\"\n[session]\nsecret = \"log-secret-0123456789abcdef0123456789\"\n[providers.corp]\nissuer = \"http://127.0.0.1:9\"\nclient_id = \"c\"\n"
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["run", "--config", &path])
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start portcullis");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let announced = lines
+        .by_ref()
+        .take(20)
+        .map_while(Result::ok)
+        .inspect(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        })
+        .find(|l| l.contains("metrics at /metrics"));
+    let scraped = announced.is_some().then(|| {
+        let mut stream = std::net::TcpStream::connect(metrics).unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let scraped = scraped.expect("the metrics listener is announced");
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    assert!(
+        scraped.contains("portcullis_build_info{version="),
+        "{scraped}"
+    );
+}

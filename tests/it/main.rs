@@ -8,6 +8,8 @@ mod fakes;
 mod forward_auth;
 mod id_token;
 mod login_flow;
+mod logs;
+mod metrics;
 mod open_redirects;
 mod path_confusion;
 mod provider_logout;

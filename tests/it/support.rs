@@ -24,6 +24,8 @@ pub struct Harness {
     pub idp: DemoIdp,
     pub base: String,
     pub addr: SocketAddr,
+    /// Where its `GET /metrics` is served.
+    pub metrics: SocketAddr,
     /// The configuration it runs, for [`Harness::replica`].
     toml: String,
     _stop: oneshot::Sender<()>,
@@ -113,11 +115,12 @@ timeout = "2s"
             },
             extra = setup.extra_toml,
         );
-        let stop = serve(&toml, listener, setup.no_ready_wait).await;
+        let (stop, metrics) = serve(&toml, listener, setup.no_ready_wait).await;
         Harness {
             idp,
             base,
             addr,
+            metrics,
             toml,
             _stop: stop,
         }
@@ -130,7 +133,7 @@ timeout = "2s"
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let toml = self.toml.replace(&self.addr.to_string(), &addr.to_string());
-        let stop = serve(&toml, listener, false).await;
+        let (stop, _) = serve(&toml, listener, false).await;
         Replica {
             base: format!("http://{addr}"),
             _stop: stop,
@@ -162,8 +165,12 @@ timeout = "2s"
 
 /// Builds portcullis from `toml` and serves it on `listener` until the
 /// returned sender drops; first waits for provider discovery and the session
-/// store, unless `no_ready_wait`.
-async fn serve(toml: &str, listener: TcpListener, no_ready_wait: bool) -> oneshot::Sender<()> {
+/// store, unless `no_ready_wait`. Its metrics are served on the address returned.
+async fn serve(
+    toml: &str,
+    listener: TcpListener,
+    no_ready_wait: bool,
+) -> (oneshot::Sender<()>, SocketAddr) {
     let config = portcullis::config::from_figment(figment::Figment::from(
         <figment::providers::Toml as figment::providers::Format>::string(toml),
     ))
@@ -185,6 +192,12 @@ async fn serve(toml: &str, listener: TcpListener, no_ready_wait: bool) -> onesho
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics = metrics_listener.local_addr().unwrap();
+    tokio::spawn(portcullis::metrics::serve(
+        app.metrics.clone(),
+        metrics_listener,
+    ));
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
         let _ = app
@@ -193,7 +206,7 @@ async fn serve(toml: &str, listener: TcpListener, no_ready_wait: bool) -> onesho
             })
             .await;
     });
-    stop
+    (stop, metrics)
 }
 
 /// A second instance of a [`Harness`]'s portcullis ([`Harness::replica`]).

@@ -200,7 +200,7 @@ async fn an_oauth2_provider_refreshes_by_form_post_and_reads_the_profile_again()
         "#
     );
     let config = crate::config::from_figment(Figment::from(Toml::string(&toml))).unwrap();
-    let providers = Providers::start(&config).unwrap();
+    let providers = Providers::start(&config, Default::default()).unwrap();
     let plain = providers.get("plain").unwrap();
     assert!(plain.can_refresh());
     let after = plain.refresh(&rt, "grace").await.unwrap();
@@ -236,7 +236,7 @@ async fn facebook_cannot_refresh() {
         client_secret = "s"
         "#;
     let config = crate::config::from_figment(Figment::from(Toml::string(toml))).unwrap();
-    let providers = Providers::start(&config).unwrap();
+    let providers = Providers::start(&config, Default::default()).unwrap();
     let fb = providers.get("fb").unwrap();
     assert!(!fb.can_refresh());
     assert!(matches!(
@@ -395,7 +395,7 @@ async fn end_session_url_overrides_discovery_and_idp_logout_without_an_endpoint_
         end_session_url = "https://sso.example/logout"
         "#;
     let config = crate::config::from_figment(Figment::from(Toml::string(toml))).unwrap();
-    let providers = Providers::start(&config).unwrap();
+    let providers = Providers::start(&config, Default::default()).unwrap();
     let url = providers
         .get("gh")
         .unwrap()
@@ -542,7 +542,7 @@ async fn an_undiscovered_provider_cannot_refresh_yet_but_keeps_the_session() {
         "#
     );
     let config = crate::config::from_figment(Figment::from(Toml::string(&toml))).unwrap();
-    let providers = Providers::start(&config).unwrap();
+    let providers = Providers::start(&config, Default::default()).unwrap();
     let down = providers.get("down").unwrap();
     assert!(!down.can_refresh() && !down.backchannel_logout_supported());
     assert!(matches!(
@@ -581,7 +581,7 @@ async fn microsoft_setup(extra: &str) -> Setup {
         addr = idp.addr(),
     );
     let config = crate::config::from_figment(Figment::from(Toml::string(&toml))).unwrap();
-    let providers = Providers::start(&config).unwrap();
+    let providers = Providers::start(&config, Default::default()).unwrap();
     assert!(providers.wait_ready(Duration::from_secs(10)).await);
     Setup {
         idp,
