@@ -191,3 +191,16 @@ async fn a_refresh_is_counted_once_by_its_result() {
     assert_eq!(refreshes("kept"), 0.0);
     assert_eq!(refreshes("ended"), 0.0);
 }
+
+#[tokio::test]
+async fn an_upstream_that_answers_too_late_counts_as_an_upstream_timeout() {
+    let h = Harness::start().await;
+    let mut b = h.signed_in("ada").await;
+    // The harness's upstream.timeout is 2 s.
+    let resp = b.get_json(&h.url("/delay/2500")).await;
+    assert_eq!(resp.status, StatusCode::GATEWAY_TIMEOUT);
+    let text = scrape(&h).await;
+    assert_eq!(requests(&text, "upstream_timeout"), 1.0);
+    assert_eq!(requests(&text, "upstream_error"), 0.0);
+    assert_eq!(requests(&text, "proxied"), 0.0);
+}
