@@ -52,7 +52,11 @@ where
 {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer)
+        // On a failed write tracing-subscriber would `eprintln!` the error,
+        // which panics when stderr is the broken pipe it failed on: a log
+        // collector going away must not fail the request that logged.
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => Box::new(builder.with_ansi(ansi).finish()),
         // One JSON object per line, the event's fields at its top level.
