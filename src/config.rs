@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub public_url: Url,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// CAs trusted for calls to providers, beside the system and webpki roots.
+    pub extra_ca_file: Option<CaBundle>,
     pub trusted_proxies: Vec<IpNet>,
     /// Largest request head (request line + headers) accepted, in bytes.
     pub max_header_bytes: usize,
@@ -62,6 +64,14 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     pub pass_access_token: bool,
     pub pass_id_token: bool,
+    /// CAs trusted for an `https` upstream, beside the system and webpki roots.
+    pub ca_file: Option<CaBundle>,
+    /// The name sent as SNI and checked in the upstream's certificate, when
+    /// not the URL's host.
+    pub tls_server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+    /// `client_cert_file` + `client_key_file`: mutual TLS to the upstream.
+    pub client_cert: Option<ClientIdentity>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -486,6 +496,9 @@ impl fmt::Display for ConfigError {
 }
 
 mod raw;
+pub mod tls;
+
+pub use self::tls::{CaBundle, ClientIdentity};
 
 use raw::RawConfig;
 

@@ -461,7 +461,7 @@ impl Providers {
     /// Fails only when no TLS client can be built for calls to providers: then
     /// nobody could sign in, so portcullis must not start (or report ready).
     pub fn start(config: &Config) -> Result<Self, rustls::Error> {
-        let http = ProviderHttp::new()?;
+        let http = ProviderHttp::new(config.server.extra_ca_file.as_ref())?;
         let providers: Arc<[Arc<Provider>]> = config
             .providers
             .iter()

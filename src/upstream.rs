@@ -2,6 +2,7 @@
 //! both ways, hop-by-hop headers removed, upgrades tunnelled (STYLE §8).
 
 mod pool;
+mod tls;
 mod tunnel;
 
 use std::sync::Arc;
@@ -12,8 +13,6 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
-use hyper_rustls::ConfigBuilderExt;
-use rustls_pki_types::ServerName;
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
@@ -30,6 +29,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum UpstreamError {
     #[error("upstream unreachable: {0}")]
     Unreachable(#[source] BoxError),
+    /// The TLS handshake failed: rustls' reason, for the operator to fix
+    /// `upstream.ca_file`, `tls_server_name` or the client certificate.
+    #[error("upstream TLS handshake failed: {0}")]
+    Tls(rustls::Error),
     #[error("upstream sent no response headers within {}", humantime::format_duration(*.0))]
     Timeout(Duration),
     #[error("upstream protocol error: {0}")]
@@ -109,21 +112,7 @@ impl Upstream {
             HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort])
                 .expect("a URL's host and port are a valid header value");
 
-        let tls = (url.scheme() == "https").then(|| {
-            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the safe default TLS versions")
-            .with_webpki_roots()
-            .with_no_client_auth();
-            // HTTP/1.1 only: upgrades and Connection semantics exist only there,
-            // and the upstream leg is usually loopback where h2 buys nothing.
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            let name = ServerName::try_from(host.clone())
-                .expect("a URL's host is a DNS name or an IP address");
-            (tokio_rustls::TlsConnector::from(Arc::new(config)), name)
-        });
+        let tls = (url.scheme() == "https").then(|| tls::connector(cfg, &host));
         let pool = Pool::new(
             host,
             port,
@@ -217,6 +206,10 @@ impl Upstream {
                 return Err(UpstreamError::Timeout(self.timeout));
             }
             Ok(Err(SendError::Connect(error))) => {
+                if let Some(tls) = tls::failure(&*error) {
+                    tracing::warn!(error = %tls, "upstream TLS handshake failed");
+                    return Err(UpstreamError::Tls(tls));
+                }
                 tracing::warn!(error = %error_chain(&*error), "upstream unreachable");
                 return Err(UpstreamError::Unreachable(error));
             }

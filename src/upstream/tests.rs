@@ -211,6 +211,10 @@ fn config(url: &str, timeout: Duration) -> UpstreamConfig {
         timeout,
         pass_access_token: false,
         pass_id_token: false,
+        ca_file: None,
+        tls_server_name: None,
+        insecure_skip_verify: false,
+        client_cert: None,
     }
 }
 
@@ -759,3 +763,5 @@ async fn a_tunnel_keeps_its_place_under_max_connections() {
     proxy.stop().await;
     app.stop().await;
 }
+
+mod tls;
