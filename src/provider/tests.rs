@@ -515,3 +515,4 @@ fn a_callback_never_prints_its_code() {
 }
 
 mod lifecycle;
+mod private_ca;
