@@ -72,6 +72,22 @@ pub struct UpstreamConfig {
     pub insecure_skip_verify: bool,
     /// `client_cert_file` + `client_key_file`: mutual TLS to the upstream.
     pub client_cert: Option<ClientIdentity>,
+    pub protocol: UpstreamProtocol,
+}
+
+/// `upstream.protocol`: how requests travel to the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (over TLS for https): upgrades work; the fast path.
+    #[default]
+    Http1,
+    /// HTTP/2 over plain TCP, with prior knowledge (gRPC without TLS).
+    H2c,
+    /// HTTP/2 over TLS.
+    H2,
+    /// Over TLS, what ALPN agrees on (h2 or HTTP/1.1); HTTP/1.1 for http.
+    Auto,
 }
 
 #[derive(Debug, Clone, Serialize)]

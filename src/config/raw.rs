@@ -72,6 +72,8 @@ struct RawUpstream {
     insecure_skip_verify: bool,
     client_cert_file: Option<PathBuf>,
     client_key_file: Option<PathBuf>,
+    #[serde(default)]
+    protocol: UpstreamProtocol,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -441,6 +443,17 @@ impl RawUpstream {
                 );
             }
         }
+        match (u.protocol, url.scheme()) {
+            (UpstreamProtocol::H2, "http") => p.add(
+                "upstream.protocol",
+                "\"h2\" is HTTP/2 over TLS and needs an https:// upstream.url; use \"h2c\" for HTTP/2 without TLS",
+            ),
+            (UpstreamProtocol::H2c, "https") => p.add(
+                "upstream.protocol",
+                "\"h2c\" is HTTP/2 without TLS and needs an http:// upstream.url; use \"h2\" or \"auto\" for https",
+            ),
+            _ => {}
+        }
         if let Some(name) = &u.tls_server_name
             && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
         {
@@ -477,6 +490,7 @@ impl RawUpstream {
             tls_server_name: u.tls_server_name,
             insecure_skip_verify: u.insecure_skip_verify,
             client_cert,
+            protocol: u.protocol,
         }
     }
 }

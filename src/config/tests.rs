@@ -1156,3 +1156,36 @@ fn tls_keys_need_an_https_upstream_and_go_together() {
         "{got:?}"
     );
 }
+
+#[test]
+fn upstream_protocol_must_fit_the_url_scheme() {
+    let with = |url: &str, protocol: &str| {
+        parse(&format!(
+            "[upstream]\nurl = {url:?}\nprotocol = {protocol:?}\n{MINIMAL}"
+        ))
+    };
+    assert_eq!(
+        parse(MINIMAL).unwrap().upstream.protocol,
+        UpstreamProtocol::Http1
+    );
+    for (url, protocol, expected) in [
+        ("http://app:50051", "h2c", UpstreamProtocol::H2c),
+        ("https://app", "h2", UpstreamProtocol::H2),
+        ("https://app", "auto", UpstreamProtocol::Auto),
+        ("http://app", "auto", UpstreamProtocol::Auto),
+    ] {
+        assert_eq!(with(url, protocol).unwrap().upstream.protocol, expected);
+    }
+    for (url, protocol, says) in [
+        ("http://app", "h2", "needs an https://"),
+        ("https://app", "h2c", "needs an http://"),
+    ] {
+        let got = with(url, protocol).expect_err("refused").problems;
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("upstream.protocol:") && p.contains(says)),
+            "{got:?}"
+        );
+    }
+    assert!(with("http://app", "http3").is_err());
+}

@@ -215,6 +215,7 @@ fn config(url: &str, timeout: Duration) -> UpstreamConfig {
         tls_server_name: None,
         insecure_skip_verify: false,
         client_cert: None,
+        protocol: crate::config::UpstreamProtocol::Http1,
     }
 }
 
@@ -764,4 +765,5 @@ async fn a_tunnel_keeps_its_place_under_max_connections() {
     app.stop().await;
 }
 
+mod grpc;
 mod tls;

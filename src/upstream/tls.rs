@@ -11,15 +11,30 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{UpstreamConfig, tls};
 
-/// The connector and the server name (SNI and the certificate's expected
-/// name) for `cfg`; `url_host` is the name unless `tls_server_name` is set.
+/// The HTTP/1.1 connector and the server name (SNI and the certificate's
+/// expected name) for `cfg`; `url_host` is the name unless `tls_server_name` is set.
 ///
 /// # Panics
-/// If the name or the client key is invalid, which config validation rules out.
+/// If the name is invalid, which config validation rules out.
 pub(super) fn connector(
     cfg: &UpstreamConfig,
     url_host: &str,
 ) -> (TlsConnector, ServerName<'static>) {
+    let mut config = client_config(cfg);
+    // HTTP/1.1 only: upgrades and Connection semantics exist only there.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = cfg.tls_server_name.as_deref().unwrap_or(url_host);
+    let name = ServerName::try_from(name.to_owned())
+        .expect("a URL's host or a validated tls_server_name is a DNS name or an IP address");
+    (TlsConnector::from(Arc::new(config)), name)
+}
+
+/// The rustls client for `cfg`: its roots or `insecure_skip_verify`, and its
+/// client certificate; no ALPN yet.
+///
+/// # Panics
+/// If the client key is invalid, which config validation rules out.
+pub(super) fn client_config(cfg: &UpstreamConfig) -> ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -37,19 +52,12 @@ pub(super) fn connector(
     } else {
         builder.with_root_certificates(tls::roots(cfg.ca_file.as_ref()))
     };
-    let mut config = match &cfg.client_cert {
+    match &cfg.client_cert {
         Some(identity) => builder
             .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
             .expect("a validated client certificate and key"),
         None => builder.with_no_client_auth(),
-    };
-    // HTTP/1.1 only: upgrades and Connection semantics exist only there,
-    // and the upstream leg is usually loopback where h2 buys nothing.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = cfg.tls_server_name.as_deref().unwrap_or(url_host);
-    let name = ServerName::try_from(name.to_owned())
-        .expect("a URL's host or a validated tls_server_name is a DNS name or an IP address");
-    (TlsConnector::from(Arc::new(config)), name)
+    }
 }
 
 /// The rustls error behind a failed connect, if the TLS handshake is what
