@@ -5,6 +5,7 @@ mod cli;
 mod connections;
 mod fakes;
 mod forward_auth;
+mod grpc;
 mod id_token;
 mod login_flow;
 mod open_redirects;
