@@ -61,21 +61,20 @@ pub(super) fn client_config(cfg: &UpstreamConfig) -> ClientConfig {
 }
 
 /// The rustls error behind a failed connect, if the TLS handshake is what
-/// failed (tokio-rustls wraps it in an `io::Error`).
+/// failed. It sits inside an `io::Error`, possibly wrapped in another, and
+/// `io::Error::source` skips the error it wraps, so that is followed by hand.
 pub(super) fn failure(error: &(dyn std::error::Error + 'static)) -> Option<rustls::Error> {
     let mut cause = Some(error);
     while let Some(error) = cause {
         if let Some(tls) = error.downcast_ref::<rustls::Error>() {
             return Some(tls.clone());
         }
-        if let Some(tls) = error
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(tls.clone());
-        }
-        cause = error.source();
+        cause = match error.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
     }
     None
 }

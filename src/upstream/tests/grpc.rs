@@ -41,7 +41,10 @@ async fn grpc_app(tls: Option<TlsAcceptor>) -> std::net::SocketAddr {
                 let h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
                 let _ = match tls {
                     Some(tls) => {
-                        let stream = tls.accept(tcp).await.unwrap();
+                        // A client that refuses the certificate ends here.
+                        let Ok(stream) = tls.accept(tcp).await else {
+                            return;
+                        };
                         h2.serve_connection(TokioIo::new(stream), service).await
                     }
                     None => h2.serve_connection(TokioIo::new(tcp), service).await,
@@ -118,4 +121,21 @@ async fn grpc_over_h2_with_tls_and_over_auto() {
         assert_grpc_passed(call(&proxy).await);
         proxy.stop().await;
     }
+
+    // Without the CA: a 502 that names the certificate problem.
+    let proxy = proxy_to(format!("https://{app}"), |cfg| {
+        cfg.protocol = UpstreamProtocol::H2;
+    })
+    .await;
+    let refused = http1().get(proxy.url("/").parse().unwrap()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
+    let page = json(refused).await;
+    assert!(
+        page["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("UnknownIssuer"),
+        "{page}"
+    );
+    proxy.stop().await;
 }
