@@ -107,15 +107,16 @@ async fn grpc_over_h2c_keeps_te_and_trailers() {
 }
 
 #[tokio::test]
-async fn grpc_over_h2_with_tls_and_over_auto() {
+async fn grpc_over_h2_with_tls_and_over_auto_checking_tls_server_name() {
     let ca = TestCa::new("grpc");
-    let mut server = (*TestCa::server(&ca.leaf(&["127.0.0.1"]), None)).clone();
+    let mut server = (*TestCa::server(&ca.leaf(&["grpc.internal"]), None)).clone();
     server.alpn_protocols = vec![b"h2".to_vec()];
     let app = grpc_app(Some(TlsAcceptor::from(Arc::new(server)))).await;
     for protocol in [UpstreamProtocol::H2, UpstreamProtocol::Auto] {
         let proxy = proxy_to(format!("https://{app}"), |cfg| {
             cfg.protocol = protocol;
             cfg.ca_file = Some(ca.bundle());
+            cfg.tls_server_name = Some("grpc.internal".into());
         })
         .await;
         assert_grpc_passed(call(&proxy).await);
