@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// Where `GET /metrics` is served, on a listener of its own; off when `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// CAs trusted for calls to providers, beside the system and webpki roots.
+    pub extra_ca_file: Option<CaBundle>,
     pub trusted_proxies: Vec<IpNet>,
     /// Largest request head (request line + headers) accepted, in bytes.
     pub max_header_bytes: usize,
@@ -82,6 +84,30 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     pub pass_access_token: bool,
     pub pass_id_token: bool,
+    /// CAs trusted for an `https` upstream, beside the system and webpki roots.
+    pub ca_file: Option<CaBundle>,
+    /// The name sent as SNI and checked in the upstream's certificate, when
+    /// not the URL's host.
+    pub tls_server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+    /// `client_cert_file` + `client_key_file`: mutual TLS to the upstream.
+    pub client_cert: Option<ClientIdentity>,
+    pub protocol: UpstreamProtocol,
+}
+
+/// `upstream.protocol`: how requests travel to the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (over TLS for https): upgrades work; the fast path.
+    #[default]
+    Http1,
+    /// HTTP/2 over plain TCP, with prior knowledge (gRPC without TLS).
+    H2c,
+    /// HTTP/2 over TLS.
+    H2,
+    /// Over TLS, what ALPN agrees on (h2 or HTTP/1.1); HTTP/1.1 for http.
+    Auto,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -506,6 +532,9 @@ impl fmt::Display for ConfigError {
 }
 
 mod raw;
+pub mod tls;
+
+pub use self::tls::{CaBundle, ClientIdentity};
 
 use raw::RawConfig;
 

@@ -465,7 +465,7 @@ impl Providers {
     /// nobody could sign in, so portcullis must not start (or report ready).
     /// `metrics` times every call to a provider.
     pub fn start(config: &Config, metrics: ProviderMetrics) -> Result<Self, rustls::Error> {
-        let http = ProviderHttp::new()?;
+        let http = ProviderHttp::new(config.server.extra_ca_file.as_ref())?;
         let providers: Arc<[Arc<Provider>]> = config
             .providers
             .iter()

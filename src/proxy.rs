@@ -93,9 +93,9 @@ pub async fn handle(
         Err(e) => {
             ctx.outcome = match e {
                 UpstreamError::Timeout(_) => Some(Outcome::UpstreamTimeout),
-                UpstreamError::Unreachable(_) | UpstreamError::Protocol(_) => {
-                    Some(Outcome::UpstreamError)
-                }
+                UpstreamError::Unreachable(_)
+                | UpstreamError::Protocol(_)
+                | UpstreamError::Tls(_) => Some(Outcome::UpstreamError),
                 // The client's doing (its body, its target): by the status.
                 UpstreamError::ClientBody(_) | UpstreamError::InvalidTarget(_) => None,
             };

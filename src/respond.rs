@@ -134,6 +134,9 @@ impl From<UpstreamError> for Problem {
             UpstreamError::Protocol(_) => {
                 Self::bad_gateway("The application behind portcullis gave no usable answer.")
             }
+            UpstreamError::Tls(reason) => Self::bad_gateway(format!(
+                "The application's TLS connection was refused ({reason}); check upstream.ca_file, tls_server_name and the client certificate."
+            )),
             UpstreamError::ClientBody(ClientBodyError::Unreadable(_)) => {
                 Self::bad_request("The request body is malformed or was cut short.")
             }

@@ -1,7 +1,9 @@
 //! Forwarding to the app: a pool of HTTP/1.1 connections, bodies streamed
 //! both ways, hop-by-hop headers removed, upgrades tunnelled (STYLE §8).
 
+mod multiplexed;
 mod pool;
+mod tls;
 mod tunnel;
 
 use std::sync::Arc;
@@ -12,14 +14,13 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
-use hyper_rustls::ConfigBuilderExt;
-use rustls_pki_types::ServerName;
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
+use self::multiplexed::Multiplexed;
 use self::pool::{Pool, SendError};
 
-use crate::config::UpstreamConfig;
+use crate::config::{UpstreamConfig, UpstreamProtocol};
 use crate::{Body, BoxError, error_chain, headers};
 
 /// Connecting gets this long at most, so a black-holed upstream is reported as
@@ -30,6 +31,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum UpstreamError {
     #[error("upstream unreachable: {0}")]
     Unreachable(#[source] BoxError),
+    /// The TLS handshake failed: rustls' reason, for the operator to fix
+    /// `upstream.ca_file`, `tls_server_name` or the client certificate.
+    #[error("upstream TLS handshake failed: {0}")]
+    Tls(rustls::Error),
     #[error("upstream sent no response headers within {}", humantime::format_duration(*.0))]
     Timeout(Duration),
     #[error("upstream protocol error: {0}")]
@@ -49,7 +54,7 @@ pub enum UpstreamError {
 pub enum ClientBodyError {
     /// Malformed (a bad chunk), cut short, or reset by the client.
     #[error("the client's request body could not be read: {0}")]
-    Unreadable(#[source] hyper::Error),
+    Unreadable(#[source] BoxError),
     /// Less than 1 KiB of body (and not its end) within
     /// `server.body_read_timeout` while waiting for it.
     #[error("the client sent less than 1 KiB of request body in {}", humantime::format_duration(*.0))]
@@ -71,10 +76,17 @@ impl ClientBodyError {
     }
 }
 
+/// How requests reach the app (`upstream.protocol`).
+#[derive(Debug, Clone)]
+enum Transport {
+    Http1(Arc<Pool>),
+    Multiplexed(Arc<Multiplexed>),
+}
+
 /// The app behind portcullis.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    pool: Arc<Pool>,
+    transport: Transport,
     /// `Host` for requests that came without one (HTTP/1.0): the upstream's.
     host: HeaderValue,
     /// The path of `upstream.url` without its trailing `/`; prefixed to every request.
@@ -109,31 +121,18 @@ impl Upstream {
             HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort])
                 .expect("a URL's host and port are a valid header value");
 
-        let tls = (url.scheme() == "https").then(|| {
-            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the safe default TLS versions")
-            .with_webpki_roots()
-            .with_no_client_auth();
-            // HTTP/1.1 only: upgrades and Connection semantics exist only there,
-            // and the upstream leg is usually loopback where h2 buys nothing.
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            let name = ServerName::try_from(host.clone())
-                .expect("a URL's host is a DNS name or an IP address");
-            (tokio_rustls::TlsConnector::from(Arc::new(config)), name)
-        });
-        let pool = Pool::new(
-            host,
-            port,
-            tls,
-            cfg.timeout.min(CONNECT_TIMEOUT),
-            pool::IDLE_TIMEOUT,
-        );
+        let connect_timeout = cfg.timeout.min(CONNECT_TIMEOUT);
+        let transport = match (cfg.protocol, url.scheme()) {
+            (UpstreamProtocol::Http1, _) | (UpstreamProtocol::Auto, "http") => {
+                let tls = (url.scheme() == "https").then(|| tls::connector(cfg, &host));
+                let pool = Pool::new(host, port, tls, connect_timeout, pool::IDLE_TIMEOUT);
+                Transport::Http1(Arc::new(pool))
+            }
+            _ => Transport::Multiplexed(Arc::new(Multiplexed::new(cfg, connect_timeout))),
+        };
 
         Self {
-            pool: Arc::new(pool),
+            transport,
             host: host_header,
             base_path: url.path().trim_end_matches('/').to_owned(),
             timeout: cfg.timeout,
@@ -175,6 +174,13 @@ impl Upstream {
             .flatten();
 
         let (mut parts, body) = req.into_parts();
+        if matches!(self.transport, Transport::Multiplexed(_))
+            && parts.extensions.remove::<AcceptsTrailers>().is_some()
+        {
+            parts
+                .headers
+                .insert(http::header::TE, HeaderValue::from_static("trailers"));
+        }
         parts.uri = self.target(&parts.method, &parts.uri)?;
         parts.version = Version::HTTP_11;
         // hyper's connection writes the request as given and adds no `Host`.
@@ -207,7 +213,7 @@ impl Upstream {
             tokio::time::sleep(self.timeout).await;
         };
         let sent = tokio::select! {
-            sent = self.pool.send(req) => Ok(sent),
+            sent = self.send(req) => Ok(sent),
             () = head_due => Err(()),
         };
 
@@ -217,19 +223,23 @@ impl Upstream {
                 return Err(UpstreamError::Timeout(self.timeout));
             }
             Ok(Err(SendError::Connect(error))) => {
+                if let Some(tls) = tls::failure(&*error) {
+                    tracing::warn!(error = %tls, "upstream TLS handshake failed");
+                    return Err(UpstreamError::Tls(tls));
+                }
                 tracing::warn!(error = %error_chain(&*error), "upstream unreachable");
                 return Err(UpstreamError::Unreachable(error));
             }
             Ok(Err(SendError::Protocol(error))) => {
-                if let Some(client) = ClientBodyError::find(&error) {
+                if let Some(client) = ClientBodyError::find(&*error) {
                     tracing::debug!(error = %client, "request body failed; nothing forwarded in full");
                     return Err(UpstreamError::ClientBody(match client {
                         ClientBodyError::Stalled(after) => ClientBodyError::Stalled(*after),
                         ClientBodyError::Unreadable(_) => ClientBodyError::Unreadable(error),
                     }));
                 }
-                tracing::warn!(error = %error_chain(&error), "upstream request failed");
-                return Err(UpstreamError::Protocol(error.into()));
+                tracing::warn!(error = %error_chain(&*error), "upstream request failed");
+                return Err(UpstreamError::Protocol(error));
             }
             Ok(Ok(response)) => response,
         };
@@ -254,6 +264,13 @@ impl Upstream {
             _ => headers::strip_hop_by_hop(response.headers_mut()),
         }
         Ok(response)
+    }
+
+    async fn send(&self, req: Request<Body>) -> Result<Response<Body>, SendError> {
+        match &self.transport {
+            Transport::Http1(pool) => pool.send(req).await,
+            Transport::Multiplexed(client) => client.send(req).await,
+        }
     }
 
     fn target(&self, method: &Method, uri: &Uri) -> Result<Uri, UpstreamError> {
@@ -327,11 +344,9 @@ impl hyper::body::Body for ClientBody {
                 if frame.is_none() || this.body.is_end_stream() {
                     this.sent.take();
                 }
-                std::task::Poll::Ready(
-                    frame.map(|frame| {
-                        frame.map_err(|e| BoxError::from(ClientBodyError::Unreadable(e)))
-                    }),
-                )
+                std::task::Poll::Ready(frame.map(|frame| {
+                    frame.map_err(|e| BoxError::from(ClientBodyError::Unreadable(e.into())))
+                }))
             }
             std::task::Poll::Pending => {
                 if !this.waiting {
@@ -359,6 +374,11 @@ impl hyper::body::Body for ClientBody {
     }
 }
 
+/// The client sent `TE: trailers` (gRPC does), removed as hop-by-hop but
+/// passed on again over HTTP/2, where it is the one `TE` allowed.
+#[derive(Clone, Copy)]
+struct AcceptsTrailers;
+
 /// Makes a client's request fit to go upstream; call it before adding identity
 /// headers, or a client's `Connection: X-Forwarded-User` would remove the header
 /// portcullis sets. Removes hop-by-hop headers (RFC 9110 §7.6.1), keeping the
@@ -366,6 +386,9 @@ impl hyper::body::Body for ClientBody {
 /// HTTP/2 request (which carries its host in `:authority`) a `Host` header, so
 /// it can go on as HTTP/1.1 and X-Forwarded-Host can be derived from it.
 pub fn prepare_request<B>(req: &mut Request<B>) {
+    if headers::lists_token(req.headers(), &http::header::TE, "trailers") {
+        req.extensions_mut().insert(AcceptsTrailers);
+    }
     if headers::is_upgrade_request(req) {
         headers::strip_hop_by_hop_keep_upgrade(req.headers_mut());
     } else {

@@ -48,6 +48,7 @@ struct RawServer {
     public_url: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    extra_ca_file: Option<PathBuf>,
     metrics_listen: Option<String>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
@@ -105,6 +106,14 @@ struct RawUpstream {
     pass_access_token: bool,
     #[serde(default)]
     pass_id_token: bool,
+    ca_file: Option<PathBuf>,
+    tls_server_name: Option<String>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+    client_cert_file: Option<PathBuf>,
+    client_key_file: Option<PathBuf>,
+    #[serde(default)]
+    protocol: UpstreamProtocol,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,6 +260,11 @@ impl Problems {
                 Url::parse(default).expect("default URL parses")
             }
         }
+    }
+
+    /// The PEM bundle at `path`, if given and readable.
+    fn ca_bundle(&mut self, key: &str, path: Option<&Path>) -> Option<CaBundle> {
+        CaBundle::read(path?).map_err(|e| self.add(key, e)).ok()
     }
 
     fn addr(&mut self, key: &str, value: &str) -> SocketAddr {
@@ -416,6 +430,7 @@ impl RawServer {
             tls_cert: s.tls_cert,
             tls_key: s.tls_key,
             metrics_listen,
+            extra_ca_file: p.ca_bundle("server.extra_ca_file", s.extra_ca_file.as_deref()),
             trusted_proxies,
             max_header_bytes,
             header_read_timeout,
@@ -460,11 +475,69 @@ fn open_file_limit() -> Option<u64> {
 impl RawUpstream {
     fn validate(self, p: &mut Problems) -> UpstreamConfig {
         let u = self;
+        let url = p.url("upstream.url", u.url.as_deref(), "http://127.0.0.1:8080");
+        let tls_only = [
+            ("upstream.ca_file", u.ca_file.is_some()),
+            ("upstream.tls_server_name", u.tls_server_name.is_some()),
+            ("upstream.insecure_skip_verify", u.insecure_skip_verify),
+            ("upstream.client_cert_file", u.client_cert_file.is_some()),
+        ];
+        if url.scheme() == "http" {
+            for (key, _) in tls_only.iter().filter(|(_, set)| *set) {
+                p.add(
+                    key,
+                    "applies only to an https:// upstream.url; remove it or make the URL https://",
+                );
+            }
+        }
+        match (u.protocol, url.scheme()) {
+            (UpstreamProtocol::H2, "http") => p.add(
+                "upstream.protocol",
+                "\"h2\" is HTTP/2 over TLS and needs an https:// upstream.url; use \"h2c\" for HTTP/2 without TLS",
+            ),
+            (UpstreamProtocol::H2c, "https") => p.add(
+                "upstream.protocol",
+                "\"h2c\" is HTTP/2 without TLS and needs an http:// upstream.url; use \"h2\" or \"auto\" for https",
+            ),
+            _ => {}
+        }
+        if let Some(name) = &u.tls_server_name
+            && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
+        {
+            p.add(
+                "upstream.tls_server_name",
+                format_args!("{name:?} is not a DNS name or IP address, e.g. \"app.internal\""),
+            );
+        }
+        if u.insecure_skip_verify && u.ca_file.is_some() {
+            p.add(
+                "upstream.ca_file",
+                "has no effect with insecure_skip_verify = true; remove one of them (prefer ca_file)",
+            );
+        }
+        let client_cert = match (&u.client_cert_file, &u.client_key_file) {
+            (Some(cert), Some(key)) => ClientIdentity::read(cert, key)
+                .map_err(|(key, problem)| p.add(&format!("upstream.{key}"), problem))
+                .ok(),
+            (None, None) => None,
+            _ => {
+                p.add(
+                    "upstream.client_cert_file",
+                    "client_cert_file and client_key_file go together; set both or neither",
+                );
+                None
+            }
+        };
         UpstreamConfig {
-            url: p.url("upstream.url", u.url.as_deref(), "http://127.0.0.1:8080"),
+            url,
             timeout: p.duration("upstream.timeout", u.timeout.as_deref(), "60s"),
             pass_access_token: u.pass_access_token,
             pass_id_token: u.pass_id_token,
+            ca_file: p.ca_bundle("upstream.ca_file", u.ca_file.as_deref()),
+            tls_server_name: u.tls_server_name,
+            insecure_skip_verify: u.insecure_skip_verify,
+            client_cert,
+            protocol: u.protocol,
         }
     }
 }

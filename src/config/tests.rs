@@ -1152,3 +1152,105 @@ fn the_reference_config_toml_metrics_example_is_a_valid_key() {
     let config = parse(&format!("[server]\n{example}\n{MINIMAL}")).unwrap();
     assert!(config.server.metrics_listen.is_some());
 }
+
+#[test]
+fn tls_files_are_read_and_checked_at_start_up() {
+    let ca = tls::test_pki::TestCa::new("config");
+    let ca_file = ca.ca_file();
+    let client = ca.leaf(&["portcullis"]);
+    let cert = ca.write("client.pem", &client.cert_pem);
+    let key = ca.write("client-key.pem", &client.key_pem);
+    let toml = format!(
+        "[server]\nextra_ca_file = {ca:?}\n[upstream]\nurl = \"https://10.0.0.7:8443\"\nca_file = {ca:?}\ntls_server_name = \"app.internal\"\nclient_cert_file = {cert:?}\nclient_key_file = {key:?}\n{MINIMAL}",
+        ca = ca_file.display().to_string(),
+        cert = cert.display().to_string(),
+        key = key.display().to_string(),
+    );
+    let c = parse(&toml).unwrap();
+    assert_eq!(c.server.extra_ca_file.unwrap().certs.len(), 1);
+    assert_eq!(c.upstream.ca_file.unwrap().certs.len(), 1);
+    assert_eq!(c.upstream.tls_server_name.as_deref(), Some("app.internal"));
+    assert_eq!(c.upstream.client_cert.unwrap().chain.len(), 1);
+    assert!(!c.upstream.insecure_skip_verify);
+
+    // A key where certificates belong, and a certificate where the key belongs.
+    let swapped = toml
+        .replace(&ca_file.display().to_string(), &key.display().to_string())
+        .replace(
+            &format!("client_key_file = {:?}", key.display().to_string()),
+            &format!("client_key_file = {:?}", cert.display().to_string()),
+        );
+    let got = problems(&swapped).join("\n");
+    for key in [
+        "server.extra_ca_file:",
+        "upstream.ca_file:",
+        "upstream.client_key_file:",
+    ] {
+        assert!(got.contains(key), "{key} in {got}");
+    }
+    assert!(got.contains("holds no PEM certificate"), "{got}");
+}
+
+#[test]
+fn tls_keys_need_an_https_upstream_and_go_together() {
+    let got = problems(&format!(
+        "[upstream]\nurl = \"http://127.0.0.1:8080\"\ninsecure_skip_verify = true\ntls_server_name = \"app.internal\"\n{MINIMAL}"
+    ));
+    for key in [
+        "upstream.insecure_skip_verify:",
+        "upstream.tls_server_name:",
+    ] {
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with(key) && p.contains("only to an https://")),
+            "{key} in {got:?}"
+        );
+    }
+    let got = problems(&format!(
+        "[upstream]\nurl = \"https://app\"\nclient_cert_file = \"c.pem\"\ntls_server_name = \"not a name\"\n{MINIMAL}"
+    ));
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("upstream.client_cert_file:")
+                && p.contains("set both or neither")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("upstream.tls_server_name:") && p.contains("not a DNS name")),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn upstream_protocol_must_fit_the_url_scheme() {
+    let with = |url: &str, protocol: &str| {
+        parse(&format!(
+            "[upstream]\nurl = {url:?}\nprotocol = {protocol:?}\n{MINIMAL}"
+        ))
+    };
+    assert_eq!(
+        parse(MINIMAL).unwrap().upstream.protocol,
+        UpstreamProtocol::Http1
+    );
+    for (url, protocol, expected) in [
+        ("http://app:50051", "h2c", UpstreamProtocol::H2c),
+        ("https://app", "h2", UpstreamProtocol::H2),
+        ("https://app", "auto", UpstreamProtocol::Auto),
+        ("http://app", "auto", UpstreamProtocol::Auto),
+    ] {
+        assert_eq!(with(url, protocol).unwrap().upstream.protocol, expected);
+    }
+    for (url, protocol, says) in [
+        ("http://app", "h2", "needs an https://"),
+        ("https://app", "h2c", "needs an http://"),
+    ] {
+        let got = with(url, protocol).expect_err("refused").problems;
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("upstream.protocol:") && p.contains(says)),
+            "{got:?}"
+        );
+    }
+    assert!(with("http://app", "http3").is_err());
+}

@@ -17,6 +17,8 @@ use hyper_util::rt::TokioExecutor;
 use openidconnect::{AsyncHttpClient, HttpRequest, HttpResponse};
 use url::Url;
 
+use crate::config::CaBundle;
+
 /// Whole-call limit: connect, send, wait and read the body.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest response body accepted from a provider.
@@ -67,11 +69,16 @@ pub enum HttpFailure {
 }
 
 impl ProviderHttp {
-    pub fn new() -> Result<Self, rustls::Error> {
+    /// A client trusting the system's roots, webpki's and `extra_ca` (`server.extra_ca_file`).
+    pub fn new(extra_ca: Option<&CaBundle>) -> Result<Self, rustls::Error> {
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(crate::config::tls::roots(extra_ca))
+        .with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(std::sync::Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()

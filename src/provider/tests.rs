@@ -66,7 +66,7 @@ impl Setup {
     async fn authorize(&self, sub: &str) -> (Returned, FlowSecrets, Url) {
         let (mut url, secrets) = self.provider().begin(&self.redirect_uri).unwrap();
         url.query_pairs_mut().append_pair("login_hint", sub);
-        let http = ProviderHttp::new().unwrap();
+        let http = ProviderHttp::new(None).unwrap();
         let response = http
             .send(::http::Request::get(url.as_str()).body(Vec::new()).unwrap())
             .await
@@ -400,7 +400,7 @@ async fn http_client_reports_a_refused_connection() {
         .unwrap()
         .port();
     let url = Url::parse(&format!("http://127.0.0.1:{port}/userinfo?secret=1")).unwrap();
-    let err = ProviderHttp::new()
+    let err = ProviderHttp::new(None)
         .unwrap()
         .get_json(&url, Some("token"))
         .await
@@ -430,7 +430,7 @@ async fn http_client_refuses_responses_over_one_mebibyte() {
         let _ = stream.write_all(&vec![b' '; size]).await;
     });
     let url = Url::parse(&format!("http://{addr}/big")).unwrap();
-    let err = ProviderHttp::new()
+    let err = ProviderHttp::new(None)
         .unwrap()
         .get_json(&url, None)
         .await
@@ -518,3 +518,4 @@ fn a_callback_never_prints_its_code() {
 }
 
 mod lifecycle;
+mod private_ca;

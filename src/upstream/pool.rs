@@ -47,7 +47,7 @@ pub(super) enum SendError {
     /// No connection could be opened (TCP, TLS or HTTP handshake).
     Connect(BoxError),
     /// A connection was open but the exchange on it failed.
-    Protocol(hyper::Error),
+    Protocol(BoxError),
 }
 
 pub(super) struct Pool {
@@ -113,7 +113,7 @@ impl Pool {
             // Boxed: dialling (TCP, TLS, handshake) is rare and its future large.
             None => Box::pin(self.send_on_new(req)).await?,
         };
-        let response = response.map_err(SendError::Protocol)?;
+        let response = response.map_err(|e| SendError::Protocol(e.into()))?;
         // An upgraded connection belongs to the tunnel; one the upstream is
         // closing (`Connection: close`, HTTP/1.0) is of no further use.
         let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS

@@ -211,6 +211,11 @@ fn config(url: &str, timeout: Duration) -> UpstreamConfig {
         timeout,
         pass_access_token: false,
         pass_id_token: false,
+        ca_file: None,
+        tls_server_name: None,
+        insecure_skip_verify: false,
+        client_cert: None,
+        protocol: crate::config::UpstreamProtocol::Http1,
     }
 }
 
@@ -759,3 +764,6 @@ async fn a_tunnel_keeps_its_place_under_max_connections() {
     proxy.stop().await;
     app.stop().await;
 }
+
+mod grpc;
+mod tls;

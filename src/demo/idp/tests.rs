@@ -17,7 +17,11 @@ use super::{
 use crate::provider::http::ProviderHttp;
 
 async fn call(request: http::Request<Vec<u8>>) -> (StatusCode, HeaderMap, String) {
-    let response = ProviderHttp::new().unwrap().send(request).await.unwrap();
+    let response = ProviderHttp::new(None)
+        .unwrap()
+        .send(request)
+        .await
+        .unwrap();
     let (parts, body) = response.into_parts();
     (
         parts.status,

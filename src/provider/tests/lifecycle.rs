@@ -354,7 +354,7 @@ async fn end_session_url_carries_the_hint_client_return_uri_and_state_and_the_id
             .any(|(k, _)| k == "id_token_hint")
     );
 
-    let response = super::http::ProviderHttp::new()
+    let response = super::http::ProviderHttp::new(None)
         .unwrap()
         .send(::http::Request::get(url.as_str()).body(Vec::new()).unwrap())
         .await
