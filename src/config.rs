@@ -18,7 +18,7 @@ use url::Url;
 // === validated configuration ===
 
 /// The validated configuration every other module reads.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
@@ -34,7 +34,7 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     /// External origin (scheme, host, port); no path.
@@ -58,10 +58,13 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// Client connections open at once; more are closed as they arrive.
     pub max_connections: usize,
+    /// Reload when the configuration file (or the TLS files) change, besides
+    /// on SIGHUP.
+    pub watch_config: bool,
 }
 
 /// `[log]`: how portcullis writes its log to stderr.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogConfig {
     pub format: LogFormat,
     /// A tracing filter (`info`, `portcullis=debug`); `RUST_LOG` overrides it.
@@ -77,7 +80,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UpstreamConfig {
     pub url: Url,
     #[serde(serialize_with = "ser_duration")]
@@ -110,7 +113,7 @@ pub enum UpstreamProtocol {
     Auto,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SessionConfig {
     pub secret: Secret,
     pub previous_secrets: Vec<Secret>,
@@ -135,7 +138,7 @@ pub struct SessionConfig {
 }
 
 /// `session.store`: in the cookie itself, or in Redis behind a small cookie.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum StoreConfig {
     Cookie,
@@ -145,7 +148,7 @@ pub enum StoreConfig {
 /// The `redis_*` keys of `[session]`, validated: either `url` names the
 /// server, or `sentinels` and `master_name` find it (and `url`, if given,
 /// only brings the scheme, credentials and database for the master).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RedisConfig {
     pub url: Option<RedisUrl>,
     /// `host:port` of each Sentinel; empty when `url` names the server.
@@ -157,7 +160,7 @@ pub struct RedisConfig {
 
 /// A `redis://` or `rediss://` URL. It may carry a password, so it prints,
 /// debugs and serialises with the password replaced (`redis://:[redacted]@host`).
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct RedisUrl(Secret);
 
 impl RedisUrl {
@@ -230,7 +233,7 @@ pub enum SessionStoreKind {
     Redis,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AccessConfig {
     /// Lower-cased; `*` admits every domain.
     pub allowed_email_domains: Vec<String>,
@@ -246,7 +249,7 @@ pub struct AccessConfig {
     pub allow_encoded_slashes: bool,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SignInConfig {
     /// With exactly one provider, skip the sign-in page and go straight to it.
     pub auto_redirect: bool,
@@ -257,7 +260,7 @@ pub struct SignInConfig {
     pub template: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// Exact path, prefix ending in `/`, or glob (`*` within a segment, `**` across).
@@ -275,7 +278,7 @@ pub struct RuleConfig {
     pub api: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProviderConfig {
     /// The table name under `[providers]`; part of the redirect URI.
     pub id: String,
@@ -307,7 +310,7 @@ pub struct ProviderConfig {
 }
 
 /// How a provider signs users in: OpenID Connect, or plain OAuth 2.0 plus a profile API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     Oidc(OidcSettings),
@@ -315,7 +318,7 @@ pub enum Protocol {
     OAuth2(OAuth2Settings),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OidcSettings {
     pub issuer: Url,
     /// Replace what discovery says, endpoint by endpoint.
@@ -339,7 +342,7 @@ pub enum IdTokenChecks {
     },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OAuth2Settings {
     pub auth_url: Url,
     pub token_url: Url,
@@ -533,6 +536,7 @@ impl fmt::Display for ConfigError {
 
 mod raw;
 pub mod tls;
+pub mod watch;
 
 pub use self::tls::{CaBundle, ClientIdentity};
 

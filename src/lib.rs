@@ -22,6 +22,7 @@ pub mod policy;
 pub mod provider;
 pub mod proxy;
 pub mod redirect;
+pub mod reload;
 pub mod respond;
 pub mod server;
 pub mod session;
@@ -117,19 +118,37 @@ pub enum StartError {
     },
 }
 
-/// Everything a request needs, built once at start-up.
+/// Everything a request needs: one configuration's snapshot (DESIGN §10
+/// "Reloadable state"). A reload builds a new `App` with [`App::reloaded`],
+/// which keeps what must outlive a configuration (see there), and [`Live`]
+/// hands each request the newest one.
 pub struct App {
     pub config: Config,
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
     pub providers: Providers,
     pub policy: Policy,
-    pub upstream: Upstream,
+    pub upstream: Arc<Upstream>,
     /// One token refresh per session at a time, and the backoff after failures.
-    pub refresher: authn::refresh::Refresher,
+    pub refresher: Arc<authn::refresh::Refresher>,
     /// Back-channel logout tokens already acted on.
-    pub seen_logout_tokens: auth::SeenLogoutTokens,
+    pub seen_logout_tokens: Arc<auth::SeenLogoutTokens>,
     pub metrics: Arc<Metrics>,
     spoof_guard: SpoofGuard,
+    /// This configuration's own background work (the emails file watch),
+    /// stopped when the last request using it is done.
+    _tasks: Tasks,
+}
+
+/// Tasks aborted on drop.
+#[derive(Default)]
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// What handling a request tells the top of [`App::handle`], which turns it
@@ -150,30 +169,90 @@ impl App {
     /// Builds the app and starts provider discovery in the background; needs a
     /// Tokio runtime.
     pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
+        Self::build(config, None)
+    }
+
+    /// The app for `config`, replacing this one (hot reload). Kept from this
+    /// one: the metrics, the refresh flights, the seen logout tokens, the
+    /// revocation list, the tunnels (so shutdown still waits for them), the
+    /// providers whose settings did not change (with their metadata and
+    /// keys), and the session store and upstream client when their settings
+    /// did not change (with their caches and pooled connections).
+    pub fn reloaded(&self, config: Config) -> Result<Arc<Self>, StartError> {
+        Self::build(config, Some(self))
+    }
+
+    fn build(config: Config, previous: Option<&App>) -> Result<Arc<Self>, StartError> {
         let policy = Policy::new(&config).map_err(StartError::Access)?;
-        policy.watch_emails_file();
+        let tasks = Tasks(policy.watch_emails_file().into_iter().collect());
         let mut protected: Vec<&str> = config.headers.iter().map(|(h, _)| h.as_str()).collect();
         protected.push(authn::ACCESS_TOKEN_HEADER);
         if config.upstream.pass_id_token {
             protected.push("authorization");
         }
         let spoof_guard = SpoofGuard::new(protected);
-        let upstream = Upstream::new(&config.upstream, config.server.body_read_timeout);
-        let metrics = Arc::new(Metrics::new(upstream.tunnels()));
+        let upstream = match previous {
+            Some(p) if p.upstream_settings_equal(&config) => p.upstream.clone(),
+            Some(p) => Arc::new(
+                Upstream::new(&config.upstream, config.server.body_read_timeout)
+                    .sharing_tunnels(p.upstream.tunnels()),
+            ),
+            None => Arc::new(Upstream::new(
+                &config.upstream,
+                config.server.body_read_timeout,
+            )),
+        };
+        let metrics = match previous {
+            Some(p) => p.metrics.clone(),
+            None => Arc::new(Metrics::new(upstream.tunnels())),
+        };
+        let sessions = match previous {
+            // The cached sessions carry headers made under the old settings.
+            Some(p) if p.config.session == config.session && p.headers_settings_equal(&config) => {
+                p.sessions.clone()
+            }
+            _ => {
+                let sessions = Sessions::new(&config.session)
+                    .map_err(StartError::SessionStore)?
+                    .counting(metrics.opened.clone());
+                Arc::new(match previous {
+                    Some(p) => sessions.keeping_revocations(&p.sessions),
+                    None => sessions,
+                })
+            }
+        };
+        let providers = Providers::start_keeping(
+            &config,
+            metrics.provider.clone(),
+            previous.map(|p| &p.providers),
+        )
+        .map_err(StartError::ProviderTls)?;
         Ok(Arc::new(Self {
-            sessions: Sessions::new(&config.session)
-                .map_err(StartError::SessionStore)?
-                .counting(metrics.opened.clone()),
-            providers: Providers::start(&config, metrics.provider.clone())
-                .map_err(StartError::ProviderTls)?,
+            sessions,
+            providers,
             upstream,
             policy,
-            refresher: Default::default(),
-            seen_logout_tokens: Default::default(),
+            refresher: previous.map(|p| p.refresher.clone()).unwrap_or_default(),
+            seen_logout_tokens: previous
+                .map(|p| p.seen_logout_tokens.clone())
+                .unwrap_or_default(),
             metrics,
             spoof_guard,
+            _tasks: tasks,
             config,
         }))
+    }
+
+    fn upstream_settings_equal(&self, config: &Config) -> bool {
+        self.config.upstream == config.upstream
+            && self.config.server.body_read_timeout == config.server.body_read_timeout
+    }
+
+    /// What the identity headers are made from, besides the session.
+    fn headers_settings_equal(&self, config: &Config) -> bool {
+        self.config.headers == config.headers
+            && self.config.upstream.pass_access_token == config.upstream.pass_access_token
+            && self.config.upstream.pass_id_token == config.upstream.pass_id_token
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains.
@@ -182,11 +261,57 @@ impl App {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), StartError> {
-        let s = &self.config.server;
-        let tls = match (&s.tls_cert, &s.tls_key) {
-            (Some(cert), Some(key)) => Some(server::load_tls(cert, key)?),
+        Live::new(self)?.serve(listener, shutdown).await
+    }
+}
+
+/// The app requests are handed: the newest configuration's [`App`], which a
+/// reload replaces at once for the next request while requests in flight
+/// finish with the one they started with; and the server's certificate.
+pub struct Live {
+    app: arc_swap::ArcSwap<App>,
+    certificate: Option<Arc<server::ServerCertificate>>,
+}
+
+impl Live {
+    pub fn new(app: Arc<App>) -> Result<Arc<Self>, StartError> {
+        let s = &app.config.server;
+        let certificate = match (&s.tls_cert, &s.tls_key) {
+            (Some(cert), Some(key)) => Some(server::ServerCertificate::load(cert, key)?),
             _ => None,
         };
+        Ok(Arc::new(Self {
+            app: arc_swap::ArcSwap::new(app),
+            certificate,
+        }))
+    }
+
+    /// The current configuration's app.
+    pub fn app(&self) -> Arc<App> {
+        self.app.load_full()
+    }
+
+    /// Makes `app` the one new requests get, with the certificate and key its
+    /// configuration names read again; on an error nothing changes.
+    pub fn replace(&self, app: Arc<App>) -> Result<(), StartError> {
+        let s = &app.config.server;
+        if let (Some(certificate), Some(cert), Some(key)) =
+            (&self.certificate, &s.tls_cert, &s.tls_key)
+        {
+            certificate.reload(cert, key)?;
+        }
+        self.app.store(app);
+        Ok(())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), StartError> {
+        let app = self.app();
+        let s = &app.config.server;
         let limits = ServerLimits {
             // `server.max_header_bytes` itself is enforced in `handle`.
             max_header_bytes: head_limit::hard_cap(s.max_header_bytes),
@@ -196,15 +321,28 @@ impl App {
             keep_alive_timeout: server::KEEP_ALIVE_TIMEOUT,
             max_connections: s.max_connections,
         };
-        let tunnels = self.upstream.tunnels();
+        let tls = self.certificate.as_ref().map(|c| c.server_config());
+        let tunnels = app.upstream.tunnels();
+        drop(app);
         server::serve(listener, tls, limits, self, tunnels, shutdown)
             .await
             .map_err(StartError::Serve)
     }
 }
 
-impl Handler for App {
+impl Handler for Live {
     async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        self.app().handle(req, conn).await
+    }
+
+    fn open_connections(&self) -> Option<prometheus_client::metrics::gauge::Gauge> {
+        Some(self.app().metrics.connections.clone())
+    }
+}
+
+impl App {
+    /// Answers one request, then counts and logs it.
+    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let started = Instant::now();
         let access_logged =
             self.config.log.access && tracing::enabled!(target: log::ACCESS, tracing::Level::INFO);
@@ -248,10 +386,6 @@ impl Handler for App {
         }
         response
     }
-
-    fn open_connections(&self) -> Option<prometheus_client::metrics::gauge::Gauge> {
-        Some(self.metrics.connections.clone())
-    }
 }
 
 impl App {
@@ -274,8 +408,10 @@ impl App {
     }
 }
 
-/// `portcullis run`: bind, serve, stop on Ctrl-C or SIGTERM.
-pub async fn run(config: Config) -> Result<(), StartError> {
+/// `portcullis run`: bind, serve, reload on SIGHUP (and file changes when
+/// `server.watch_config`), stop on Ctrl-C or SIGTERM. `source` is where
+/// `config` came from, read again on reload.
+pub async fn run(config: Config, source: reload::ConfigSource) -> Result<(), StartError> {
     let addr = config.server.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -291,11 +427,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
         None => None,
     };
-    let app = App::new(config)?;
+    let live = Live::new(App::new(config)?)?;
     if let Some(listener) = metrics_listener {
-        tokio::spawn(metrics::serve(app.metrics.clone(), listener));
+        tokio::spawn(metrics::serve(live.app().metrics.clone(), listener));
     }
-    app.serve(listener, shutdown_signal()).await
+    tokio::spawn(reload::follow(live.clone(), source));
+    live.serve(listener, shutdown_signal()).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what `docker stop` sends).

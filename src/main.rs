@@ -114,7 +114,8 @@ fn main() -> ExitCode {
                 }
             };
             portcullis::init_tracing(&config.log);
-            runtime(portcullis::run(config))
+            let source = portcullis::reload::ConfigSource { path, named };
+            runtime(portcullis::run(config, source))
         }
         Command::Demo { listen } => {
             portcullis::init_tracing(&Default::default());

@@ -227,6 +227,7 @@ pub struct Metrics {
     upstream_response: Timing,
     sign_ins: Family<SignInLabels, Counter>,
     refreshes: Labelled<Counter, 3>,
+    reloads: Labelled<Counter, 2>,
     pub opened: OpenedCount,
     pub provider: ProviderMetrics,
     pub connections: Gauge,
@@ -323,6 +324,12 @@ impl Metrics {
         );
         let refreshes = Labelled::new("result", ["renewed", "kept", "ended"]);
         registry.register("refreshes", "Token refreshes by result", refreshes.clone());
+        let reloads = Labelled::new("result", ["applied", "refused"]);
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP, server.watch_config) by result",
+            reloads.clone(),
+        );
         let opened = OpenedCount::default();
         registry.register(
             "sessions_opened",
@@ -362,6 +369,7 @@ impl Metrics {
             upstream_response,
             sign_ins,
             refreshes,
+            reloads,
             opened,
             provider,
             connections,
@@ -387,6 +395,11 @@ impl Metrics {
 
     pub fn refresh(&self, result: RefreshResult) {
         self.refreshes.get(result as usize).inc();
+    }
+
+    /// A configuration reload: applied, or refused (the old one kept serving).
+    pub fn reload(&self, applied: bool) {
+        self.reloads.get(usize::from(!applied)).inc();
     }
 
     /// The Prometheus text exposition format (0.0.4).

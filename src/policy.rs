@@ -5,12 +5,13 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::Method;
 use smallvec::SmallVec;
 
+use crate::config::watch::Watch;
 use crate::config::{AccessConfig, Config, RuleConfig};
 use crate::identity::Identity;
 use readings::{PathOptions, Reading};
@@ -159,14 +160,9 @@ impl Policy {
         let access = self.access.clone();
         let emails = self.emails.clone();
         Some(tokio::spawn(async move {
-            let mut seen = modified(&path);
+            let mut watch = Watch::new([path.clone()], interval);
             loop {
-                tokio::time::sleep(interval).await;
-                let now = modified(&path);
-                if now == seen {
-                    continue;
-                }
-                seen = now;
+                watch.changed().await;
                 match read_emails(&access) {
                     Ok(set) => {
                         tracing::info!(file = %path.display(), count = set.len(), "reloaded access.allowed_emails_file");
@@ -263,10 +259,6 @@ impl Policy {
 
 fn in_any(have: &[String], wanted: &[String]) -> bool {
     have.iter().any(|g| wanted.contains(g))
-}
-
-fn modified(path: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 fn read_emails(access: &AccessConfig) -> std::io::Result<HashSet<String>> {

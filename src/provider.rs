@@ -44,7 +44,7 @@ use url::Url;
 
 use self::oauth2::OAuth2Provider;
 use self::oidc::OidcProvider;
-use crate::config::{Config, Protocol, ProviderConfig};
+use crate::config::{CaBundle, Config, Protocol, ProviderConfig};
 use crate::metrics::{ProviderCall, ProviderMetrics};
 use crate::session::Tokens;
 use http::{HttpError, ProviderHttp};
@@ -456,29 +456,81 @@ impl Provider {
 pub struct Providers {
     providers: Arc<[Arc<Provider>]>,
     ready: Arc<Notify>,
+    /// The one HTTP client for providers, and the CAs it was built to trust.
+    http: ProviderHttp,
+    extra_ca: Option<CaBundle>,
 }
 
 impl Providers {
     /// Spawns background discovery (metadata + JWKS) per provider, retrying with
-    /// backoff from 1 s to 30 s and logging what to fix. Needs a Tokio runtime.
-    /// Fails only when no TLS client can be built for calls to providers: then
-    /// nobody could sign in, so portcullis must not start (or report ready).
-    /// `metrics` times every call to a provider.
+    /// backoff from 1 s to 30 s and logging what to fix, then reading the
+    /// metadata again as it asks (see [`rediscovery_after`]). Needs a Tokio
+    /// runtime. Fails only when no TLS client can be built for calls to
+    /// providers: then nobody could sign in, so portcullis must not start (or
+    /// report ready). `metrics` times every call to a provider.
     pub fn start(config: &Config, metrics: ProviderMetrics) -> Result<Self, rustls::Error> {
-        let http = ProviderHttp::new(config.server.extra_ca_file.as_ref())?;
+        Self::start_keeping(config, metrics, None)
+    }
+
+    /// As [`start`](Self::start), for a reload: the providers of `previous`
+    /// whose settings did not change (nor the CAs trusted for providers) are
+    /// kept as they are, with their metadata, keys and discovery; the others
+    /// start afresh.
+    pub fn start_keeping(
+        config: &Config,
+        metrics: ProviderMetrics,
+        previous: Option<&Providers>,
+    ) -> Result<Self, rustls::Error> {
+        Self::start_with(config, metrics, previous, REDISCOVERY_MIN)
+    }
+
+    /// `floor`: the shortest wait between two readings of a provider's metadata.
+    fn start_with(
+        config: &Config,
+        metrics: ProviderMetrics,
+        previous: Option<&Providers>,
+        floor: Duration,
+    ) -> Result<Self, rustls::Error> {
+        let extra_ca = config.server.extra_ca_file.clone();
+        let previous = previous.filter(|p| p.extra_ca == extra_ca);
+        let http = match previous {
+            Some(p) => p.http.clone(),
+            None => ProviderHttp::new(extra_ca.as_ref())?,
+        };
+        let ready = previous.map_or_else(Default::default, |p| p.ready.clone());
         let providers: Arc<[Arc<Provider>]> = config
             .providers
             .iter()
-            .map(|p| Arc::new(Provider::new(p.clone(), http.clone(), metrics.clone())))
+            .map(|settings| {
+                let kept = previous.and_then(|p| {
+                    p.providers
+                        .iter()
+                        .find(|kept| kept.config() == settings)
+                        .cloned()
+                });
+                kept.unwrap_or_else(|| {
+                    let provider = Arc::new(Provider::new(
+                        settings.clone(),
+                        http.clone(),
+                        metrics.clone(),
+                    ));
+                    if provider.oidc().is_some() {
+                        tokio::spawn(discover_and_follow(
+                            Arc::downgrade(&provider),
+                            ready.clone(),
+                            floor,
+                        ));
+                    }
+                    provider
+                })
+            })
             .collect();
-        let ready = Arc::new(Notify::new());
-        for provider in providers.iter().filter(|p| p.oidc().is_some()) {
-            tokio::spawn(discover_until_ready(
-                Arc::downgrade(provider),
-                ready.clone(),
-            ));
-        }
-        Ok(Self { providers, ready })
+        Ok(Self {
+            providers,
+            ready,
+            http,
+            extra_ca,
+        })
     }
 
     pub fn get(&self, id: &str) -> Option<&Provider> {
@@ -509,32 +561,75 @@ impl Providers {
     }
 }
 
-/// Stops when discovery succeeds or the provider is dropped.
-async fn discover_until_ready(provider: Weak<Provider>, ready: Arc<Notify>) {
+/// How long metadata is used before it is read again, when the provider says
+/// nothing (OpenID Connect Discovery has no rule: a day is what operators
+/// expect of a sidecar, and an issuer that moves an endpoint is followed
+/// within it).
+const REDISCOVERY_DEFAULT: Duration = Duration::from_secs(24 * 3600);
+/// The least time between two readings, whatever `Cache-Control` says.
+const REDISCOVERY_MIN: Duration = Duration::from_secs(5 * 60);
+/// A failed re-reading is retried with backoff up to this (the metadata
+/// already loaded keeps serving meanwhile).
+const REREAD_RETRY_MAX: Duration = Duration::from_secs(3600);
+
+/// When to read metadata again: its `max-age`, within `floor` and a day.
+fn rediscovery_after(max_age: Option<Duration>, floor: Duration) -> Duration {
+    max_age.map_or(REDISCOVERY_DEFAULT, |age| {
+        age.clamp(floor, REDISCOVERY_DEFAULT)
+    })
+}
+
+/// Loads the provider's metadata and keys, retrying until it succeeds, then
+/// reads them again whenever they expire; stops when the provider is dropped
+/// (removed by a reload).
+async fn discover_and_follow(provider: Weak<Provider>, ready: Arc<Notify>, floor: Duration) {
     let mut delay = RETRY_FIRST;
+    let mut loaded = false;
     loop {
         let Some(provider) = provider.upgrade() else {
             return;
         };
         let Some(p) = provider.oidc() else { return };
-        match p.discover().await {
-            Ok(()) => {
-                tracing::info!(provider = %p.id(), "provider metadata and keys loaded");
-                ready.notify_waiters();
-                return;
+        let wait = match p.discover().await {
+            Ok(max_age) => {
+                if loaded {
+                    tracing::debug!(provider = %p.id(), "provider metadata and keys read again");
+                } else {
+                    tracing::info!(provider = %p.id(), "provider metadata and keys loaded");
+                    loaded = true;
+                    ready.notify_waiters();
+                }
+                delay = RETRY_FIRST;
+                rediscovery_after(max_age, floor)
             }
-            Err(e) => tracing::error!(
-                provider = %p.id(),
-                url = %p.discovery_url(),
-                error = %e,
-                "cannot load the provider's metadata; check providers.{}.issuer and that the provider is reachable (retrying in {}s)",
-                p.id(),
-                delay.as_secs(),
-            ),
-        }
+            Err(e) if loaded => {
+                tracing::warn!(
+                    provider = %p.id(),
+                    url = %p.discovery_url(),
+                    error = %e,
+                    "cannot read the provider's metadata again; signing in goes on with the metadata already loaded (retrying in {}s)",
+                    delay.as_secs(),
+                );
+                let wait = delay;
+                delay = (delay * 2).min(REREAD_RETRY_MAX);
+                wait
+            }
+            Err(e) => {
+                tracing::error!(
+                    provider = %p.id(),
+                    url = %p.discovery_url(),
+                    error = %e,
+                    "cannot load the provider's metadata; check providers.{}.issuer and that the provider is reachable (retrying in {}s)",
+                    p.id(),
+                    delay.as_secs(),
+                );
+                let wait = delay;
+                delay = (delay * 2).min(RETRY_MAX);
+                wait
+            }
+        };
         drop(provider);
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RETRY_MAX);
+        tokio::time::sleep(wait).await;
     }
 }
 

@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -525,6 +526,51 @@ pub enum TlsError {
 /// A rustls server configuration from PEM files, offering HTTP/2 and HTTP/1.1
 /// by ALPN. Uses ring explicitly: no process-wide crypto provider is assumed.
 pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    Ok(ServerCertificate::load(cert, key)?.server_config())
+}
+
+/// The server's certificate and key, which a reload replaces for the next
+/// handshakes (connections already open keep theirs).
+#[derive(Debug)]
+pub struct ServerCertificate(arc_swap::ArcSwap<CertifiedKey>);
+
+impl ServerCertificate {
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<Self>, TlsError> {
+        Ok(Arc::new(Self(arc_swap::ArcSwap::new(certified_key(
+            cert, key,
+        )?))))
+    }
+
+    /// Reads both files again; on an error the certificate in use stays.
+    pub fn reload(&self, cert: &Path, key: &Path) -> Result<(), TlsError> {
+        self.0.store(certified_key(cert, key)?);
+        Ok(())
+    }
+
+    /// A server configuration that always presents the current certificate.
+    pub fn server_config(self: &Arc<Self>) -> Arc<rustls::ServerConfig> {
+        let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServerCertificate {
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The chain and key in the PEM files, checked to belong together.
+fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     let certificates = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|source| TlsError::Certificates {
@@ -540,17 +586,9 @@ pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, Tl
         path: key.to_owned(),
         source,
     })?;
-
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(TlsError::Rejected)?
-    .with_no_client_auth()
-    .with_single_cert(certificates, private_key)
-    .map_err(TlsError::Rejected)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let certified = CertifiedKey::from_der(certificates, private_key, &crypto_provider())
+        .map_err(TlsError::Rejected)?;
+    Ok(Arc::new(certified))
 }
 
 #[cfg(test)]

@@ -143,6 +143,13 @@ impl Upstream {
 
     /// The upgraded connections (WebSocket and the like) in flight, for the
     /// server to wait on at shutdown: hyper no longer sees them.
+    /// Tracks its tunnels in `tunnels`: a reloaded upstream joins the one the
+    /// server waits for at shutdown.
+    pub fn sharing_tunnels(mut self, tunnels: TaskTracker) -> Self {
+        self.tunnels = tunnels;
+        self
+    }
+
     pub fn tunnels(&self) -> TaskTracker {
         self.tunnels.clone()
     }

@@ -57,6 +57,7 @@ struct RawServer {
     idle_timeout: Option<String>,
     body_read_timeout: Option<String>,
     max_connections: Option<usize>,
+    watch_config: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -437,6 +438,7 @@ impl RawServer {
             idle_timeout,
             body_read_timeout,
             max_connections,
+            watch_config: s.watch_config.unwrap_or(false),
         }
     }
 }

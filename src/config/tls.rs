@@ -13,7 +13,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Serialize, Serializer};
 
 /// The certificates of a PEM bundle, and the file they came from.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CaBundle {
     pub path: PathBuf,
     pub certs: Vec<CertificateDer<'static>>,
@@ -40,7 +40,7 @@ impl CaBundle {
 }
 
 /// A client certificate chain and its private key, for mutual TLS.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct ClientIdentity {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,

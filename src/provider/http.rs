@@ -145,14 +145,7 @@ impl ProviderHttp {
         url: &Url,
         bearer: Option<&str>,
     ) -> Result<serde_json::Map<String, serde_json::Value>, HttpError> {
-        let response = self.get(url, bearer).await?;
-        let fail = |reason| HttpError::at(url, reason);
-        if !response.status().is_success() {
-            return Err(fail(HttpFailure::Status(response.status())));
-        }
-        serde_json::from_slice(response.body())
-            // serde_json quotes a mistyped string value whole: bound it.
-            .map_err(|e| fail(HttpFailure::NotJson(super::token::clip(&e.to_string()))))
+        json_object(url, &self.get(url, bearer).await?)
     }
 
     /// GETs `url` asking for JSON, with `bearer` as the access token when given.
@@ -266,4 +259,40 @@ fn describe_client_error(err: &hyper_util::client::legacy::Error) -> HttpFailure
     } else {
         HttpFailure::Request(chain)
     }
+}
+
+/// The JSON object a successful `response` from `url` holds.
+pub fn json_object(
+    url: &Url,
+    response: &HttpResponse,
+) -> Result<serde_json::Map<String, serde_json::Value>, HttpError> {
+    let fail = |reason| HttpError::at(url, reason);
+    if !response.status().is_success() {
+        return Err(fail(HttpFailure::Status(response.status())));
+    }
+    serde_json::from_slice(response.body())
+        // serde_json quotes a mistyped string value whole: bound it.
+        .map_err(|e| fail(HttpFailure::NotJson(super::token::clip(&e.to_string()))))
+}
+
+/// How long the response may be reused, from `Cache-Control` (RFC 9111
+/// §5.2.2.1): `max-age`; none when `no-store` or `no-cache` (read it again
+/// soon) is said or the header is missing or unreadable.
+pub fn max_age(response: &HttpResponse) -> Option<std::time::Duration> {
+    let mut max_age = None;
+    for value in response.headers().get_all(http::header::CACHE_CONTROL) {
+        for directive in value.to_str().ok()?.split(',') {
+            let directive = directive.trim();
+            let (name, arg) = directive.split_once('=').unwrap_or((directive, ""));
+            match name.trim().to_ascii_lowercase().as_str() {
+                "no-store" | "no-cache" => return Some(std::time::Duration::ZERO),
+                "max-age" => {
+                    let seconds: u64 = arg.trim().trim_matches('"').parse().ok()?;
+                    max_age = Some(std::time::Duration::from_secs(seconds));
+                }
+                _ => {}
+            }
+        }
+    }
+    max_age
 }

@@ -551,14 +551,17 @@ impl OidcProvider {
 // === discovery ===
 
 impl OidcProvider {
-    /// Loads metadata and JWKS (OpenID Connect Discovery 1.0 §4).
-    pub(super) async fn discover(&self) -> Result<(), String> {
+    /// Loads metadata and JWKS (OpenID Connect Discovery 1.0 §4); answers how
+    /// long the provider lets the metadata be used (its `Cache-Control`).
+    pub(super) async fn discover(&self) -> Result<Option<Duration>, String> {
         let url = Url::parse(&self.discovery_url()).map_err(|e| format!("invalid URL: {e}"))?;
-        let document = self
+        let response = self
             .metrics
-            .time(ProviderCall::Discovery, self.http.get_json(&url, None))
+            .time(ProviderCall::Discovery, self.http.get(&url, None))
             .await
             .map_err(|e| e.to_string())?;
+        let document = super::http::json_object(&url, &response).map_err(|e| e.to_string())?;
+        let max_age = super::http::max_age(&response);
         let metadata: Metadata = serde_json::from_value(Value::Object(document))
             .map_err(|e| format!("invalid metadata document: {e}"))?;
         let published = metadata.issuer().as_str();
@@ -575,7 +578,8 @@ impl OidcProvider {
         }
         let metadata = self.with_configured_endpoints(metadata);
         let jwks = self.keys.fetch(metadata.jwks_uri()).await?;
-        self.install(metadata, jwks)
+        self.install(metadata, jwks)?;
+        Ok(max_age)
     }
 
     /// The endpoints set in the provider's config win over discovered ones.

@@ -41,7 +41,8 @@ pub struct Sessions {
     /// The session cookie(s) and the sign-in flow cookies.
     pub cookies: SessionCookies,
     backend: Backend,
-    revocations: Revocations,
+    /// Shared with the sessions of earlier configurations (hot reload).
+    revocations: Arc<Revocations>,
     idle_timeout: Option<u64>,
 }
 
@@ -82,7 +83,7 @@ impl Sessions {
         Ok(Self {
             cookies: SessionCookies::new(config),
             backend,
-            revocations: Revocations::new(config.lifetime),
+            revocations: Arc::new(Revocations::new(config.lifetime)),
             idle_timeout: config.idle_timeout.map(|idle| idle.as_secs()),
         })
     }
@@ -91,6 +92,12 @@ impl Sessions {
     /// decryption).
     pub fn counting(mut self, opened: crate::metrics::OpenedCount) -> Self {
         self.cookies.opened_count = opened;
+        self
+    }
+
+    /// Keeps refusing what `previous` revoked (a reload builds new sessions).
+    pub fn keeping_revocations(mut self, previous: &Sessions) -> Self {
+        self.revocations = previous.revocations.clone();
         self
     }
 

@@ -6,7 +6,7 @@ use http::{Method, StatusCode};
 use crate::support::{Browser, Harness, Setup, closed_addr};
 
 /// `GET /metrics` on `h`'s metrics listener, and the status of `path` there.
-async fn scrape(h: &Harness) -> String {
+pub(crate) async fn scrape(h: &Harness) -> String {
     let resp = Browser::new()
         .get(&format!("http://{}/metrics", h.metrics))
         .await;
@@ -21,7 +21,7 @@ async fn scrape(h: &Harness) -> String {
 }
 
 /// The value of the series `series` (name and labels exactly as exposed).
-fn value(text: &str, series: &str) -> f64 {
+pub(crate) fn value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .unwrap_or_else(|| panic!("no {series} in:\n{text}"))

@@ -308,3 +308,30 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Hot reload (#12 item 3) with the Redis store: new header settings open a
+/// new store; the session in Redis goes on, with the new headers.
+#[tokio::test]
+async fn a_reload_keeps_redis_sessions_and_applies_new_headers() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let h = Harness::with(Setup {
+        session_toml: format!("store = \"redis\"\nredis_url = \"{}\"", server.url()),
+        extra_toml: "[headers]\nX-Who = \"sub\"\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut b = h.signed_in("ada").await;
+    assert_eq!(b.get_json(&h.url("/private")).await.status, StatusCode::OK);
+    h.reload(&[("X-Who = \"sub\"", "X-Who = \"sub\"\nX-Mail = \"email\"")])
+        .await
+        .unwrap();
+    let after = b.get_json(&h.url("/private")).await;
+    assert_eq!(after.status, StatusCode::OK, "{}", after.text());
+    assert_eq!(after.upstream_header("x-who").as_deref(), Some("ada"));
+    assert_eq!(
+        after.upstream_header("x-mail").as_deref(),
+        Some("ada@example.com")
+    );
+}

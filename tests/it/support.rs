@@ -12,8 +12,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use portcullis::App;
 use portcullis::demo::idp::{DemoIdp, IdpOptions};
+use portcullis::{App, Live};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -28,6 +28,8 @@ pub struct Harness {
     pub metrics: SocketAddr,
     /// The configuration it runs, for [`Harness::replica`].
     toml: String,
+    /// What serves requests, for [`Harness::reload`].
+    live: std::sync::Arc<Live>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -115,15 +117,41 @@ timeout = "2s"
             },
             extra = setup.extra_toml,
         );
-        let (stop, metrics) = serve(&toml, listener, setup.no_ready_wait).await;
+        let (stop, metrics, live) = serve(&toml, listener, setup.no_ready_wait).await;
         Harness {
             idp,
             base,
             addr,
             metrics,
             toml,
+            live,
             _stop: stop,
         }
+    }
+
+    /// Reloads it as SIGHUP does, from a file holding its configuration with
+    /// each `(from, to)` replaced; answers the refusal's reason.
+    pub async fn reload(&self, replace: &[(&str, &str)]) -> Result<(), String> {
+        let mut toml = self.toml.clone();
+        for (from, to) in replace {
+            assert!(toml.contains(from), "{from:?} is not in the configuration");
+            toml = toml.replace(from, to);
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "portcullis-reload-{}-{}",
+            std::process::id(),
+            self.addr.port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        std::fs::write(&path, toml).unwrap();
+        let source = portcullis::reload::ConfigSource { path, named: true };
+        portcullis::reload::reload(&self.live, &source, "test").await
+    }
+
+    /// The configuration now serving requests.
+    pub fn app(&self) -> std::sync::Arc<App> {
+        self.live.app()
     }
 
     /// A second portcullis on the same configuration (same identity
@@ -133,7 +161,7 @@ timeout = "2s"
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let toml = self.toml.replace(&self.addr.to_string(), &addr.to_string());
-        let (stop, _) = serve(&toml, listener, false).await;
+        let (stop, _, _) = serve(&toml, listener, false).await;
         Replica {
             base: format!("http://{addr}"),
             _stop: stop,
@@ -170,7 +198,7 @@ async fn serve(
     toml: &str,
     listener: TcpListener,
     no_ready_wait: bool,
-) -> (oneshot::Sender<()>, SocketAddr) {
+) -> (oneshot::Sender<()>, SocketAddr, std::sync::Arc<Live>) {
     let config = portcullis::config::from_figment(figment::Figment::from(
         <figment::providers::Toml as figment::providers::Format>::string(toml),
     ))
@@ -198,15 +226,17 @@ async fn serve(
         app.metrics.clone(),
         metrics_listener,
     ));
+    let live = Live::new(app).expect("TLS files");
     let (stop, stopped) = oneshot::channel::<()>();
+    let serving = live.clone();
     tokio::spawn(async move {
-        let _ = app
+        let _ = serving
             .serve(listener, async {
                 let _ = stopped.await;
             })
             .await;
     });
-    (stop, metrics)
+    (stop, metrics, live)
 }
 
 /// A second instance of a [`Harness`]'s portcullis ([`Harness::replica`]).
