@@ -107,6 +107,8 @@ pub struct IdpOptions {
     /// Where `/end_session` may send the browser back; empty = any loopback
     /// (`127.0.0.1`, `[::1]`, `localhost`) http(s) URL.
     pub post_logout_redirect_uris: Vec<String>,
+    /// `Cache-Control: max-age` on the discovery document, in seconds.
+    pub discovery_max_age: Option<u64>,
 }
 
 impl Default for IdpOptions {
@@ -125,6 +127,7 @@ impl Default for IdpOptions {
             rotate_refresh_tokens: false,
             id_token_on_refresh: true,
             post_logout_redirect_uris: Vec::new(),
+            discovery_max_age: None,
         }
     }
 }
@@ -413,6 +416,13 @@ impl DemoIdp {
         self.state.inner().misbehaviour = m;
     }
 
+    /// Moves the end-session endpoint to `path` under the issuer (plain
+    /// layouts): discovery publishes it there from now on, and it is served
+    /// there (as well as at the old path).
+    pub fn move_end_session(&self, path: &str) {
+        self.state.inner().end_session_path = Some(path.to_owned());
+    }
+
     /// Switches to a new key and `kid`; the JWKS then serves only the new key.
     pub fn rotate_key(&self) {
         self.state.inner().key_index += 1;
@@ -524,6 +534,8 @@ struct Inner {
     revoked: Vec<String>,
     revocation_requests: Vec<RevocationSeen>,
     end_session_calls: Vec<EndSessionSeen>,
+    /// Where [`DemoIdp::move_end_session`] moved the end-session endpoint.
+    end_session_path: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -694,14 +706,34 @@ fn endpoint<'p>(layout: &Layout, path: &'p str) -> Option<(Endpoint, Option<&'p 
 
 async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
     use Endpoint as E;
-    let Some((endpoint, tenant)) = endpoint(&state.opts.layout, req.uri().path()) else {
+    let moved = state.inner().end_session_path.clone();
+    let found = match moved {
+        Some(moved)
+            if state.issuer_url.path().trim_end_matches('/').to_owned() + &moved
+                == req.uri().path() =>
+        {
+            Some((E::EndSession, None))
+        }
+        _ => endpoint(&state.opts.layout, req.uri().path()),
+    };
+    let Some((endpoint, tenant)) = found else {
         return text(StatusCode::NOT_FOUND, "not found");
     };
     match (req.method().clone(), endpoint) {
-        (Method::GET, E::Discovery) => json_response(
-            StatusCode::OK,
-            discovery::metadata(state, tenant.unwrap_or_default()),
-        ),
+        (Method::GET, E::Discovery) => {
+            let mut response = json_response(
+                StatusCode::OK,
+                discovery::metadata(state, tenant.unwrap_or_default()),
+            );
+            if let Some(age) = state.opts.discovery_max_age {
+                response.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_str(&format!("public, max-age={age}"))
+                        .expect("a valid header value"),
+                );
+            }
+            response
+        }
         (Method::GET, E::Jwks) => keys::jwks(state).await,
         (Method::GET, E::Authorize) => authorize::authorize(state, req.uri().query().unwrap_or("")),
         (Method::POST, E::Login) => match read_form(req).await {

@@ -519,3 +519,30 @@ fn a_callback_never_prints_its_code() {
 
 mod lifecycle;
 mod private_ca;
+
+#[test]
+fn max_age_reads_cache_control() {
+    let with = |values: &[&str]| {
+        let mut response = ::http::Response::new(Vec::new());
+        for v in values {
+            response.headers_mut().append(
+                ::http::header::CACHE_CONTROL,
+                ::http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        super::http::max_age(&response)
+    };
+    assert_eq!(with(&[]), None);
+    assert_eq!(
+        with(&["public, max-age=3600"]),
+        Some(Duration::from_secs(3600))
+    );
+    assert_eq!(
+        with(&["public", "Max-Age=\"60\""]),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(with(&["max-age=3600, no-cache"]), Some(Duration::ZERO));
+    assert_eq!(with(&["no-store"]), Some(Duration::ZERO));
+    assert_eq!(with(&["max-age=soon"]), None);
+    assert_eq!(with(&["max-age=-1"]), None);
+}

@@ -27,7 +27,9 @@ fn single_issuer(state: &State) -> Value {
         "userinfo_endpoint": endpoint("/userinfo"),
         "jwks_uri": endpoint("/jwks"),
         "revocation_endpoint": endpoint("/revoke"),
-        "end_session_endpoint": endpoint("/end_session"),
+        "end_session_endpoint": endpoint(
+            state.inner().end_session_path.as_deref().unwrap_or("/end_session")
+        ),
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
         "response_types_supported": ["code"],

@@ -619,3 +619,66 @@ async fn microsoft_refreshes_signs_out_at_its_logout_endpoint_and_revokes_nothin
         ))
     );
 }
+
+// === metadata read again ===
+
+#[tokio::test]
+async fn metadata_is_read_again_when_its_max_age_passes_and_a_moved_endpoint_is_followed() {
+    let idp = DemoIdp::start(IdpOptions {
+        discovery_max_age: Some(1),
+        ..IdpOptions::default()
+    })
+    .await
+    .unwrap();
+    let toml = format!(
+        r#"
+        [session]
+        secret = "0123456789abcdef0123456789abcdef"
+        [providers.demo]
+        issuer = "{}"
+        client_id = "portcullis-demo"
+        client_secret = "demo-secret"
+        idp_logout = true
+        "#,
+        idp.issuer()
+    );
+    let config = crate::config::from_figment(Figment::from(Toml::string(&toml))).unwrap();
+    // No floor under the provider's one second, for the test's sake.
+    let providers =
+        Providers::start_with(&config, Default::default(), None, Duration::ZERO).unwrap();
+    assert!(providers.wait_ready(Duration::from_secs(10)).await);
+    let back = Url::parse("http://127.0.0.1:4180/oauth2/signed_out").unwrap();
+    let end_session = || {
+        providers
+            .get("demo")
+            .unwrap()
+            .end_session_url(None, &back, "s")
+            .unwrap()
+    };
+    assert_eq!(end_session().path(), "/end_session");
+
+    idp.move_end_session("/v2/logout");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while end_session().path() != "/v2/logout" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the moved endpoint was not followed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn rediscovery_follows_max_age_within_the_floor_and_a_day() {
+    let floor = REDISCOVERY_MIN;
+    assert_eq!(rediscovery_after(None, floor), REDISCOVERY_DEFAULT);
+    assert_eq!(
+        rediscovery_after(Some(Duration::from_secs(3600)), floor),
+        Duration::from_secs(3600)
+    );
+    assert_eq!(rediscovery_after(Some(Duration::ZERO), floor), floor);
+    assert_eq!(
+        rediscovery_after(Some(Duration::from_secs(7 * 24 * 3600)), floor),
+        REDISCOVERY_DEFAULT
+    );
+}
