@@ -23,6 +23,7 @@ pub mod provider;
 pub mod proxy;
 pub mod redirect;
 pub mod respond;
+pub mod routes;
 pub mod server;
 pub mod session;
 pub mod upstream;
@@ -82,11 +83,10 @@ use hyper::body::Incoming;
 use crate::config::Config;
 use crate::headers::SpoofGuard;
 use crate::metrics::{Metrics, Outcome, SignInResult};
-use crate::policy::Policy;
 use crate::provider::Providers;
+use crate::routes::Routes;
 use crate::server::{ConnInfo, Handler, ServerLimits};
 use crate::session::{Opened, Sessions};
-use crate::upstream::Upstream;
 
 /// Why portcullis could not start; each names the cause and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -122,8 +122,8 @@ pub struct App {
     pub config: Config,
     pub sessions: Sessions,
     pub providers: Providers,
-    pub policy: Policy,
-    pub upstream: Upstream,
+    /// The apps behind portcullis, each with its upstream, rules and headers.
+    pub routes: Routes,
     /// One token refresh per session at a time, and the backoff after failures.
     pub refresher: authn::refresh::Refresher,
     /// Back-channel logout tokens already acted on.
@@ -150,24 +150,17 @@ impl App {
     /// Builds the app and starts provider discovery in the background; needs a
     /// Tokio runtime.
     pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
-        let policy = Policy::new(&config).map_err(StartError::Access)?;
-        policy.watch_emails_file();
-        let mut protected: Vec<&str> = config.headers.iter().map(|(h, _)| h.as_str()).collect();
-        protected.push(authn::ACCESS_TOKEN_HEADER);
-        if config.upstream.pass_id_token {
-            protected.push("authorization");
-        }
-        let spoof_guard = SpoofGuard::new(protected);
-        let upstream = Upstream::new(&config.upstream, config.server.body_read_timeout);
-        let metrics = Arc::new(Metrics::new(upstream.tunnels()));
+        let routes = Routes::new(&config).map_err(StartError::Access)?;
+        routes.watch_emails_file();
+        let spoof_guard = SpoofGuard::new(routes.protected_headers());
+        let metrics = Arc::new(Metrics::new(routes.tunnels()));
         Ok(Arc::new(Self {
             sessions: Sessions::new(&config.session)
                 .map_err(StartError::SessionStore)?
                 .counting(metrics.opened.clone()),
             providers: Providers::start(&config, metrics.provider.clone())
                 .map_err(StartError::ProviderTls)?,
-            upstream,
-            policy,
+            routes,
             refresher: Default::default(),
             seen_logout_tokens: Default::default(),
             metrics,
@@ -196,7 +189,7 @@ impl App {
             keep_alive_timeout: server::KEEP_ALIVE_TIMEOUT,
             max_connections: s.max_connections,
         };
-        let tunnels = self.upstream.tunnels();
+        let tunnels = self.routes.tunnels();
         server::serve(listener, tls, limits, self, tunnels, shutdown)
             .await
             .map_err(StartError::Serve)
@@ -280,7 +273,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
-    tracing::info!(%addr, public_url = %config.server.public_url, upstream = %config.upstream.url, "portcullis listening");
+    let upstream = config.upstream_enabled.then_some(config.upstream.url.as_str());
+    tracing::info!(%addr, public_url = %config.server.public_url, upstream, routes = config.upstreams.len(), "portcullis listening");
     let metrics_listener = match config.server.metrics_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)

@@ -20,7 +20,13 @@ pub async fn handle(
     ctx: &mut RequestContext<'_>,
 ) -> Response<Body> {
     let html = respond::wants_html(req.method(), req.headers());
-    let requirement = match app.policy.judge(req.method(), req.uri().path()) {
+    let route = match app.routes.route_request(&req) {
+        Ok(Some(route)) => route,
+        // Only `[[upstreams]]`, and none takes this host and path.
+        Ok(None) => return respond::problem(Problem::not_found(), html),
+        Err(refused) => return respond::problem(Problem::from(refused), html),
+    };
+    let requirement = match route.policy.judge(req.method(), req.uri().path()) {
         Ok(requirement) => requirement,
         Err(refused) => return respond::problem(Problem::from(refused), html),
     };
@@ -40,7 +46,7 @@ pub async fn handle(
         Err(unavailable) => return respond::problem(Problem::from(unavailable), html),
     };
 
-    let admitted = match admit(app, session.as_deref(), &requirement) {
+    let admitted = match admit(&route.policy, session.as_deref(), &requirement) {
         Admission::Anonymous => None,
         Admission::User(opened) => {
             ctx.session = session.clone();
@@ -72,7 +78,7 @@ pub async fn handle(
     crate::upstream::prepare_request(&mut req);
     let headers = req.headers_mut();
     if let Some(session) = admitted {
-        set_identity_headers(app, headers, session);
+        set_identity_headers(app, route, headers, session);
     }
     app.sessions.cookies.strip_own_cookies(headers);
     let proto = if conn.tls { "https" } else { "http" };
@@ -84,7 +90,7 @@ pub async fn handle(
     );
 
     let sent = std::time::Instant::now();
-    let resp = match app.upstream.forward(req).await {
+    let resp = match route.upstream.forward(req).await {
         Ok(resp) => {
             ctx.upstream_time = Some(sent.elapsed());
             ctx.outcome = Some(Outcome::Proxied);

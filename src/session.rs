@@ -73,7 +73,10 @@ impl Session {
 /// headers made from old tokens or an old identity cannot outlive them.
 pub struct Opened {
     pub session: Session,
+    /// The identity headers for the first header map (the only one unless
+    /// routes have maps of their own), then for the others.
     upstream_headers: OnceLock<Box<[(HeaderName, HeaderValue)]>>,
+    more_upstream_headers: OnceLock<Box<[OnceLock<Box<[(HeaderName, HeaderValue)]>>]>>,
     /// The revocation count at which this session was last found alive
     /// ([`revocations::Revocations::is_revoked`]).
     revocations_checked: AtomicU64,
@@ -84,16 +87,27 @@ impl Opened {
         Self {
             session,
             upstream_headers: OnceLock::new(),
+            more_upstream_headers: OnceLock::new(),
             revocations_checked: AtomicU64::new(0),
         }
     }
 
-    /// The identity headers for the upstream, made by `make` the first time.
+    /// The identity headers for header map `set` of `sets` (see
+    /// `routes::HeaderSet`), made by `make` the first time.
     pub fn upstream_headers(
         &self,
+        set: usize,
+        sets: usize,
         make: impl FnOnce(&Session) -> Box<[(HeaderName, HeaderValue)]>,
     ) -> &[(HeaderName, HeaderValue)] {
-        self.upstream_headers.get_or_init(|| make(&self.session))
+        let cell = match set.checked_sub(1) {
+            None => &self.upstream_headers,
+            Some(other) => &self
+                .more_upstream_headers
+                .get_or_init(|| (1..sets.max(set + 1)).map(|_| OnceLock::new()).collect())
+                [other],
+        };
+        cell.get_or_init(|| make(&self.session))
     }
 }
 

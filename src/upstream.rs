@@ -107,6 +107,16 @@ impl Upstream {
     /// If `cfg.url` is not an `http`/`https` URL with a host, which config
     /// validation guarantees.
     pub fn new(cfg: &UpstreamConfig, body_read_timeout: Duration) -> Self {
+        Self::with_tunnels(cfg, body_read_timeout, TaskTracker::new())
+    }
+
+    /// [`Upstream::new`], its upgraded connections tracked by `tunnels`
+    /// (shared by every route's upstream, so shutdown waits for them all).
+    pub fn with_tunnels(
+        cfg: &UpstreamConfig,
+        body_read_timeout: Duration,
+        tunnels: TaskTracker,
+    ) -> Self {
         let url = &cfg.url;
         let host = match url.host() {
             Some(url::Host::Domain(domain)) => domain.to_owned(),
@@ -137,7 +147,7 @@ impl Upstream {
             base_path: url.path().trim_end_matches('/').to_owned(),
             timeout: cfg.timeout,
             body_read_timeout,
-            tunnels: TaskTracker::new(),
+            tunnels,
         }
     }
 

@@ -97,7 +97,7 @@ pub async fn callback<'a, B>(
             return fail(Problem::from(e));
         }
     };
-    let wanted = app.config.headers.iter().map(|(_, claim)| claim.as_str());
+    let wanted = app.routes.wanted_claims();
     let identity = match Identity::from_claims(&signed_in.claims, wanted) {
         Ok(i) => i,
         Err(e) => {
@@ -105,7 +105,7 @@ pub async fn callback<'a, B>(
             return fail(Problem::from(e));
         }
     };
-    if let Err(denied) = app.policy.admits(&identity) {
+    if let Err(denied) = app.routes.policy().admits(&identity) {
         ended(SignInResult::denied);
         tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = %identity.sub, reason = %denied, "sign-in refused by policy");
         return fail(Problem::from(denied));
