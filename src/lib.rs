@@ -273,7 +273,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
-    let upstream = config.upstream_enabled.then_some(config.upstream.url.as_str());
+    let upstream = config
+        .upstream_enabled
+        .then_some(config.upstream.url.as_str());
     tracing::info!(%addr, public_url = %config.server.public_url, upstream, routes = config.upstreams.len(), "portcullis listening");
     let metrics_listener = match config.server.metrics_listen {
         Some(addr) => {

@@ -104,8 +104,7 @@ impl Opened {
             None => &self.upstream_headers,
             Some(other) => &self
                 .more_upstream_headers
-                .get_or_init(|| (1..sets.max(set + 1)).map(|_| OnceLock::new()).collect())
-                [other],
+                .get_or_init(|| (1..sets.max(set + 1)).map(|_| OnceLock::new()).collect())[other],
         };
         cell.get_or_init(|| make(&self.session))
     }

@@ -325,10 +325,7 @@ impl RawConfig {
         let mut p = Problems::default();
         let server = self.server.validate(&mut p);
         let upstream_enabled = self.upstream.is_some() || self.upstreams.is_empty();
-        let upstream = self
-            .upstream
-            .unwrap_or_default()
-            .validate_default(&mut p);
+        let upstream = self.upstream.unwrap_or_default().validate_default(&mut p);
         let upstreams = validate_routes(self.upstreams, upstream_enabled, &mut p);
         let session = self.session.validate(&mut p, &server.public_url);
         let access = self.access.validate(&mut p);
@@ -530,7 +527,9 @@ impl RawUpstream {
             for (key, _) in tls_only.iter().filter(|(_, set)| *set) {
                 p.add(
                     &format!("{at}.{key}"),
-                    format_args!("applies only to an https:// {at}.url; remove it or make the URL https://"),
+                    format_args!(
+                        "applies only to an https:// {at}.url; remove it or make the URL https://"
+                    ),
                 );
             }
         }
@@ -910,17 +909,28 @@ fn validate_routes(
 ) -> Vec<RouteConfig> {
     use crate::routes::{HostPattern, PathPrefix};
     let mut routes: Vec<RouteConfig> = Vec::with_capacity(raw.len());
+    // Whether each route's host and path_prefix are valid: an invalid one
+    // stands in as "any", and would be reported as hiding the rest.
+    let mut valid: Vec<bool> = Vec::with_capacity(raw.len());
     for (i, mut r) in raw.into_iter().enumerate() {
         let at = format!("upstreams[{i}]");
+        let mut ok = true;
         let host = r.host.take().and_then(|h| {
             HostPattern::parse(&h)
-                .map_err(|why| p.add(&format!("{at}.host"), format_args!("{h:?} {why}")))
+                .map_err(|why| {
+                    ok = false;
+                    p.add(&format!("{at}.host"), format_args!("{h:?} {why}"))
+                })
                 .ok()
         });
         let path_prefix = match r.path_prefix.take() {
             None => PathPrefix::root(),
             Some(prefix) => PathPrefix::parse(&prefix).unwrap_or_else(|why| {
-                p.add(&format!("{at}.path_prefix"), format_args!("{prefix:?} {why}"));
+                ok = false;
+                p.add(
+                    &format!("{at}.path_prefix"),
+                    format_args!("{prefix:?} {why}"),
+                );
                 PathPrefix::root()
             }),
         };
@@ -941,11 +951,12 @@ fn validate_routes(
         };
         // Compared as written: paths are also compared case-folded, where
         // prefixes that differ only in case pick the earlier route anyway.
-        if let Some(j) = routes.iter().position(|earlier| {
-            crate::routes::covers(
-                (earlier.host.as_ref(), &earlier.path_prefix),
-                (route.host.as_ref(), &route.path_prefix),
-            )
+        if let Some(j) = routes.iter().zip(&valid).position(|(earlier, &valid)| {
+            ok && valid
+                && crate::routes::covers(
+                    (earlier.host.as_ref(), &earlier.path_prefix),
+                    (route.host.as_ref(), &route.path_prefix),
+                )
         }) {
             p.add(
                 &at,
@@ -955,11 +966,13 @@ fn validate_routes(
             );
         }
         routes.push(route);
+        valid.push(ok);
     }
     if upstream_enabled
         && let Some(j) = routes
             .iter()
-            .position(|r| r.host.is_none() && r.path_prefix.is_root())
+            .zip(&valid)
+            .position(|(r, &valid)| valid && r.host.is_none() && r.path_prefix.is_root())
     {
         p.add(
             "upstream",
