@@ -23,6 +23,7 @@ mod redirects;
 mod redis_server;
 mod redis_store;
 mod refresh;
+mod routes;
 mod sessions;
 mod shutdown;
 mod spoofing;
