@@ -67,6 +67,9 @@ impl Session {
     }
 }
 
+/// Identity headers made for one header map.
+type UpstreamHeaders = Box<[(HeaderName, HeaderValue)]>;
+
 /// A session as requests use it: the stored [`Session`], and the identity
 /// headers made from it on its first proxied request, cached together. An
 /// `Opened` never changes: a refreshed or touched session is a new one, so
@@ -75,8 +78,8 @@ pub struct Opened {
     pub session: Session,
     /// The identity headers for the first header map (the only one unless
     /// routes have maps of their own), then for the others.
-    upstream_headers: OnceLock<Box<[(HeaderName, HeaderValue)]>>,
-    more_upstream_headers: OnceLock<Box<[OnceLock<Box<[(HeaderName, HeaderValue)]>>]>>,
+    upstream_headers: OnceLock<UpstreamHeaders>,
+    more_upstream_headers: OnceLock<Box<[OnceLock<UpstreamHeaders>]>>,
     /// The revocation count at which this session was last found alive
     /// ([`revocations::Revocations::is_revoked`]).
     revocations_checked: AtomicU64,
@@ -98,7 +101,7 @@ impl Opened {
         &self,
         set: usize,
         sets: usize,
-        make: impl FnOnce(&Session) -> Box<[(HeaderName, HeaderValue)]>,
+        make: impl FnOnce(&Session) -> UpstreamHeaders,
     ) -> &[(HeaderName, HeaderValue)] {
         let cell = match set.checked_sub(1) {
             None => &self.upstream_headers,
