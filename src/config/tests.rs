@@ -1402,3 +1402,25 @@ fn duplicate_and_shadowed_upstreams_are_refused() {
         );
     }
 }
+
+#[test]
+fn the_reference_config_toml_upstreams_example_is_valid() {
+    let reference = include_str!("../../config.toml");
+    let start = reference
+        .find("\n# [[upstreams]]\n")
+        .expect("config.toml has an [[upstreams]] example");
+    let example: String = reference[start + 1..]
+        .lines()
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let secret = "[session]\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+    let c = from_figment(
+        Figment::from(Toml::string(reference))
+            .merge(Toml::string(secret))
+            .merge(Toml::string(&example)),
+    )
+    .unwrap_or_else(|e| panic!("the [[upstreams]] example is refused:\n{e}\n{example}"));
+    assert_eq!(c.upstreams.len(), 2, "{example}");
+    assert!(c.upstreams[1].rules.is_some() && c.upstreams[0].headers.is_some());
+}
