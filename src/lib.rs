@@ -150,7 +150,8 @@ impl App {
     /// Builds the app and starts provider discovery in the background; needs a
     /// Tokio runtime.
     pub fn new(config: Config) -> Result<Arc<Self>, StartError> {
-        let routes = Routes::new(&config).map_err(StartError::Access)?;
+        let tunnels = tokio_util::task::TaskTracker::new();
+        let routes = Routes::new(&config, tunnels).map_err(StartError::Access)?;
         routes.watch_emails_file();
         let spoof_guard = SpoofGuard::new(routes.protected_headers());
         let metrics = Arc::new(Metrics::new(routes.tunnels()));

@@ -54,11 +54,12 @@ pub struct HeaderSet {
 }
 
 impl Routes {
-    /// Builds every route's upstream client (sharing one tunnel tracker),
-    /// policy and header map. Starts no task: see [`Routes::watch_emails_file`].
-    pub fn new(config: &Config) -> std::io::Result<Self> {
+    /// Builds every route's upstream client, policy and header map. Every
+    /// upstream tracks its upgraded connections in `tunnels`, which may
+    /// outlive this table (the server waits on it at shutdown). Starts no
+    /// task: see [`Routes::watch_emails_file`].
+    pub fn new(config: &Config, tunnels: TaskTracker) -> std::io::Result<Self> {
         let global = Policy::new(config)?;
-        let tunnels = TaskTracker::new();
         let body_read_timeout = config.server.body_read_timeout;
         let mut header_sets: Vec<HeaderSet> = Vec::new();
         let mut set_of = |set: HeaderSet| match header_sets.iter().position(|s| *s == set) {

@@ -18,7 +18,7 @@ fn config(toml: &str) -> Config {
 }
 
 fn routes(toml: &str) -> Routes {
-    Routes::new(&config(toml)).unwrap()
+    Routes::new(&config(toml), TaskTracker::new()).unwrap()
 }
 
 /// The url of the route `host` + `path` picks, or `None` (404), or the refusal.
