@@ -214,6 +214,30 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn identity_headers_are_made_once_per_header_map() {
+        let opened = Opened::new(a_session(0));
+        let made = std::cell::Cell::new(0);
+        let make = |value: &'static str| {
+            let made = &made;
+            move |_: &Session| {
+                made.set(made.get() + 1);
+                let header = (
+                    HeaderName::from_static("x-set"),
+                    HeaderValue::from_static(value),
+                );
+                vec![header].into_boxed_slice()
+            }
+        };
+        for _ in 0..2 {
+            for (set, value) in [(0, "zero"), (1, "one"), (2, "two")] {
+                let headers = opened.upstream_headers(set, 3, make(value));
+                assert_eq!(headers[0].1, value, "header map {set}");
+            }
+        }
+        assert_eq!(made.get(), 3, "each map's headers made once");
+    }
+
+    #[test]
     fn session_ids_are_random_and_url_safe() {
         let a = new_session_id();
         let b = new_session_id();

@@ -333,3 +333,34 @@ fn every_route_shares_one_tunnel_tracker() {
         assert_eq!(route.upstream.tunnels().len(), 1, "one tracker for all");
     }
 }
+
+#[test]
+fn a_request_is_routed_by_host_else_by_its_authority() {
+    let r = routes(TWO_APPS);
+    let by = |req: Request<()>| {
+        r.route_request(&req)
+            .unwrap()
+            .map(|route| route.upstream_url_for_tests())
+    };
+    let host = Request::builder()
+        .uri("/x")
+        .header("host", "wiki.example.com:443")
+        .body(())
+        .unwrap();
+    assert_eq!(by(host), Some("wiki.example.com/".to_owned()));
+    // HTTP/2 without a `host` header: `:authority`.
+    let h2 = Request::builder()
+        .version(http::Version::HTTP_2)
+        .uri("https://wiki.example.com/x")
+        .body(())
+        .unwrap();
+    assert_eq!(by(h2), Some("wiki.example.com/".to_owned()));
+    // Never X-Forwarded-Host.
+    let forwarded = Request::builder()
+        .uri("/x")
+        .header("host", "other.example")
+        .header("x-forwarded-host", "wiki.example.com")
+        .body(())
+        .unwrap();
+    assert_eq!(by(forwarded), None);
+}
