@@ -1,5 +1,6 @@
-//! The request phases for everything outside `/oauth2/` (DESIGN §1): match the
-//! rule, authenticate, authorise, set identity headers, stream to the upstream.
+//! The request phases for everything outside `/oauth2/` (DESIGN §1): choose the
+//! route (`routes`), match its rule, authenticate, authorise, set its identity
+//! headers, stream to its upstream.
 //! Spoofed identity headers were already stripped by the dispatcher.
 
 use http::{Request, Response, Uri};

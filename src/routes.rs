@@ -97,6 +97,20 @@ impl Routes {
                 }),
             });
         }
+        let public_host = config.server.public_url.host_str().unwrap_or_default();
+        let domain = config.session.domain.as_deref();
+        for (i, r) in config.upstreams.iter().enumerate() {
+            if let Some(host) = &r.host
+                && !host.gets_session_cookie(public_host, domain)
+            {
+                tracing::warn!(
+                    "upstreams[{i}].host = \"{host}\": the session cookie is not sent there \
+                     (it is not server.public_url's host, and session.domain does not cover \
+                     it), so nobody is signed in on it; set session.domain to a parent domain \
+                     of both hosts"
+                );
+            }
+        }
         let only_one = matches!(&routes[..], [r] if r.host.is_none() && r.prefix.is_root());
         let paths = PathOptions {
             case_sensitive: config.access.case_sensitive_paths,
@@ -288,6 +302,26 @@ impl HostPattern {
                     && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
                     && host[host.len() - suffix.len() - 1] != b'.'
             }
+        }
+    }
+
+    /// Whether a browser sends the session cookie to every host this
+    /// matches: set for `public_host` alone, or for `domain` and its
+    /// subdomains (`session.domain`, with or without its leading dot).
+    fn gets_session_cookie(&self, public_host: &str, domain: Option<&str>) -> bool {
+        let within = |name: &str| {
+            domain.is_some_and(|d| {
+                let d = d.trim_start_matches('.');
+                name.eq_ignore_ascii_case(d)
+                    || (name.len() > d.len()
+                        && name.as_bytes()[name.len() - d.len() - 1] == b'.'
+                        && name[name.len() - d.len()..].eq_ignore_ascii_case(d))
+            })
+        };
+        match self {
+            Self::Exact(name) => name.eq_ignore_ascii_case(public_host) || within(name),
+            // `.example.com`: its subdomains are within `example.com`.
+            Self::Subdomains(suffix) => within(&suffix[1..]),
         }
     }
 

@@ -364,3 +364,27 @@ fn a_request_is_routed_by_host_else_by_its_authority() {
         .unwrap();
     assert_eq!(by(forwarded), None);
 }
+
+#[test]
+fn a_host_gets_the_session_cookie_only_as_public_url_or_under_session_domain() {
+    let exact = HostPattern::parse("wiki.example.com").unwrap();
+    let wild = HostPattern::parse("*.example.com").unwrap();
+    let public = "app.example.com";
+    assert!(!exact.gets_session_cookie(public, None));
+    assert!(!wild.gets_session_cookie(public, None));
+    assert!(
+        HostPattern::parse("App.Example.com")
+            .unwrap()
+            .gets_session_cookie(public, None)
+    );
+    for domain in ["example.com", ".example.com", "Example.COM"] {
+        assert!(exact.gets_session_cookie(public, Some(domain)), "{domain}");
+        assert!(wild.gets_session_cookie(public, Some(domain)), "{domain}");
+    }
+    for domain in ["wiki.example.com", "ample.com", "other.com"] {
+        assert!(!wild.gets_session_cookie(public, Some(domain)), "{domain}");
+    }
+    assert!(exact.gets_session_cookie(public, Some("wiki.example.com")));
+    assert!(!exact.gets_session_cookie(public, Some("ample.com")));
+    assert!(!exact.gets_session_cookie(public, Some("iki.example.com")));
+}
