@@ -68,7 +68,8 @@ pub async fn handle(
             if html && !api {
                 ctx.outcome = Some(Outcome::SignIn);
             }
-            let resp = respond::unauthenticated(html && !api, &sign_in_location(&req));
+            let resp =
+                respond::unauthenticated(html && !api, &app.routes.sign_in_location(route, &req));
             return respond::with_cookies(resp, set_cookies);
         }
     };
@@ -121,15 +122,4 @@ fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
     let mut parts = uri.clone().into_parts();
     parts.path_and_query = Some(path_and_query.parse().ok()?);
     Uri::from_parts(parts).ok()
-}
-
-/// `/oauth2/sign_in?rd=<original path and query>`.
-pub fn sign_in_location<B>(req: &Request<B>) -> String {
-    let original = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    let rd: String = url::form_urlencoded::byte_serialize(original.as_bytes()).collect();
-    format!("/oauth2/sign_in?rd={rd}")
 }

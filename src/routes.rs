@@ -30,6 +30,10 @@ pub struct Routes {
     header_sets: Box<[HeaderSet]>,
     /// Upgraded connections of every route's upstream, for the server to wait on.
     tunnels: TaskTracker,
+    /// The host patterns of routes whose hosts get the session cookie, and
+    /// `public_url`: where sign-in may send the browser back to.
+    signed_in_hosts: Box<[HostPattern]>,
+    public_url: url::Url,
 }
 
 /// One app: which requests it takes, where they go, and how they are judged.
@@ -99,10 +103,12 @@ impl Routes {
         }
         let public_host = config.server.public_url.host_str().unwrap_or_default();
         let domain = config.session.domain.as_deref();
+        let mut signed_in_hosts = Vec::new();
         for (i, r) in config.upstreams.iter().enumerate() {
-            if let Some(host) = &r.host
-                && !host.gets_session_cookie(public_host, domain)
-            {
+            let Some(host) = &r.host else { continue };
+            if host.gets_session_cookie(public_host, domain) {
+                signed_in_hosts.push(host.clone());
+            } else {
                 tracing::warn!(
                     "upstreams[{i}].host = \"{host}\": the session cookie is not sent there \
                      (it is not server.public_url's host, and session.domain does not cover \
@@ -124,6 +130,8 @@ impl Routes {
             global,
             header_sets: header_sets.into_boxed_slice(),
             tunnels,
+            signed_in_hosts: signed_in_hosts.into_boxed_slice(),
+            public_url: config.server.public_url.clone(),
         })
     }
 
@@ -182,6 +190,55 @@ impl Routes {
 
     pub fn passes_id_token(&self) -> bool {
         self.header_sets.iter().any(|set| set.pass_id_token)
+    }
+
+    /// Whether sign-in may send the browser back to `url`, an absolute URL on
+    /// another host than `public_url`'s: its host is one a route takes by
+    /// name and the session cookie reaches (see [`HostPattern`]), with
+    /// `public_url`'s scheme and port.
+    pub fn sends_back_to(&self, url: &url::Url) -> bool {
+        url.scheme() == self.public_url.scheme()
+            && url.port_or_known_default() == self.public_url.port_or_known_default()
+            && url.host_str().is_some_and(|host| {
+                self.signed_in_hosts
+                    .iter()
+                    .any(|pattern| pattern.matches(host))
+            })
+    }
+
+    /// Where an unauthenticated browser on `route` is sent to sign in: a
+    /// path on this host, or, on a route's own host other than
+    /// `public_url`'s, `public_url`'s sign-in page (where the provider calls
+    /// back), asked to send it back here afterwards.
+    pub fn sign_in_location<B>(&self, route: &Route, req: &Request<B>) -> String {
+        let here = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let host = request_host(req.headers(), req.uri());
+        let elsewhere = route.host.is_some()
+            && host.is_some_and(|h| {
+                !bare_host(h).eq_ignore_ascii_case(self.public_url.host_str().unwrap_or_default())
+            });
+        let back = match host {
+            Some(host) if elsewhere => {
+                let back = format!("{}://{host}{here}", self.public_url.scheme());
+                url::Url::parse(&back)
+                    .ok()
+                    .filter(|url| self.sends_back_to(url))
+                    .map(String::from)
+            }
+            _ => None,
+        };
+        match back {
+            Some(back) => {
+                let rd: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+                let mut sign_in = self.public_url.clone();
+                sign_in.set_path("/oauth2/sign_in");
+                format!("{sign_in}?rd={rd}")
+            }
+            None => {
+                let rd: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
+                format!("/oauth2/sign_in?rd={rd}")
+            }
+        }
     }
 
     /// The route of a request to `host` (its `Host` / `:authority`, port and

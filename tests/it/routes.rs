@@ -199,3 +199,57 @@ async fn forward_auth_judges_the_original_request_by_its_routes_rules_and_header
     let resp = auth(&h, &mut b, "other.example.test", "/nowhere").await;
     assert_eq!(resp.status, StatusCode::FORBIDDEN, "no route: refused");
 }
+
+/// Sign-in always runs on `public_url`'s host (its flow cookie is there and
+/// the provider calls back there). A browser on an app's own host is sent
+/// there and, once signed in, back. (This client keeps cookies by name and
+/// ignores `Domain`; `session.domain` is what makes a real browser send the
+/// session cookie to the app's host.)
+#[tokio::test]
+async fn sign_in_from_an_apps_own_host_runs_on_public_url_and_comes_back() {
+    let a = portcullis::demo::upstream::start().await.unwrap().0;
+    let h = Harness::with(Setup {
+        session_toml: "domain = \"example.test\"".into(),
+        extra_toml: format!(
+            "[[upstreams]]\nhost = \"wiki.example.test\"\nurl = \"http://{a}/app-a\"\n"
+        ),
+        ..Setup::default()
+    })
+    .await;
+    let host = format!("wiki.example.test:{}", h.addr.port());
+    let back = format!("http://{host}/page?x=1");
+    let mut b = Browser::new();
+    let resp = b
+        .request(
+            Method::GET,
+            &h.url("/page?x=1"),
+            &[("accept", "text/html"), ("host", &host)],
+            Default::default(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::FOUND);
+    let rd: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+    assert_eq!(
+        resp.location(),
+        format!("{}/oauth2/sign_in?rd={rd}", h.base),
+        "to public_url's sign-in, asked to come back"
+    );
+
+    let callback = b.sign_in(&h, "grace", &back).await;
+    assert_eq!(callback.status, StatusCode::FOUND, "{}", callback.text());
+    assert_eq!(callback.location(), back, "back to the app's host");
+    let resp = get(&h, &mut b, &host, "/page?x=1", &[]).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    assert_eq!(app(&resp), "app-a");
+
+    // A host no route takes by name is never a way back, even under session.domain.
+    let mut other = Browser::new();
+    let evil = format!("http://evil.example.test:{}/x", h.addr.port());
+    let callback = other.sign_in(&h, "grace", &evil).await;
+    assert_eq!(callback.location(), "/");
+
+    // On public_url's own host the sign-in location stays a path.
+    let mut anonymous = Browser::new();
+    let resp = anonymous.get(&h.url("/page")).await;
+    assert_eq!(resp.location(), "/oauth2/sign_in?rd=%2Fpage");
+}
