@@ -130,6 +130,13 @@ fn method_not_allowed() -> Problem {
 }
 
 /// The first value of query parameter `name`.
+/// `rd` for sign-in: a path on this site, or a URL on the host of one of
+/// the apps behind portcullis that shares the session (README, "Several apps
+/// behind one portcullis").
+fn sign_in_rd(app: &App, rd: Option<&str>) -> String {
+    crate::redirect::safe_rd_or_own_url(rd, |url| app.routes.sends_back_to(url))
+}
+
 fn query_param<B>(req: &Request<B>, name: &str) -> Option<String> {
     let query = req.uri().query()?;
     url::form_urlencoded::parse(query.as_bytes())

@@ -12,8 +12,9 @@ pub mod refresh;
 use crate::App;
 use crate::identity::encode_header_value;
 use crate::now_unix;
-use crate::policy::{Denied, Requirement};
+use crate::policy::{Denied, Policy, Requirement};
 use crate::provider::Provider;
+use crate::routes::{HeaderSet, Route};
 use crate::session::{Opened, Session, Tokens, Unavailable};
 use refresh::Refreshed;
 
@@ -89,14 +90,15 @@ pub enum Admission<'s> {
     SignInFirst { api: bool },
 }
 
-/// The one admission decision, for the proxy path and for forward-auth.
+/// The one admission decision, for the proxy path and for forward-auth,
+/// under the request's route's `policy`.
 pub fn admit<'s>(
-    app: &App,
+    policy: &Policy,
     session: Option<&'s Opened>,
     requirement: &Requirement<'_>,
 ) -> Admission<'s> {
     match (session, requirement) {
-        (Some(opened), _) => match app.policy.authorize(&opened.session.identity, requirement) {
+        (Some(opened), _) => match policy.authorize(&opened.session.identity, requirement) {
             Ok(()) => Admission::User(opened),
             Err(_) if *requirement == Requirement::Public => Admission::Anonymous,
             Err(denied) => Admission::Denied(denied),
@@ -106,18 +108,24 @@ pub fn admit<'s>(
     }
 }
 
-/// Identity headers from the `[headers]` map, plus the tokens when configured.
-/// Made once per opened session (see [`Opened`]); each request clones them, a
-/// reference count per value.
-pub fn set_identity_headers(app: &App, headers: &mut HeaderMap, opened: &Opened) {
-    for (name, value) in opened.upstream_headers(|session| identity_headers(app, session)) {
+/// Identity headers from the route's header map (`[headers]` unless it has
+/// its own), plus the tokens when configured. Made once per opened session
+/// and header map (see [`Opened`]); each request clones them, a reference
+/// count per value.
+pub fn set_identity_headers(app: &App, route: &Route, headers: &mut HeaderMap, opened: &Opened) {
+    let sets = app.routes.header_sets().len();
+    let set = app.routes.header_set(route);
+    let made = opened.upstream_headers(route.header_set_index(), sets, |session| {
+        identity_headers(set, session)
+    });
+    for (name, value) in made {
         headers.insert(name.clone(), value.clone());
     }
 }
 
-fn identity_headers(app: &App, session: &Session) -> Box<[(HeaderName, HeaderValue)]> {
-    let mut made = Vec::with_capacity(app.config.headers.len() + 2);
-    for (name, claim) in &app.config.headers {
+fn identity_headers(set: &HeaderSet, session: &Session) -> Box<[(HeaderName, HeaderValue)]> {
+    let mut made = Vec::with_capacity(set.map.len() + 2);
+    for (name, claim) in &set.map {
         // "provider" names the provider that signed the user in (the session's).
         let value = match claim.as_str() {
             "provider" => encode_header_value(&session.provider),
@@ -127,9 +135,8 @@ fn identity_headers(app: &App, session: &Session) -> Box<[(HeaderName, HeaderVal
             made.push((name.clone(), value));
         }
     }
-    let upstream = &app.config.upstream;
     let tokens = &session.tokens;
-    if upstream.pass_access_token
+    if set.pass_access_token
         && let Some(v) = tokens
             .access_token
             .as_deref()
@@ -137,7 +144,7 @@ fn identity_headers(app: &App, session: &Session) -> Box<[(HeaderName, HeaderVal
     {
         made.push((HeaderName::from_static(ACCESS_TOKEN_HEADER), v));
     }
-    if upstream.pass_id_token
+    if set.pass_id_token
         && let Some(v) = tokens
             .id_token
             .as_deref()
@@ -151,18 +158,18 @@ fn identity_headers(app: &App, session: &Session) -> Box<[(HeaderName, HeaderVal
 /// Of a provider's tokens, only those something reads: the session travels in
 /// a cookie (or sits in Redis), and a token kept for nothing is one more
 /// secret to lose. The refresh token for refreshing; the access token for the
-/// upstream or for revocation at sign-out; the id_token for the upstream or
+/// upstream (of any route) or for revocation at sign-out; the id_token for an upstream or
 /// as the end-session `id_token_hint`.
 pub fn kept_tokens(app: &App, provider: &Provider, tokens: Tokens) -> Tokens {
-    let upstream = &app.config.upstream;
+    let routes = &app.routes;
     let refreshes = provider.can_refresh() && tokens.refresh_token.is_some();
     Tokens {
         access_token: tokens
             .access_token
-            .filter(|_| upstream.pass_access_token || provider.revocation_url().is_some()),
+            .filter(|_| routes.passes_access_token() || provider.revocation_url().is_some()),
         id_token: tokens
             .id_token
-            .filter(|_| upstream.pass_id_token || provider.logs_out_at_provider()),
+            .filter(|_| routes.passes_id_token() || provider.logs_out_at_provider()),
         refresh_token: tokens.refresh_token.filter(|_| refreshes),
         access_expires_at: tokens.access_expires_at,
     }

@@ -21,7 +21,16 @@ use url::Url;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
     pub server: ServerConfig,
+    /// `[upstream]`: the app for every request no `[[upstreams]]` entry
+    /// matches. Holds the defaults when the table is absent; then it is used
+    /// only when there are no `[[upstreams]]` either (`upstream_enabled`).
     pub upstream: UpstreamConfig,
+    /// Whether `[upstream]` takes requests: it is written, or no
+    /// `[[upstreams]]` are. When false, a request no route matches gets 404.
+    pub upstream_enabled: bool,
+    /// `[[upstreams]]`: apps chosen by host and path prefix, in the order
+    /// written (the first match wins), before `[upstream]`.
+    pub upstreams: Vec<RouteConfig>,
     pub session: SessionConfig,
     pub access: AccessConfig,
     pub sign_in: SignInConfig,
@@ -96,6 +105,23 @@ pub struct UpstreamConfig {
     /// `client_cert_file` + `client_key_file`: mutual TLS to the upstream.
     pub client_cert: Option<ClientIdentity>,
     pub protocol: UpstreamProtocol,
+}
+
+/// One `[[upstreams]]` entry: which requests it takes, the app they go to,
+/// and, when given, its own rules and header map.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteConfig {
+    /// Exact host or `*.domain` (any subdomain); absent = any host.
+    pub host: Option<crate::routes::HostPattern>,
+    /// `/` (every path) unless set.
+    pub path_prefix: crate::routes::PathPrefix,
+    #[serde(flatten)]
+    pub upstream: UpstreamConfig,
+    /// Its `[[upstreams.rules]]`; `None`: the top-level `[[rules]]` apply.
+    pub rules: Option<Vec<RuleConfig>>,
+    /// Its `[upstreams.headers]`; `None`: the top-level `[headers]` apply.
+    #[serde(serialize_with = "ser_opt_headers")]
+    pub headers: Option<Vec<(HeaderName, String)>>,
 }
 
 /// `upstream.protocol`: how requests travel to the app.
@@ -514,6 +540,16 @@ fn ser_opt_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, 
 
 fn ser_headers<S: Serializer>(h: &[(HeaderName, String)], s: S) -> Result<S::Ok, S::Error> {
     s.collect_map(h.iter().map(|(k, v)| (k.as_str(), v)))
+}
+
+fn ser_opt_headers<S: Serializer>(
+    h: &Option<Vec<(HeaderName, String)>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match h {
+        Some(h) => ser_headers(h, s),
+        None => s.serialize_none(),
+    }
 }
 
 // === errors ===

@@ -24,6 +24,7 @@ pub mod proxy;
 pub mod redirect;
 pub mod reload;
 pub mod respond;
+pub mod routes;
 pub mod server;
 pub mod session;
 pub mod upstream;
@@ -83,11 +84,10 @@ use hyper::body::Incoming;
 use crate::config::Config;
 use crate::headers::SpoofGuard;
 use crate::metrics::{Metrics, Outcome, SignInResult};
-use crate::policy::Policy;
 use crate::provider::Providers;
+use crate::routes::Routes;
 use crate::server::{ConnInfo, Handler, ServerLimits};
 use crate::session::{Opened, Sessions};
-use crate::upstream::Upstream;
 
 /// Why portcullis could not start; each names the cause and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -126,8 +126,8 @@ pub struct App {
     pub config: Config,
     pub sessions: Arc<Sessions>,
     pub providers: Providers,
-    pub policy: Policy,
-    pub upstream: Arc<Upstream>,
+    /// The apps behind portcullis, each with its upstream, rules and headers.
+    pub routes: Routes,
     /// One token refresh per session at a time, and the backoff after failures.
     pub refresher: Arc<authn::refresh::Refresher>,
     /// Back-channel logout tokens already acted on.
@@ -176,39 +176,28 @@ impl App {
     /// one: the metrics, the refresh flights, the seen logout tokens, the
     /// revocation list, the tunnels (so shutdown still waits for them), the
     /// providers whose settings did not change (with their metadata and
-    /// keys), and the session store and upstream client when their settings
+    /// keys), and the session store and upstream clients when their settings
     /// did not change (with their caches and pooled connections).
     pub fn reloaded(&self, config: Config) -> Result<Arc<Self>, StartError> {
         Self::build(config, Some(self))
     }
 
     fn build(config: Config, previous: Option<&App>) -> Result<Arc<Self>, StartError> {
-        let policy = Policy::new(&config).map_err(StartError::Access)?;
-        let tasks = Tasks(policy.watch_emails_file().into_iter().collect());
-        let mut protected: Vec<&str> = config.headers.iter().map(|(h, _)| h.as_str()).collect();
-        protected.push(authn::ACCESS_TOKEN_HEADER);
-        if config.upstream.pass_id_token {
-            protected.push("authorization");
-        }
-        let spoof_guard = SpoofGuard::new(protected);
-        let upstream = match previous {
-            Some(p) if p.upstream_settings_equal(&config) => p.upstream.clone(),
-            Some(p) => Arc::new(
-                Upstream::new(&config.upstream, config.server.body_read_timeout)
-                    .sharing_tunnels(p.upstream.tunnels()),
-            ),
-            None => Arc::new(Upstream::new(
-                &config.upstream,
-                config.server.body_read_timeout,
-            )),
-        };
+        let tunnels = previous.map_or_else(Default::default, |p| p.routes.tunnels());
+        let routes = Routes::new(&config, tunnels, previous.map(|p| &p.routes))
+            .map_err(StartError::Access)?;
+        let tasks = Tasks(routes.watch_emails_file().into_iter().collect());
+        let spoof_guard = SpoofGuard::new(routes.protected_headers());
         let metrics = match previous {
             Some(p) => p.metrics.clone(),
-            None => Arc::new(Metrics::new(upstream.tunnels())),
+            None => Arc::new(Metrics::new(routes.tunnels())),
         };
         let sessions = match previous {
-            // The cached sessions carry headers made under the old settings.
-            Some(p) if p.config.session == config.session && p.headers_settings_equal(&config) => {
+            // Cached sessions carry the headers made under the old maps.
+            Some(p)
+                if p.config.session == config.session
+                    && p.routes.header_sets() == routes.header_sets() =>
+            {
                 p.sessions.clone()
             }
             _ => {
@@ -230,8 +219,7 @@ impl App {
         Ok(Arc::new(Self {
             sessions,
             providers,
-            upstream,
-            policy,
+            routes,
             refresher: previous.map(|p| p.refresher.clone()).unwrap_or_default(),
             seen_logout_tokens: previous
                 .map(|p| p.seen_logout_tokens.clone())
@@ -241,18 +229,6 @@ impl App {
             _tasks: tasks,
             config,
         }))
-    }
-
-    fn upstream_settings_equal(&self, config: &Config) -> bool {
-        self.config.upstream == config.upstream
-            && self.config.server.body_read_timeout == config.server.body_read_timeout
-    }
-
-    /// What the identity headers are made from, besides the session.
-    fn headers_settings_equal(&self, config: &Config) -> bool {
-        self.config.headers == config.headers
-            && self.config.upstream.pass_access_token == config.upstream.pass_access_token
-            && self.config.upstream.pass_id_token == config.upstream.pass_id_token
     }
 
     /// Serves on `listener` until `shutdown` resolves, then drains.
@@ -322,7 +298,7 @@ impl Live {
             max_connections: s.max_connections,
         };
         let tls = self.certificate.as_ref().map(|c| c.server_config());
-        let tunnels = app.upstream.tunnels();
+        let tunnels = app.routes.tunnels();
         drop(app);
         server::serve(listener, tls, limits, self, tunnels, shutdown)
             .await
@@ -416,7 +392,10 @@ pub async fn run(config: Config, source: reload::ConfigSource) -> Result<(), Sta
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
-    tracing::info!(%addr, public_url = %config.server.public_url, upstream = %config.upstream.url, "portcullis listening");
+    let upstream = config
+        .upstream_enabled
+        .then_some(config.upstream.url.as_str());
+    tracing::info!(%addr, public_url = %config.server.public_url, upstream, routes = config.upstreams.len(), "portcullis listening");
     let metrics_listener = match config.server.metrics_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)

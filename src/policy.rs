@@ -14,7 +14,7 @@ use smallvec::SmallVec;
 use crate::config::watch::Watch;
 use crate::config::{AccessConfig, Config, RuleConfig};
 use crate::identity::Identity;
-use readings::{PathOptions, Reading};
+pub(crate) use readings::{PathOptions, Reading, read as readings_of};
 
 mod readings;
 pub use readings::{PathRefused, collapse_slashes};
@@ -146,6 +146,20 @@ impl Policy {
             access,
             emails,
         })
+    }
+
+    /// The same global `[access]` policy (sharing its allowed-emails list,
+    /// and the file watch that updates it) under other rules: a route's.
+    pub fn with_rules(&self, rules: &[RuleConfig]) -> Self {
+        Self {
+            rules: rules.iter().map(Rule::from_config).collect(),
+            paths: PathOptions {
+                fold_unchanged: rules.iter().any(|r| r.path.to_lowercase() != r.path),
+                ..self.paths
+            },
+            access: self.access.clone(),
+            emails: self.emails.clone(),
+        }
     }
 
     /// Re-reads `allowed_emails_file` whenever its modification time changes,

@@ -1,5 +1,6 @@
-//! The request phases for everything outside `/oauth2/` (DESIGN §1): match the
-//! rule, authenticate, authorise, set identity headers, stream to the upstream.
+//! The request phases for everything outside `/oauth2/` (DESIGN §1): choose the
+//! route (`routes`), match its rule, authenticate, authorise, set its identity
+//! headers, stream to its upstream.
 //! Spoofed identity headers were already stripped by the dispatcher.
 
 use http::{Request, Response, Uri};
@@ -20,7 +21,13 @@ pub async fn handle(
     ctx: &mut RequestContext<'_>,
 ) -> Response<Body> {
     let html = respond::wants_html(req.method(), req.headers());
-    let requirement = match app.policy.judge(req.method(), req.uri().path()) {
+    let route = match app.routes.route_request(&req) {
+        Ok(Some(route)) => route,
+        // Only `[[upstreams]]`, and none takes this host and path.
+        Ok(None) => return respond::problem(Problem::not_found(), html),
+        Err(refused) => return respond::problem(Problem::from(refused), html),
+    };
+    let requirement = match route.policy.judge(req.method(), req.uri().path()) {
         Ok(requirement) => requirement,
         Err(refused) => return respond::problem(Problem::from(refused), html),
     };
@@ -40,7 +47,7 @@ pub async fn handle(
         Err(unavailable) => return respond::problem(Problem::from(unavailable), html),
     };
 
-    let admitted = match admit(app, session.as_deref(), &requirement) {
+    let admitted = match admit(&route.policy, session.as_deref(), &requirement) {
         Admission::Anonymous => None,
         Admission::User(opened) => {
             ctx.session = session.clone();
@@ -61,7 +68,8 @@ pub async fn handle(
             if html && !api {
                 ctx.outcome = Some(Outcome::SignIn);
             }
-            let resp = respond::unauthenticated(html && !api, &sign_in_location(&req));
+            let resp =
+                respond::unauthenticated(html && !api, &app.routes.sign_in_location(route, &req));
             return respond::with_cookies(resp, set_cookies);
         }
     };
@@ -72,7 +80,7 @@ pub async fn handle(
     crate::upstream::prepare_request(&mut req);
     let headers = req.headers_mut();
     if let Some(session) = admitted {
-        set_identity_headers(app, headers, session);
+        set_identity_headers(app, route, headers, session);
     }
     app.sessions.cookies.strip_own_cookies(headers);
     let proto = if conn.tls { "https" } else { "http" };
@@ -84,7 +92,7 @@ pub async fn handle(
     );
 
     let sent = std::time::Instant::now();
-    let resp = match app.upstream.forward(req).await {
+    let resp = match route.upstream.forward(req).await {
         Ok(resp) => {
             ctx.upstream_time = Some(sent.elapsed());
             ctx.outcome = Some(Outcome::Proxied);
@@ -114,15 +122,4 @@ fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
     let mut parts = uri.clone().into_parts();
     parts.path_and_query = Some(path_and_query.parse().ok()?);
     Uri::from_parts(parts).ok()
-}
-
-/// `/oauth2/sign_in?rd=<original path and query>`.
-pub fn sign_in_location<B>(req: &Request<B>) -> String {
-    let original = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    let rd: String = url::form_urlencoded::byte_serialize(original.as_bytes()).collect();
-    format!("/oauth2/sign_in?rd={rd}")
 }

@@ -36,6 +36,45 @@ pub fn safe_rd(rd: Option<&str>) -> String {
     }
 }
 
+/// `rd` when it is a path on this site, or an absolute `http(s)://` URL
+/// that `own` accepts (the operator's own app hosts: see
+/// `Routes::sends_back_to`); else `/`. The URL is given back as the WHATWG
+/// parser (which browsers share) serialises it, never as sent.
+pub fn safe_rd_or_own_url(rd: Option<&str>, own: impl Fn(&Url) -> bool) -> String {
+    match rd.and_then(|rd| own_url(rd, own)) {
+        Some(url) => url,
+        None => safe_rd(rd),
+    }
+}
+
+/// An absolute URL to one of the operator's hosts: `http://` or `https://`
+/// (any case) and nothing a browser would drop or fold (whitespace, control
+/// characters, `\`, slash look-alikes); no user info; a host name (not an
+/// IP); a path and query that pass as a same-site `rd`; and `own`.
+fn own_url(rd: &str, own: impl Fn(&Url) -> bool) -> Option<String> {
+    if rd.len() > MAX_RD_LEN {
+        return None;
+    }
+    let scheme = rd.get(..8).unwrap_or(rd).to_ascii_lowercase();
+    if !(scheme.starts_with("http://") || scheme.starts_with("https://")) {
+        return None;
+    }
+    let refused =
+        |c: char| c.is_whitespace() || c.is_control() || c == '\\' || SLASH_LOOKALIKES.contains(&c);
+    if rd.chars().any(refused) {
+        return None;
+    }
+    let url = Url::parse(rd).ok()?;
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || !matches!(url.host(), Some(url::Host::Domain(_)))
+    {
+        return None;
+    }
+    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    (is_safe_rd(path) && own(&url)).then(|| url.as_str().to_owned())
+}
+
 /// Whether `rd` is a same-origin, absolute-path reference (RFC 3986 §4.2) that no
 /// browser or decoding intermediary can turn into another origin.
 pub fn is_safe_rd(rd: &str) -> bool {

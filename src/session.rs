@@ -67,13 +67,19 @@ impl Session {
     }
 }
 
+/// Identity headers made for one header map.
+type UpstreamHeaders = Box<[(HeaderName, HeaderValue)]>;
+
 /// A session as requests use it: the stored [`Session`], and the identity
 /// headers made from it on its first proxied request, cached together. An
 /// `Opened` never changes: a refreshed or touched session is a new one, so
 /// headers made from old tokens or an old identity cannot outlive them.
 pub struct Opened {
     pub session: Session,
-    upstream_headers: OnceLock<Box<[(HeaderName, HeaderValue)]>>,
+    /// The identity headers for the first header map (the only one unless
+    /// routes have maps of their own), then for the others.
+    upstream_headers: OnceLock<UpstreamHeaders>,
+    more_upstream_headers: OnceLock<Box<[OnceLock<UpstreamHeaders>]>>,
     /// The revocation count at which this session was last found alive
     /// ([`revocations::Revocations::is_revoked`]).
     revocations_checked: AtomicU64,
@@ -84,16 +90,26 @@ impl Opened {
         Self {
             session,
             upstream_headers: OnceLock::new(),
+            more_upstream_headers: OnceLock::new(),
             revocations_checked: AtomicU64::new(0),
         }
     }
 
-    /// The identity headers for the upstream, made by `make` the first time.
+    /// The identity headers for header map `set` of `sets` (see
+    /// `routes::HeaderSet`), made by `make` the first time.
     pub fn upstream_headers(
         &self,
-        make: impl FnOnce(&Session) -> Box<[(HeaderName, HeaderValue)]>,
+        set: usize,
+        sets: usize,
+        make: impl FnOnce(&Session) -> UpstreamHeaders,
     ) -> &[(HeaderName, HeaderValue)] {
-        self.upstream_headers.get_or_init(|| make(&self.session))
+        let cell = match set.checked_sub(1) {
+            None => &self.upstream_headers,
+            Some(other) => &self
+                .more_upstream_headers
+                .get_or_init(|| (1..sets.max(set + 1)).map(|_| OnceLock::new()).collect())[other],
+        };
+        cell.get_or_init(|| make(&self.session))
     }
 }
 
@@ -195,6 +211,30 @@ pub(crate) mod tests {
             sid: None,
             refreshed_at: now,
         }
+    }
+
+    #[test]
+    fn identity_headers_are_made_once_per_header_map() {
+        let opened = Opened::new(a_session(0));
+        let made = std::cell::Cell::new(0);
+        let make = |value: &'static str| {
+            let made = &made;
+            move |_: &Session| {
+                made.set(made.get() + 1);
+                let header = (
+                    HeaderName::from_static("x-set"),
+                    HeaderValue::from_static(value),
+                );
+                vec![header].into_boxed_slice()
+            }
+        };
+        for _ in 0..2 {
+            for (set, value) in [(0, "zero"), (1, "one"), (2, "two")] {
+                let headers = opened.upstream_headers(set, 3, make(value));
+                assert_eq!(headers[0].1, value, "header map {set}");
+            }
+        }
+        assert_eq!(made.get(), 3, "each map's headers made once");
     }
 
     #[test]

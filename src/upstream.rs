@@ -107,6 +107,16 @@ impl Upstream {
     /// If `cfg.url` is not an `http`/`https` URL with a host, which config
     /// validation guarantees.
     pub fn new(cfg: &UpstreamConfig, body_read_timeout: Duration) -> Self {
+        Self::with_tunnels(cfg, body_read_timeout, TaskTracker::new())
+    }
+
+    /// [`Upstream::new`], its upgraded connections tracked by `tunnels`
+    /// (shared by every route's upstream, so shutdown waits for them all).
+    pub fn with_tunnels(
+        cfg: &UpstreamConfig,
+        body_read_timeout: Duration,
+        tunnels: TaskTracker,
+    ) -> Self {
         let url = &cfg.url;
         let host = match url.host() {
             Some(url::Host::Domain(domain)) => domain.to_owned(),
@@ -137,19 +147,12 @@ impl Upstream {
             base_path: url.path().trim_end_matches('/').to_owned(),
             timeout: cfg.timeout,
             body_read_timeout,
-            tunnels: TaskTracker::new(),
+            tunnels,
         }
     }
 
     /// The upgraded connections (WebSocket and the like) in flight, for the
     /// server to wait on at shutdown: hyper no longer sees them.
-    /// Tracks its tunnels in `tunnels`: a reloaded upstream joins the one the
-    /// server waits for at shutdown.
-    pub fn sharing_tunnels(mut self, tunnels: TaskTracker) -> Self {
-        self.tunnels = tunnels;
-        self
-    }
-
     pub fn tunnels(&self) -> TaskTracker {
         self.tunnels.clone()
     }

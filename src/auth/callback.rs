@@ -12,7 +12,6 @@ use crate::identity::Identity;
 use crate::metrics::SignInResult;
 use crate::provider::ProviderError;
 use crate::provider::{Callback, FlowSecrets, clip};
-use crate::redirect::safe_rd;
 use crate::respond::with_cookies;
 use crate::respond::{self, Problem, Source};
 use crate::session::store::SaveError;
@@ -97,7 +96,7 @@ pub async fn callback<'a, B>(
             return fail(Problem::from(e));
         }
     };
-    let wanted = app.config.headers.iter().map(|(_, claim)| claim.as_str());
+    let wanted = app.routes.wanted_claims();
     let identity = match Identity::from_claims(&signed_in.claims, wanted) {
         Ok(i) => i,
         Err(e) => {
@@ -105,7 +104,7 @@ pub async fn callback<'a, B>(
             return fail(Problem::from(e));
         }
     };
-    if let Err(denied) = app.policy.admits(&identity) {
+    if let Err(denied) = app.routes.policy().admits(&identity) {
         ended(SignInResult::denied);
         tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = %identity.sub, reason = %denied, "sign-in refused by policy");
         return fail(Problem::from(denied));
@@ -140,7 +139,7 @@ pub async fn callback<'a, B>(
         Err(SaveError::Unavailable(unavailable)) => return fail(Problem::from(unavailable)),
     };
     tracing::info!(target: crate::log::AUDIT, provider = provider.id(), %sub, "signed in");
-    let mut resp = respond::redirect(&safe_rd(Some(&flow.rd)));
+    let mut resp = respond::redirect(&super::sign_in_rd(app, Some(&flow.rd)));
     let headers = resp.headers_mut();
     headers.append(SET_COOKIE, clear_flow);
     for cookie in cookies {

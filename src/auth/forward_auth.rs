@@ -12,12 +12,15 @@ use crate::headers::is_trusted;
 use crate::policy::{Groups, Requirement};
 use crate::respond::with_cookies;
 use crate::respond::{self, Problem};
+use crate::routes::{Route, request_host};
 use crate::server::ConnInfo;
 use crate::{App, Body, RequestContext, empty};
 
 /// 202 with the identity headers for the front proxy to copy upstream, or 401.
-/// The original method and URI (for rule matching) are believed only from
-/// `trusted_proxies` (DESIGN §8.4); otherwise the default rule applies.
+/// The original method, URI and host (for choosing the route and matching its
+/// rules) are believed only from `trusted_proxies` (DESIGN §8.4); otherwise
+/// the default rule applies, with the identity headers of the route that
+/// takes this request's own `Host` at `/`.
 pub async fn check<B>(
     app: &App,
     req: &Request<B>,
@@ -35,8 +38,38 @@ pub async fn check<B>(
              its address to server.trusted_proxies (logged once per peer)"
         );
     }
-    let requirement = match trusted.then(|| original_target(req.headers())) {
-        Some(Original::Target(method, path)) => match judge(app, &method, path) {
+    let original = trusted.then(|| original_target(req.headers()));
+    // The route of the original request: its host as the trusted proxy says
+    // (X-Forwarded-Host, else the Host it passed on), its path as judged below.
+    let host = match trusted {
+        true => match single(req.headers(), "x-forwarded-host") {
+            Ok(Some(host)) => Some(host),
+            Ok(None) => request_host(req.headers(), req.uri()),
+            Err(why) => return respond::problem(Problem::forbidden(why), false),
+        },
+        false => request_host(req.headers(), req.uri()),
+    };
+    let path = match &original {
+        Some(Original::Target(_, path)) => path,
+        _ => "/",
+    };
+    let route = match app.routes.route(host, path) {
+        Ok(Some(route)) => route,
+        Ok(None) => {
+            return respond::problem(
+                Problem::forbidden("No application behind portcullis takes this host and path."),
+                false,
+            );
+        }
+        Err(refused) => {
+            return respond::problem(
+                Problem::forbidden(format!("The original URI is refused: {refused}")),
+                false,
+            );
+        }
+    };
+    let requirement = match original {
+        Some(Original::Target(method, path)) => match judge(route, &method, path) {
             Ok(requirement) => requirement,
             Err(why) => return respond::problem(Problem::forbidden(why), false),
         },
@@ -52,12 +85,12 @@ pub async fn check<B>(
         Ok(authn) => authn,
         Err(unavailable) => return respond::problem(Problem::from(unavailable), false),
     };
-    let resp = match admit(app, authn.session.as_deref(), &requirement) {
+    let resp = match admit(&route.policy, authn.session.as_deref(), &requirement) {
         Admission::Anonymous => accepted(),
         Admission::User(session) => {
             ctx.session = authn.session.clone();
             let mut resp = accepted();
-            set_identity_headers(app, resp.headers_mut(), session);
+            set_identity_headers(app, route, resp.headers_mut(), session);
             resp
         }
         Admission::Denied(denied) => {
@@ -75,11 +108,12 @@ pub async fn check<B>(
 
 /// The rules' verdict on the original path, which the front proxy passes on
 /// as it is: a path it would forward with `//` is refused, not collapsed.
-fn judge<'a>(app: &'a App, method: &Method, path: &str) -> Result<Requirement<'a>, String> {
+fn judge<'a>(route: &'a Route, method: &Method, path: &str) -> Result<Requirement<'a>, String> {
     if path.contains("//") {
         return Err("The original URI has an empty segment (`//`).".into());
     }
-    app.policy
+    route
+        .policy
         .judge(method, path)
         .map_err(|refused| format!("The original URI is refused: {refused}"))
 }

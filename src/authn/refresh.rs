@@ -170,7 +170,7 @@ impl Refresher {
         self.backoff.invalidate(&session.id);
         let mut renewed = session.clone();
         if !signed_in.claims.is_empty() {
-            let wanted = app.config.headers.iter().map(|(_, claim)| claim.as_str());
+            let wanted = app.routes.wanted_claims();
             let identity = match Identity::from_claims(&signed_in.claims, wanted) {
                 // A new id_token says all; userinfo alone may leave out what
                 // only the first id_token said.
@@ -178,7 +178,7 @@ impl Refresher {
                 Ok(identity) => identity.filled_from(&session.identity),
                 Err(_) => return Refreshed::Ended("the refreshed identity is unusable"),
             };
-            if let Err(denied) = app.policy.admits(&identity) {
+            if let Err(denied) = app.routes.policy().admits(&identity) {
                 tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = %identity.sub, reason = %denied, "refreshed identity no longer admitted; the session ends");
                 return Refreshed::Ended("the policy no longer admits the user");
             }

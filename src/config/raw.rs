@@ -23,8 +23,10 @@ mod providers;
 pub(super) struct RawConfig {
     #[serde(default)]
     server: RawServer,
+    /// Absent: the default upstream, unless `[[upstreams]]` are configured.
+    upstream: Option<RawUpstream>,
     #[serde(default)]
-    upstream: RawUpstream,
+    upstreams: Vec<RawUpstream>,
     #[serde(default)]
     session: RawSession,
     #[serde(default)]
@@ -98,9 +100,16 @@ impl RawLog {
     }
 }
 
+/// `[upstream]`, and each `[[upstreams]]` entry: one struct, so both take
+/// the same keys with the same meaning and validation. `host`,
+/// `path_prefix`, `rules` and `headers` belong to routes only.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawUpstream {
+    host: Option<String>,
+    path_prefix: Option<String>,
+    rules: Option<Vec<RuleConfig>>,
+    headers: Option<BTreeMap<String, String>>,
     url: Option<String>,
     timeout: Option<String>,
     #[serde(default)]
@@ -316,11 +325,13 @@ impl RawConfig {
     pub(super) fn validate(self) -> Result<Config, ConfigError> {
         let mut p = Problems::default();
         let server = self.server.validate(&mut p);
-        let upstream = self.upstream.validate(&mut p);
+        let upstream_enabled = self.upstream.is_some() || self.upstreams.is_empty();
+        let upstream = self.upstream.unwrap_or_default().validate_default(&mut p);
+        let upstreams = validate_routes(self.upstreams, upstream_enabled, &mut p);
         let session = self.session.validate(&mut p, &server.public_url);
         let access = self.access.validate(&mut p);
-        validate_rules(&self.rules, &mut p);
-        let headers = validate_headers(self.headers, &mut p);
+        validate_rules(&self.rules, "rules", &mut p);
+        let headers = validate_headers(self.headers, "headers", &mut p);
         let sign_in = self.sign_in.validate(&mut p);
         let log = self.log.validate(&mut p);
         let providers = validate_providers(self.providers, &mut p);
@@ -330,6 +341,8 @@ impl RawConfig {
         Ok(Config {
             server,
             upstream,
+            upstream_enabled,
+            upstreams,
             session,
             access,
             sign_in,
@@ -475,31 +488,61 @@ fn open_file_limit() -> Option<u64> {
 }
 
 impl RawUpstream {
-    fn validate(self, p: &mut Problems) -> UpstreamConfig {
+    /// `[upstream]`: the route-only keys are refused.
+    fn validate_default(self, p: &mut Problems) -> UpstreamConfig {
+        let route_only = [
+            ("host", self.host.is_some()),
+            ("path_prefix", self.path_prefix.is_some()),
+            ("rules", self.rules.is_some()),
+            ("headers", self.headers.is_some()),
+        ];
+        for (key, _) in route_only.iter().filter(|(_, set)| *set) {
+            p.add(
+                &format!("upstream.{key}"),
+                "belongs to [[upstreams]] entries; [upstream] takes every request no [[upstreams]] entry matches, under the top-level [[rules]] and [headers]",
+            );
+        }
+        self.validate(p, "upstream")
+    }
+
+    /// The keys shared by `[upstream]` and `[[upstreams]]`; `at` is the
+    /// table's key (`upstream`, `upstreams[1]`).
+    fn validate(self, p: &mut Problems, at: &str) -> UpstreamConfig {
         let u = self;
-        let url = p.url("upstream.url", u.url.as_deref(), "http://127.0.0.1:8080");
+        let url = match u.url.as_deref() {
+            None if at != "upstream" => {
+                p.add(
+                    &format!("{at}.url"),
+                    "missing; the app's address, e.g. \"http://127.0.0.1:9000\"",
+                );
+                Url::parse("http://127.0.0.1:8080").expect("default URL parses")
+            }
+            url => p.url(&format!("{at}.url"), url, "http://127.0.0.1:8080"),
+        };
         let tls_only = [
-            ("upstream.ca_file", u.ca_file.is_some()),
-            ("upstream.tls_server_name", u.tls_server_name.is_some()),
-            ("upstream.insecure_skip_verify", u.insecure_skip_verify),
-            ("upstream.client_cert_file", u.client_cert_file.is_some()),
+            ("ca_file", u.ca_file.is_some()),
+            ("tls_server_name", u.tls_server_name.is_some()),
+            ("insecure_skip_verify", u.insecure_skip_verify),
+            ("client_cert_file", u.client_cert_file.is_some()),
         ];
         if url.scheme() == "http" {
             for (key, _) in tls_only.iter().filter(|(_, set)| *set) {
                 p.add(
-                    key,
-                    "applies only to an https:// upstream.url; remove it or make the URL https://",
+                    &format!("{at}.{key}"),
+                    format_args!(
+                        "applies only to an https:// {at}.url; remove it or make the URL https://"
+                    ),
                 );
             }
         }
         match (u.protocol, url.scheme()) {
             (UpstreamProtocol::H2, "http") => p.add(
-                "upstream.protocol",
-                "\"h2\" is HTTP/2 over TLS and needs an https:// upstream.url; use \"h2c\" for HTTP/2 without TLS",
+                &format!("{at}.protocol"),
+                format_args!("\"h2\" is HTTP/2 over TLS and needs an https:// {at}.url; use \"h2c\" for HTTP/2 without TLS"),
             ),
             (UpstreamProtocol::H2c, "https") => p.add(
-                "upstream.protocol",
-                "\"h2c\" is HTTP/2 without TLS and needs an http:// upstream.url; use \"h2\" or \"auto\" for https",
+                &format!("{at}.protocol"),
+                format_args!("\"h2c\" is HTTP/2 without TLS and needs an http:// {at}.url; use \"h2\" or \"auto\" for https"),
             ),
             _ => {}
         }
@@ -507,24 +550,24 @@ impl RawUpstream {
             && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
         {
             p.add(
-                "upstream.tls_server_name",
+                &format!("{at}.tls_server_name"),
                 format_args!("{name:?} is not a DNS name or IP address, e.g. \"app.internal\""),
             );
         }
         if u.insecure_skip_verify && u.ca_file.is_some() {
             p.add(
-                "upstream.ca_file",
+                &format!("{at}.ca_file"),
                 "has no effect with insecure_skip_verify = true; remove one of them (prefer ca_file)",
             );
         }
         let client_cert = match (&u.client_cert_file, &u.client_key_file) {
             (Some(cert), Some(key)) => ClientIdentity::read(cert, key)
-                .map_err(|(key, problem)| p.add(&format!("upstream.{key}"), problem))
+                .map_err(|(key, problem)| p.add(&format!("{at}.{key}"), problem))
                 .ok(),
             (None, None) => None,
             _ => {
                 p.add(
-                    "upstream.client_cert_file",
+                    &format!("{at}.client_cert_file"),
                     "client_cert_file and client_key_file go together; set both or neither",
                 );
                 None
@@ -532,10 +575,10 @@ impl RawUpstream {
         };
         UpstreamConfig {
             url,
-            timeout: p.duration("upstream.timeout", u.timeout.as_deref(), "60s"),
+            timeout: p.duration(&format!("{at}.timeout"), u.timeout.as_deref(), "60s"),
             pass_access_token: u.pass_access_token,
             pass_id_token: u.pass_id_token,
-            ca_file: p.ca_bundle("upstream.ca_file", u.ca_file.as_deref()),
+            ca_file: p.ca_bundle(&format!("{at}.ca_file"), u.ca_file.as_deref()),
             tls_server_name: u.tls_server_name,
             insecure_skip_verify: u.insecure_skip_verify,
             client_cert,
@@ -859,17 +902,102 @@ impl RawSignIn {
     }
 }
 
-fn validate_rules(rules: &[RuleConfig], p: &mut Problems) {
+/// The `[[upstreams]]` entries. `upstream_enabled`: `[upstream]` takes what
+/// they leave, so a route that takes everything makes it unreachable.
+fn validate_routes(
+    raw: Vec<RawUpstream>,
+    upstream_enabled: bool,
+    p: &mut Problems,
+) -> Vec<RouteConfig> {
+    use crate::routes::{HostPattern, PathPrefix};
+    let mut routes: Vec<RouteConfig> = Vec::with_capacity(raw.len());
+    // Whether each route's host and path_prefix are valid: an invalid one
+    // stands in as "any", and would be reported as hiding the rest.
+    let mut valid: Vec<bool> = Vec::with_capacity(raw.len());
+    for (i, mut r) in raw.into_iter().enumerate() {
+        let at = format!("upstreams[{i}]");
+        let mut ok = true;
+        let host = r.host.take().and_then(|h| {
+            HostPattern::parse(&h)
+                .map_err(|why| {
+                    ok = false;
+                    p.add(&format!("{at}.host"), format_args!("{h:?} {why}"))
+                })
+                .ok()
+        });
+        let path_prefix = match r.path_prefix.take() {
+            None => PathPrefix::root(),
+            Some(prefix) => PathPrefix::parse(&prefix).unwrap_or_else(|why| {
+                ok = false;
+                p.add(
+                    &format!("{at}.path_prefix"),
+                    format_args!("{prefix:?} {why}"),
+                );
+                PathPrefix::root()
+            }),
+        };
+        let rules = r.rules.take();
+        if let Some(rules) = &rules {
+            validate_rules(rules, &format!("{at}.rules"), p);
+        }
+        let headers = r
+            .headers
+            .take()
+            .map(|h| validate_headers(Some(h), &format!("{at}.headers"), p));
+        let route = RouteConfig {
+            host,
+            path_prefix,
+            upstream: r.validate(p, &at),
+            rules,
+            headers,
+        };
+        // Compared as written: paths are also compared case-folded, where
+        // prefixes that differ only in case pick the earlier route anyway.
+        if let Some(j) = routes.iter().zip(&valid).position(|(earlier, &valid)| {
+            ok && valid
+                && crate::routes::covers(
+                    (earlier.host.as_ref(), &earlier.path_prefix),
+                    (route.host.as_ref(), &route.path_prefix),
+                )
+        }) {
+            p.add(
+                &at,
+                format_args!(
+                    "is never used: upstreams[{j}] comes first and takes every request it would (same or wider host and path_prefix); remove it or move it above"
+                ),
+            );
+        }
+        routes.push(route);
+        valid.push(ok);
+    }
+    if upstream_enabled
+        && let Some(j) = routes
+            .iter()
+            .zip(&valid)
+            .position(|(r, &valid)| valid && r.host.is_none() && r.path_prefix.is_root())
+    {
+        p.add(
+            "upstream",
+            format_args!(
+                "is never used: upstreams[{j}] has no host and path_prefix \"/\", so it takes every request; remove [upstream], or give upstreams[{j}] a host or path_prefix"
+            ),
+        );
+    }
+    routes
+}
+
+/// `at`: the list's key (`rules`, `upstreams[1].rules`).
+fn validate_rules(rules: &[RuleConfig], at: &str, p: &mut Problems) {
     for (i, rule) in rules.iter().enumerate() {
         if !rule.path.starts_with('/') {
             p.add(
-                &format!("rules[{i}].path"),
+                &format!("{at}[{i}].path"),
                 format_args!("{:?} must start with '/'", rule.path),
             );
         }
         if rule.public && !rule.groups.is_empty() {
             p.add(
-                &format!("rules[{i}]"),
+                &format!("{at}[{i}]"),
                 "a public rule cannot also require groups",
             );
         }
@@ -878,7 +1006,7 @@ fn validate_rules(rules: &[RuleConfig], p: &mut Problems) {
                 || m.chars().any(|c| c.is_ascii_lowercase())
             {
                 p.add(
-                    &format!("rules[{i}].methods"),
+                    &format!("{at}[{i}].methods"),
                     format_args!("{m:?} is not an upper-case HTTP method"),
                 );
             }
@@ -886,9 +1014,11 @@ fn validate_rules(rules: &[RuleConfig], p: &mut Problems) {
     }
 }
 
-/// The configured `[headers]` map, or the default one.
+/// The configured `[headers]` map, or the default one; `at` is its key
+/// (`headers`, `upstreams[1].headers`).
 fn validate_headers(
     headers: Option<BTreeMap<String, String>>,
+    at: &str,
     p: &mut Problems,
 ) -> Vec<(HeaderName, String)> {
     let header_map: Vec<(String, String)> = match headers {
@@ -904,11 +1034,11 @@ fn validate_headers(
             // Header names are case-insensitive: `X-User` and `x-user` are one
             // header, and only one of the two claims could be sent.
             Ok(h) if headers.iter().any(|(seen, _)| *seen == h) => p.add(
-                &format!("headers.{name}"),
+                &format!("{at}.{name}"),
                 "names the same header as another entry (names ignore case); keep one",
             ),
             Ok(h) => headers.push((h, claim)),
-            Err(_) => p.add(&format!("headers.{name}"), "is not a valid header name"),
+            Err(_) => p.add(&format!("{at}.{name}"), "is not a valid header name"),
         }
     }
     headers

@@ -1254,3 +1254,173 @@ fn upstream_protocol_must_fit_the_url_scheme() {
     }
     assert!(with("http://app", "http3").is_err());
 }
+
+#[test]
+fn upstreams_take_every_upstream_key_and_their_own() {
+    let c = parse(&format!(
+        r#"{MINIMAL}
+[[upstreams]]
+host = "Wiki.Example.com"
+path_prefix = "/wiki/"
+url = "http://127.0.0.1:9000/base"
+timeout = "5s"
+pass_access_token = true
+protocol = "h2c"
+[[upstreams.rules]]
+path = "/wiki/public/"
+public = true
+[upstreams.headers]
+"X-Wiki-User" = "sub"
+[[upstreams]]
+path_prefix = "/b"
+url = "http://127.0.0.1:9001"
+"#
+    ))
+    .unwrap();
+    assert!(!c.upstream_enabled, "only [[upstreams]]: no catch-all");
+    let [a, b] = &c.upstreams[..] else {
+        panic!("two routes")
+    };
+    assert_eq!(a.host.as_ref().unwrap().to_string(), "wiki.example.com");
+    assert_eq!(a.path_prefix.to_string(), "/wiki");
+    assert_eq!(a.upstream.url.as_str(), "http://127.0.0.1:9000/base");
+    assert_eq!(a.upstream.timeout, Duration::from_secs(5));
+    assert!(a.upstream.pass_access_token);
+    assert_eq!(a.upstream.protocol, UpstreamProtocol::H2c);
+    assert_eq!(a.rules.as_ref().unwrap()[0].path, "/wiki/public/");
+    assert_eq!(a.headers.as_ref().unwrap()[0].0.as_str(), "x-wiki-user");
+    assert!(b.host.is_none() && b.rules.is_none() && b.headers.is_none());
+    assert_eq!(b.upstream.timeout, Duration::from_secs(60));
+
+    let both = parse(&format!(
+        "{MINIMAL}\n[upstream]\nurl = \"http://127.0.0.1:8000\"\n[[upstreams]]\npath_prefix = \"/b\"\nurl = \"http://127.0.0.1:9001\""
+    ))
+    .unwrap();
+    assert!(both.upstream_enabled);
+    assert!(
+        parse(MINIMAL).unwrap().upstream_enabled,
+        "neither: the default upstream"
+    );
+}
+
+#[test]
+fn upstreams_problems_are_reported_with_their_dotted_keys() {
+    let got = problems(&format!(
+        r#"{MINIMAL}
+[upstream]
+url = "http://127.0.0.1:8000"
+host = "x.example.com"
+[[upstreams]]
+host = "bad host"
+path_prefix = "wiki"
+[[upstreams]]
+host = "*.example.com"
+url = "http://127.0.0.1:9001"
+ca_file = "/nonexistent"
+timeout = "soon"
+[[upstreams.rules]]
+path = "no-slash"
+[upstreams.headers]
+"bad header" = "sub"
+[[upstreams]]
+host = "a.example.com"
+path_prefix = "/x/"
+url = "http://127.0.0.1:9002"
+[[upstreams]]
+path_prefix = "/"
+url = "http://127.0.0.1:9003"
+"#
+    ));
+    let has = |start: &str, says: &str| {
+        assert!(
+            got.iter().any(|p| p.starts_with(start) && p.contains(says)),
+            "no {start:?} saying {says:?} in {got:#?}"
+        )
+    };
+    has("upstream.host:", "belongs to [[upstreams]]");
+    has("upstreams[0].host:", "is not a host name");
+    has("upstreams[0].path_prefix:", "must start with '/'");
+    has("upstreams[0].url:", "missing");
+    has("upstreams[1].ca_file:", "https://");
+    has("upstreams[1].timeout:", "not a duration");
+    has("upstreams[1].rules[0].path:", "must start with '/'");
+    has(
+        "upstreams[1].headers.bad header:",
+        "not a valid header name",
+    );
+    has("upstreams[2]:", "never used: upstreams[1] comes first");
+    has("upstream:", "never used: upstreams[3]");
+}
+
+#[test]
+fn duplicate_and_shadowed_upstreams_are_refused() {
+    let route = |host: &str, prefix: &str| {
+        let host = if host.is_empty() {
+            String::new()
+        } else {
+            format!("host = {host:?}\n")
+        };
+        format!("[[upstreams]]\n{host}path_prefix = {prefix:?}\nurl = \"http://127.0.0.1:9000\"\n")
+    };
+    let shadowed = [
+        (("a.example.com", "/x"), ("a.example.com", "/x/")),
+        (("A.example.com", "/x"), ("a.example.com", "/x/y")),
+        (("*.example.com", "/"), ("a.example.com", "/x")),
+        (("*.example.com", "/"), ("*.b.example.com", "/")),
+        (("", "/x"), ("a.example.com", "/x/y")),
+    ];
+    for (first, second) in shadowed {
+        let toml = format!(
+            "{MINIMAL}\n{}{}",
+            route(first.0, first.1),
+            route(second.0, second.1)
+        );
+        let got = problems(&toml);
+        assert!(
+            got.iter()
+                .any(|p| p.starts_with("upstreams[1]: is never used")),
+            "{first:?} then {second:?}: {got:?}"
+        );
+    }
+    let fine = [
+        (("a.example.com", "/x"), ("a.example.com", "/xy")),
+        (("a.example.com", "/x/y"), ("a.example.com", "/x")),
+        (("a.example.com", "/"), ("*.example.com", "/")),
+        (("a.example.com", "/"), ("", "/")),
+        (("*.b.example.com", "/"), ("*.example.com", "/")),
+    ];
+    for (first, second) in fine {
+        let toml = format!(
+            "{MINIMAL}\n{}{}",
+            route(first.0, first.1),
+            route(second.0, second.1)
+        );
+        assert!(
+            parse(&toml).is_ok(),
+            "{first:?} then {second:?}: {:?}",
+            parse(&toml).err()
+        );
+    }
+}
+
+#[test]
+fn the_reference_config_toml_upstreams_example_is_valid() {
+    let reference = include_str!("../../config.toml");
+    let start = reference
+        .find("\n# [[upstreams]]\n")
+        .expect("config.toml has an [[upstreams]] example");
+    let example: String = reference[start + 1..]
+        .lines()
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let secret = "[session]\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+    let c = from_figment(
+        Figment::from(Toml::string(reference))
+            .merge(Toml::string(secret))
+            .merge(Toml::string(&example)),
+    )
+    .unwrap_or_else(|e| panic!("the [[upstreams]] example is refused:\n{e}\n{example}"));
+    assert_eq!(c.upstreams.len(), 2, "{example}");
+    assert!(c.upstreams[1].rules.is_some() && c.upstreams[0].headers.is_some());
+}

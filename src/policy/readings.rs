@@ -38,6 +38,10 @@ pub enum PathRefused {
         "The request path can be read in too many ways (encodings, separators, parameters, case and Unicode forms at once)."
     )]
     TooAmbiguous,
+    #[error(
+        "The request path can be read as belonging to more than one application; send it in plain form."
+    )]
+    AmbiguousRoute,
 }
 
 /// The most variants of one path (before case folding) that are judged: an

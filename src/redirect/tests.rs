@@ -86,3 +86,76 @@ fn decoding_is_checked_for_three_rounds() {
     assert!(!is_safe_rd("/%2525252Fharmless"));
     assert!(is_safe_rd("/%252520three-rounds"));
 }
+
+/// The operator's app hosts: `wiki.example.com` on https's default port.
+fn own(url: &Url) -> bool {
+    url.scheme() == "https"
+        && url.host_str() == Some("wiki.example.com")
+        && url.port_or_known_default() == Some(443)
+}
+
+#[test]
+fn an_absolute_rd_is_kept_only_on_an_own_host_and_as_parsed() {
+    let kept = [
+        (
+            "https://wiki.example.com/page?x=1",
+            "https://wiki.example.com/page?x=1",
+        ),
+        (
+            "https://WIKI.example.com:443/a",
+            "https://wiki.example.com/a",
+        ),
+        ("HTTPS://wiki.example.com", "https://wiki.example.com/"),
+        (
+            "https://wiki.example.com/a#frag",
+            "https://wiki.example.com/a#frag",
+        ),
+    ];
+    for (rd, expected) in kept {
+        assert_eq!(safe_rd_or_own_url(Some(rd), own), expected, "{rd}");
+    }
+    let refused = [
+        "https://evil.example/",
+        "https://wiki.example.com.evil.example/",
+        "https://wiki.example.com@evil.example/",
+        "https://evil.example#@wiki.example.com/",
+        "https://evil.example\\@wiki.example.com/",
+        "https://evil.example/\\wiki.example.com",
+        "https://wiki.example.com:444/",
+        "http://wiki.example.com/",
+        "https://user:pw@wiki.example.com/",
+        "https://wiki.example.com//evil.example/",
+        "https://wiki.example.com/%2f%2fevil.example",
+        "https://wiki.example.com/\t/x",
+        " https://wiki.example.com/",
+        "https:wiki.example.com/",
+        "https:/wiki.example.com/",
+        "//wiki.example.com/",
+        "javascript://wiki.example.com/%0aalert(1)",
+        "https://93.184.216.34/",
+    ];
+    for rd in refused {
+        let got = safe_rd_or_own_url(Some(rd), own);
+        assert!(
+            got == "/" || (got.starts_with('/') && !got.starts_with("//")),
+            "{rd} -> {got}"
+        );
+        assert!(!got.contains("evil"), "{rd} -> {got}");
+    }
+    // Paths go on as before.
+    assert_eq!(safe_rd_or_own_url(Some("/a?b=1"), own), "/a?b=1");
+    assert_eq!(safe_rd_or_own_url(Some("//evil.example"), own), "/");
+    assert_eq!(safe_rd_or_own_url(None, own), "/");
+    // Without own hosts nothing absolute passes.
+    assert_eq!(
+        safe_rd_or_own_url(Some("https://wiki.example.com/"), |_| false),
+        "/"
+    );
+}
+
+#[test]
+fn every_hostile_form_becomes_root_with_own_hosts_too() {
+    for form in HOSTILE.lines().filter(|l| !l.is_empty()) {
+        assert_eq!(safe_rd_or_own_url(Some(form), own), "/", "{form:?}");
+    }
+}

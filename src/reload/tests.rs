@@ -30,6 +30,11 @@ const BASE: &str = r#"
     client_secret = "d"
 "#;
 
+/// The client of the app taking `/`.
+fn upstream(app: &App) -> &Arc<crate::upstream::Upstream> {
+    &app.routes.route(None, "/").unwrap().unwrap().upstream
+}
+
 #[test]
 fn restart_only_settings_keep_their_running_value_and_are_named() {
     let running = config(BASE);
@@ -76,7 +81,7 @@ async fn a_reload_keeps_unchanged_providers_the_store_and_the_upstream_and_repla
     assert!(same("gh"));
     assert!(!same("other"));
     assert!(Arc::ptr_eq(&first.sessions, &second.sessions));
-    assert!(Arc::ptr_eq(&first.upstream, &second.upstream));
+    assert!(Arc::ptr_eq(upstream(&first), upstream(&second)));
     assert!(Arc::ptr_eq(&first.metrics, &second.metrics));
     assert!(Arc::ptr_eq(&first.refresher, &second.refresher));
 
@@ -93,10 +98,11 @@ async fn a_reload_keeps_unchanged_providers_the_store_and_the_upstream_and_repla
         ))
         .unwrap();
     assert!(!Arc::ptr_eq(&second.sessions, &third.sessions));
-    assert!(!Arc::ptr_eq(&second.upstream, &third.upstream));
-    let tunnels = second.upstream.tunnels();
+    assert!(!Arc::ptr_eq(upstream(&second), upstream(&third)));
+    let tunnels = upstream(&second).tunnels();
     tunnels.spawn(std::future::pending::<()>());
-    assert_eq!(third.upstream.tunnels().len(), 1);
+    assert_eq!(upstream(&third).tunnels().len(), 1);
+    assert_eq!(third.routes.tunnels().len(), 1);
 }
 
 /// The certificate a TLS handshake with `addr` presents.

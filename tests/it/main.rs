@@ -24,6 +24,7 @@ mod redis_server;
 mod redis_store;
 mod refresh;
 mod reload;
+mod routes;
 mod sessions;
 mod shutdown;
 mod spoofing;

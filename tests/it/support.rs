@@ -55,6 +55,9 @@ pub struct Setup {
     pub server_toml: String,
     /// Serve at once instead of waiting until every provider's metadata is loaded.
     pub no_ready_wait: bool,
+    /// Write no `[upstream]` table (and ignore `upstream`, `upstream_toml`):
+    /// for `[[upstreams]]` alone, in `extra_toml`.
+    pub no_default_upstream: bool,
 }
 
 impl Harness {
@@ -66,14 +69,22 @@ impl Harness {
         let idp = DemoIdp::start(setup.idp.clone())
             .await
             .expect("start identity provider");
-        let upstream: SocketAddr = match setup.upstream {
-            Some(a) => a,
-            None => {
-                portcullis::demo::upstream::start()
-                    .await
-                    .expect("start upstream")
-                    .0
-            }
+        let upstream_table = if setup.no_default_upstream {
+            String::new()
+        } else {
+            let upstream: SocketAddr = match setup.upstream {
+                Some(a) => a,
+                None => {
+                    portcullis::demo::upstream::start()
+                        .await
+                        .expect("start upstream")
+                        .0
+                }
+            };
+            format!(
+                "[upstream]\nurl = \"http://{upstream}\"\ntimeout = \"2s\"\n{}",
+                setup.upstream_toml
+            )
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -97,10 +108,7 @@ impl Harness {
 listen = "{addr}"
 public_url = "{base}"
 {server}
-[upstream]
-url = "http://{upstream}"
-timeout = "2s"
-{upstream_toml}
+{upstream_table}
 [session]
 {secret}
 {session}
@@ -108,7 +116,6 @@ timeout = "2s"
 {extra}
 "#,
             server = setup.server_toml,
-            upstream_toml = setup.upstream_toml,
             session = setup.session_toml,
             secret = if setup.session_toml.contains("secret =") {
                 String::new()
