@@ -186,6 +186,36 @@ async fn a_session_signed_out_before_a_reload_stays_signed_out_after_it() {
     assert_eq!(resp.status, StatusCode::FOUND, "{}", resp.text());
 }
 
+#[tokio::test]
+async fn a_route_added_by_a_reload_takes_the_next_request() {
+    let h = Harness::with(Setup {
+        extra_toml: "[[rules]]\npath = \"/\"\npublic = true\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut anonymous = h.browser();
+    assert_eq!(
+        anonymous.get_json(&h.url("/b/page")).await.status,
+        StatusCode::OK
+    );
+    // `/b/` now goes to an app that is down: portcullis answers 502 itself.
+    let down = crate::support::closed_addr();
+    h.reload(&[(
+        "[[rules]]",
+        &format!("[[upstreams]]\npath_prefix = \"/b/\"\nurl = \"http://{down}\"\n[[rules]]"),
+    )])
+    .await
+    .unwrap();
+    assert_eq!(
+        anonymous.get_json(&h.url("/b/page")).await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(
+        anonymous.get_json(&h.url("/a")).await.status,
+        StatusCode::OK
+    );
+}
+
 // === the real binary: SIGHUP and the file watch ===
 
 mod process {
