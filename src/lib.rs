@@ -206,8 +206,7 @@ impl App {
 impl Handler for App {
     async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let started = Instant::now();
-        let access_logged =
-            self.config.log.access && tracing::enabled!(target: log::ACCESS, tracing::Level::INFO);
+        let access_logged = self.config.log.access && log::access::enabled();
         // Only for the log line: the method (inline when standard) and the
         // URI, whose parts share the request head's bytes.
         let logged = access_logged.then(|| (req.method().clone(), req.uri().clone()));
@@ -227,24 +226,23 @@ impl Handler for App {
         }
         if let Some((method, uri)) = logged {
             let identity = ctx.session.as_ref().map(|opened| &opened.session);
-            let bytes = response
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            tracing::info!(
-                target: log::ACCESS,
-                %method,
-                path = uri.path(),
-                status = response.status().as_u16(),
-                outcome = outcome.label(),
-                user = identity.map(|s| s.identity.sub.as_str()),
-                provider = identity.map(|s| s.provider.as_str()).or(ctx.sign_in.map(|(p, _)| p)),
-                duration_ms = log::millis(started.elapsed()),
-                upstream_ms = ctx.upstream_time.map(log::millis),
-                bytes,
-                %client,
-                "request"
-            );
+            log::access::write(&log::access::Line {
+                method: &method,
+                path: uri.path(),
+                status: response.status().as_u16(),
+                outcome: outcome.label(),
+                user: identity.map(|s| s.identity.sub.as_str()),
+                provider: identity
+                    .map(|s| s.provider.as_str())
+                    .or(ctx.sign_in.map(|(p, _)| p)),
+                duration: started.elapsed(),
+                upstream: ctx.upstream_time,
+                bytes: response
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok()),
+                client,
+            });
         }
         response
     }
