@@ -293,7 +293,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     if let Some(listener) = metrics_listener {
         tokio::spawn(metrics::serve(app.metrics.clone(), listener));
     }
-    app.serve(listener, shutdown_signal()).await
+    let served = app.serve(listener, shutdown_signal()).await;
+    // The access-log lines still queued for stderr.
+    log::access::flush();
+    served
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what `docker stop` sends).

@@ -316,7 +316,7 @@ fn text(line: &Line<'_>, now: SystemTime, buf: &mut Vec<u8>) {
         buf.extend_from_slice(b" bytes=");
         buf.extend_from_slice(itoa::Buffer::new().format(bytes).as_bytes());
     }
-    let _ = write!(buf, " client={}\n", line.client);
+    let _ = writeln!(buf, " client={}", line.client);
 }
 
 /// `{"timestamp":...,"level":"INFO","message":"request","method":...,"target":"portcullis::access"}`,
@@ -350,9 +350,9 @@ fn json(line: &Line<'_>, now: SystemTime, buf: &mut Vec<u8>) {
         buf.extend_from_slice(b",\"bytes\":");
         buf.extend_from_slice(itoa::Buffer::new().format(bytes).as_bytes());
     }
-    let _ = write!(
+    let _ = writeln!(
         buf,
-        ",\"client\":\"{}\",\"target\":\"portcullis::access\"}}\n",
+        ",\"client\":\"{}\",\"target\":\"portcullis::access\"}}",
         line.client
     );
 }
