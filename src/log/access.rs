@@ -20,8 +20,9 @@
 //! spans or fields do not turn it on). `[log] access = false` turns it off too.
 //!
 //! **Writing.** From `log::init` (the process) a line goes through a bounded
-//! queue to a writer thread that writes to stderr in batches (as many lines as
-//! are queued, up to 64 KiB a write). A request never waits on stderr: when the
+//! queue to a writer thread that writes to stderr in batches: while lines keep
+//! coming it writes what gathered every 5 ms (up to 64 KiB a write), so a
+//! request does not wake it; idle, it blocks until the next line. A request never waits on stderr: when the
 //! queue is full (a log collector that stopped reading) the line is dropped
 //! and counted, and the writer thread warns with the count, at most every 10
 //! s. A failed write (a broken pipe) drops its batch; nothing panics. The
@@ -178,6 +179,9 @@ const SPARE_CAPACITY: usize = 4096;
 /// The most written to stderr at once.
 const BATCH: usize = 64 << 10;
 const DROP_WARNING_EVERY: Duration = Duration::from_secs(10);
+/// How long the writer thread gathers lines before the next write, while
+/// they keep coming.
+const GATHER: Duration = Duration::from_millis(5);
 
 pub(super) struct Queue {
     lines: Sender<Msg>,
@@ -228,34 +232,42 @@ fn write_queued(
     let mut last_warning: Option<Instant> = None;
     while let Ok(first) = queued.recv() {
         let mut next = Some(first);
-        while let Some(msg) = next {
-            match msg {
-                Msg::Line(line) => {
-                    bytes.fetch_sub(line.len(), Ordering::Relaxed);
-                    if batch.len() + line.len() > BATCH {
+        while next.is_some() {
+            while let Some(msg) = next {
+                match msg {
+                    Msg::Line(line) => {
+                        bytes.fetch_sub(line.len(), Ordering::Relaxed);
+                        if batch.len() + line.len() > BATCH {
+                            write_batch(&mut out, &mut batch);
+                        }
+                        batch.extend_from_slice(&line);
+                        if line.capacity() <= SPARE_CAPACITY {
+                            let _ = recycle.try_send(line);
+                        }
+                    }
+                    Msg::Flush(done) => {
                         write_batch(&mut out, &mut batch);
-                    }
-                    batch.extend_from_slice(&line);
-                    if line.capacity() <= SPARE_CAPACITY {
-                        let _ = recycle.try_send(line);
+                        let _ = done.send(());
                     }
                 }
-                Msg::Flush(done) => {
-                    write_batch(&mut out, &mut batch);
-                    let _ = done.send(());
-                }
+                next = queued.try_recv().ok();
             }
+            write_batch(&mut out, &mut batch);
+            let total = dropped.load(Ordering::Relaxed);
+            if total > reported && last_warning.is_none_or(|at| at.elapsed() >= DROP_WARNING_EVERY)
+            {
+                tracing::warn!(
+                    dropped = total - reported,
+                    "access log: lines dropped, stderr is not keeping up"
+                );
+                reported = total;
+                last_warning = Some(Instant::now());
+            }
+            // While lines keep coming, gather them for a moment rather than
+            // being woken (by the request that sent it) for each; once none
+            // came, block until the next one.
+            std::thread::sleep(GATHER);
             next = queued.try_recv().ok();
-        }
-        write_batch(&mut out, &mut batch);
-        let total = dropped.load(Ordering::Relaxed);
-        if total > reported && last_warning.is_none_or(|at| at.elapsed() >= DROP_WARNING_EVERY) {
-            tracing::warn!(
-                dropped = total - reported,
-                "access log: lines dropped, stderr is not keeping up"
-            );
-            reported = total;
-            last_warning = Some(Instant::now());
         }
     }
 }
