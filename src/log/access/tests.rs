@@ -275,3 +275,27 @@ fn the_writer_thread_writes_every_line_in_order_and_flush_waits_for_it() {
         .collect();
     assert_eq!(logged, paths);
 }
+
+#[test]
+fn the_filter_turns_it_on_or_off_when_the_subscriber_is_built() {
+    for (filter, on) in [
+        ("info", true),
+        ("debug", true),
+        ("warn,portcullis::access=info", true),
+        ("warn", false),
+        ("info,portcullis::access=off", false),
+        ("info,portcullis=warn", false),
+        ("off", false),
+    ] {
+        let subscriber = super::super::subscriber(
+            LogFormat::Text,
+            tracing_subscriber::EnvFilter::new(filter),
+            false,
+            std::io::sink,
+        );
+        let enabled = tracing::subscriber::with_default(subscriber, enabled);
+        assert_eq!(enabled, on, "{filter}");
+    }
+    // No subscriber, no access log.
+    assert!(!enabled());
+}
