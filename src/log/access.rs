@@ -328,7 +328,9 @@ fn text(line: &Line<'_>, now: SystemTime, buf: &mut Vec<u8>) {
         buf.extend_from_slice(b" bytes=");
         buf.extend_from_slice(itoa::Buffer::new().format(bytes).as_bytes());
     }
-    let _ = writeln!(buf, " client={}", line.client);
+    buf.extend_from_slice(b" client=");
+    ip(line.client, buf);
+    buf.push(b'\n');
 }
 
 /// `{"timestamp":...,"level":"INFO","message":"request","method":...,"target":"portcullis::access"}`,
@@ -362,11 +364,28 @@ fn json(line: &Line<'_>, now: SystemTime, buf: &mut Vec<u8>) {
         buf.extend_from_slice(b",\"bytes\":");
         buf.extend_from_slice(itoa::Buffer::new().format(bytes).as_bytes());
     }
-    let _ = writeln!(
-        buf,
-        ",\"client\":\"{}\",\"target\":\"portcullis::access\"}}",
-        line.client
-    );
+    buf.extend_from_slice(b",\"client\":\"");
+    ip(line.client, buf);
+    buf.extend_from_slice(b"\",\"target\":\"portcullis::access\"}\n");
+}
+
+/// `client` as `Display` writes it; IPv4 without the formatter, which cost
+/// ~900 instructions a line.
+fn ip(client: IpAddr, buf: &mut Vec<u8>) {
+    match client {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf.push(b'.');
+                }
+                buf.extend_from_slice(digits.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(buf, "{v6}");
+        }
+    }
 }
 
 /// `s` as `{:?}` writes it: quoted, with `"`, `\`, control and unprintable

@@ -90,6 +90,7 @@ fn lines_are_those_the_fmt_layer_wrote_text_and_json() {
     let get = http::Method::GET;
     let custom = http::Method::from_bytes(b"PURGE").unwrap();
     let v6: IpAddr = "2001:db8::1".parse().unwrap();
+    let mapped: IpAddr = "::ffff:10.0.0.255".parse().unwrap();
     let mut lines = vec![
         line(&get, "/report", Some("ada")),
         line(&custom, "/", None),
@@ -100,6 +101,8 @@ fn lines_are_those_the_fmt_layer_wrote_text_and_json() {
         ),
     ];
     lines[1].client = v6;
+    lines[2].client = mapped;
+    lines[0].client = IpAddr::from([10, 200, 0, 9]);
     lines[1].status = 404;
     lines[1].outcome = "unauthenticated";
     for format in [LogFormat::Text, LogFormat::Json] {
@@ -178,6 +181,15 @@ proptest! {
         prop_assert_eq!(&value["user"], &Value::from(user));
         prop_assert_eq!(&value["provider"], &Value::from(provider));
         prop_assert_eq!(&value["target"], "portcullis::access");
+    }
+
+    #[test]
+    fn addresses_are_displays(octets in any::<[u8; 4]>(), segments in any::<[u16; 8]>()) {
+        for client in [IpAddr::from(octets), IpAddr::from(segments)] {
+            let mut buf = Vec::new();
+            super::ip(client, &mut buf);
+            prop_assert_eq!(String::from_utf8(buf).unwrap(), client.to_string());
+        }
     }
 
     #[test]
