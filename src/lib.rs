@@ -226,6 +226,10 @@ impl Handler for App {
         }
         if let Some((method, uri)) = logged {
             let identity = ctx.session.as_ref().map(|opened| &opened.session);
+            let bytes = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
             log::access::write(&log::access::Line {
                 method: &method,
                 path: uri.path(),
@@ -237,10 +241,7 @@ impl Handler for App {
                     .or(ctx.sign_in.map(|(p, _)| p)),
                 duration: started.elapsed(),
                 upstream: ctx.upstream_time,
-                bytes: response
-                    .headers()
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok()),
+                bytes,
                 client,
             });
         }

@@ -282,7 +282,7 @@ fn write_batch(out: &mut impl Write, batch: &mut Vec<u8>) {
 }
 
 /// Appends `line`, as `format`, at `now`, and a newline to `buf`.
-pub fn format(format: LogFormat, line: &Line<'_>, now: SystemTime, buf: &mut Vec<u8>) {
+fn format(format: LogFormat, line: &Line<'_>, now: SystemTime, buf: &mut Vec<u8>) {
     match format {
         LogFormat::Text => text(line, now, buf),
         LogFormat::Json => json(line, now, buf),
