@@ -27,6 +27,29 @@ const START_DEADLINE: Duration = Duration::from_secs(10);
 const SIGN_IN_HOST: &str = "auth.portcullis.test";
 const APP_HOST: &str = "app.portcullis.test";
 
+/// A public path: anonymous requests reach the app, with no identity.
+const PUBLIC: &str = "[[rules]]\npath = \"/public/\"\npublic = true\n";
+
+/// Every identity header, as a client forging them would send them.
+const FORGED: [(&str, &str); 3] = [
+    ("x-forwarded-user", "mallory"),
+    ("x-forwarded-email", "mallory@example.com"),
+    ("x-forwarded-groups", "admins"),
+];
+
+/// An anonymous request on the public path, with forged identity headers:
+/// the app gets none of them.
+async fn forged_identity_never_reaches_the_app(proxy: &FrontProxy, url: &str) {
+    let mut b = Browser::new();
+    let resp = proxy
+        .request(&mut b, url, "application/json", &FORGED)
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", proxy.logs());
+    for (name, _) in FORGED {
+        assert_eq!(resp.upstream_header(name), None, "{name} reached the app");
+    }
+}
+
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
@@ -273,7 +296,7 @@ async fn portcullis(upstream: SocketAddr, public_url: String, extra: &str) -> Ha
         upstream: Some(upstream),
         public_url: Some(public_url),
         server_toml: "trusted_proxies = [\"127.0.0.0/8\"]".into(),
-        extra_toml: format!("[sign_in]\nauto_redirect = true\n{extra}"),
+        extra_toml: format!("{PUBLIC}[sign_in]\nauto_redirect = true\n{extra}"),
         ..Setup::default()
     })
     .await
@@ -308,6 +331,8 @@ async fn nginx_auth_request_signs_a_browser_in_and_refuses_an_anonymous_api_clie
         .await;
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{}", nginx.logs());
     assert!(resp.header("location").is_none());
+
+    forged_identity_never_reaches_the_app(&nginx, &format!("{app}/public/x")).await;
 
     // A browser: to sign-in on the same host, through the provider, and back.
     let mut b = Browser::new();
@@ -357,7 +382,7 @@ async fn caddy_forward_auth_signs_a_browser_in_on_a_central_host() {
         server_toml: "trusted_proxies = [\"127.0.0.0/8\"]".into(),
         session_toml: "domain = \"portcullis.test\"".into(),
         extra_toml: format!(
-            "[sign_in]\nauto_redirect = true\n[access]\nallowed_redirect_domains = [\"{APP_HOST}:{port}\"]\n"
+            "{PUBLIC}[sign_in]\nauto_redirect = true\n[access]\nallowed_redirect_domains = [\"{APP_HOST}:{port}\"]\n"
         ),
         ..Setup::default()
     })
@@ -386,6 +411,9 @@ async fn caddy_forward_auth_signs_a_browser_in_on_a_central_host() {
         .await;
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{}", caddy.logs());
     assert_eq!(resp.json()["error"], "unauthenticated");
+
+    forged_identity_never_reaches_the_app(&caddy, &format!("http://{APP_HOST}:{port}/public/x"))
+        .await;
 
     // A browser: to the central sign-in host with the app's URL as rd.
     let mut b = Browser::new();
