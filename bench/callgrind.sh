@@ -10,9 +10,12 @@
 # keep-alive connection; the difference over 2,000 is the per-request count,
 # start-up and sign-in cancelled out. Needs valgrind, python3, curl, and the
 # release build of examples/bench_idp (cargo build --release --examples).
+# ACCESS_LOG=false measures with `[log] access = false` (default: true, the
+# default config); either way stderr is /dev/null.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BASE_PORT=${BASE_PORT:-19080}
+ACCESS_LOG=${ACCESS_LOG:-true}
 (($# >= 1)) || { echo "usage: bench/callgrind.sh BINARY [BINARY...]" >&2; exit 64; }
 WORK=$(mktemp -d /tmp/portcullis-callgrind.XXXXXX)
 PIDS=()
@@ -49,6 +52,8 @@ secret = "callgrind-only-0123456789abcdef0123456789"
 issuer = "http://127.0.0.1:$IDP_PORT"
 client_id = "portcullis-demo"
 client_secret = "demo-secret"
+[log]
+access = $ACCESS_LOG
 EOT
 
 # Total instructions of one run of $1 serving $2 signed-in requests.
@@ -79,5 +84,5 @@ PY
 for binary in "$@"; do
   few=$(count "$binary" 200)
   many=$(count "$binary" 2200)
-  echo "$binary: $(((many - few) / 2000)) instructions per signed-in GET"
+  echo "$binary: $(((many - few) / 2000)) instructions per signed-in GET (access log: $ACCESS_LOG)"
 done

@@ -22,12 +22,16 @@
 # BASE_PORT (18080), WRITE_RESULTS (1: update BENCHMARKS.md), SKIP_BUILD (0),
 # PROFILE (0; 1: instead of the benchmark, sample portcullis with perf during one
 # signed-in run and print the hottest functions), KEEP_WORK (0; 1: keep the work
-# directory with the servers' logs and configs).
+# directory with the servers' logs and configs), ACCESS_LOG (1: both proxies
+# write an access line per request to a file, nginx buffered as in a typical
+# production config (`buffer=32k flush=1s`), portcullis its default access log
+# on stderr, which is that file; 0: neither does). The upstream and the hyper
+# floor never log.
 set -euo pipefail
 
 # The exact command, for the results: the overrides given, then the script.
 COMMAND="bench/load.sh"
-for var in ROUNDS DURATION CONNECTIONS MEMORY_REQUESTS SIGN_IN_SECONDS SIGN_IN_CONNS; do
+for var in ROUNDS DURATION CONNECTIONS MEMORY_REQUESTS SIGN_IN_SECONDS SIGN_IN_CONNS ACCESS_LOG; do
   [[ -z ${!var:-} ]] || COMMAND="$var=${!var} $COMMAND"
 done
 
@@ -41,6 +45,7 @@ BASE_PORT=${BASE_PORT:-18080}
 WRITE_RESULTS=${WRITE_RESULTS:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
 PROFILE=${PROFILE:-0}
+ACCESS_LOG=${ACCESS_LOG:-1}
 ((ROUNDS >= 1)) || { echo "bench/load.sh: ROUNDS must be at least 1" >&2; exit 1; }
 
 UPSTREAM_PORT=$((BASE_PORT + 1))
@@ -132,8 +137,8 @@ wait_for() { # url expected_status
   die "$url did not answer $want within 30 s"
 }
 
-start_nginx() { # name conf_body
-  local name=$1 conf="$WORK/nginx-$1.conf"
+start_nginx() { # name conf_body [access_log directive]
+  local name=$1 conf="$WORK/nginx-$1.conf" access_log=${3:-"access_log off;"}
   mkdir -p "$WORK/$name"
   cat >"$conf" <<EOF
 worker_processes 1;
@@ -141,7 +146,7 @@ pid $WORK/nginx-$name.pid;
 error_log $WORK/nginx-$name.error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  $access_log
   keepalive_requests 10000000;
   client_body_temp_path $WORK/$name/body;
   proxy_temp_path $WORK/$name/proxy;
@@ -183,7 +188,12 @@ start_servers() {
       return 200 \"$(upstream_body '$http_x_forwarded_user' no)\";
     }
   }"
-  # The bare-proxy reference: proxy_pass with an upstream keep-alive pool.
+  # The bare-proxy reference: proxy_pass with an upstream keep-alive pool; with
+  # ACCESS_LOG=1 it logs each request, as portcullis does.
+  local proxy_access_log="access_log off;"
+  if [[ $ACCESS_LOG == 1 ]]; then
+    proxy_access_log="access_log $WORK/proxy/access.log combined buffer=32k flush=1s;"
+  fi
   start_nginx proxy "
   upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
   server {
@@ -193,7 +203,7 @@ start_servers() {
       proxy_http_version 1.1;
       proxy_set_header Connection \"\";
     }
-  }"
+  }" "$proxy_access_log"
 
   # The identity provider is idle during the proxy runs (JWKS cached), and shares
   # the load generator's core while sign-ins are measured.
@@ -215,6 +225,8 @@ secret = "$("$ROOT/target/release/portcullis" secret)"
 issuer = "http://127.0.0.1:$IDP_PORT"
 client_id = "portcullis-demo"
 client_secret = "demo-secret"
+[log]
+access = $([[ $ACCESS_LOG == 1 ]] && echo true || echo false)
 EOF
   taskset -c "$SERVER_CPU" "$ROOT/target/release/portcullis" run --config "$WORK/portcullis.toml" \
     2>"$WORK/portcullis.err" &

@@ -47,7 +47,7 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authenticate
             }
             Refreshed::Kept => {}
             Refreshed::Ended(why) => {
-                tracing::info!(target: crate::log::AUDIT, provider = %opened.session.provider, sub = %opened.session.identity.sub, why, "session ended at refresh");
+                tracing::info!(target: crate::log::AUDIT, provider = %opened.session.provider, sub = opened.session.identity.sub.as_str(), why, "session ended at refresh");
                 let ended = app.sessions.end(Some(&opened.session), headers, now).await;
                 set_cookies.extend(ended);
                 return Ok(Authenticated {

@@ -320,8 +320,7 @@ impl App {
     /// Answers one request, then counts and logs it.
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let started = Instant::now();
-        let access_logged =
-            self.config.log.access && tracing::enabled!(target: log::ACCESS, tracing::Level::INFO);
+        let access_logged = self.config.log.access && log::access::enabled();
         // Only for the log line: the method (inline when standard) and the
         // URI, whose parts share the request head's bytes.
         let logged = access_logged.then(|| (req.method().clone(), req.uri().clone()));
@@ -345,20 +344,20 @@ impl App {
                 .headers()
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            tracing::info!(
-                target: log::ACCESS,
-                %method,
-                path = uri.path(),
-                status = response.status().as_u16(),
-                outcome = outcome.label(),
-                user = identity.map(|s| s.identity.sub.as_str()),
-                provider = identity.map(|s| s.provider.as_str()).or(ctx.sign_in.map(|(p, _)| p)),
-                duration_ms = log::millis(started.elapsed()),
-                upstream_ms = ctx.upstream_time.map(log::millis),
+            log::access::write(&log::access::Line {
+                method: &method,
+                path: uri.path(),
+                status: response.status().as_u16(),
+                outcome: outcome.label(),
+                user: identity.map(|s| s.identity.sub.as_str()),
+                provider: identity
+                    .map(|s| s.provider.as_str())
+                    .or(ctx.sign_in.map(|(p, _)| p)),
+                duration: started.elapsed(),
+                upstream: ctx.upstream_time,
                 bytes,
-                %client,
-                "request"
-            );
+                client,
+            });
         }
         response
     }
@@ -411,7 +410,10 @@ pub async fn run(config: Config, source: reload::ConfigSource) -> Result<(), Sta
         tokio::spawn(metrics::serve(live.app().metrics.clone(), listener));
     }
     tokio::spawn(reload::follow(live.clone(), source));
-    live.serve(listener, shutdown_signal()).await
+    let served = live.serve(listener, shutdown_signal()).await;
+    // The access-log lines still queued for stderr.
+    log::access::flush();
+    served
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what `docker stop` sends).

@@ -1,13 +1,17 @@
 //! The log (README "Logs"): text or JSON lines on stderr, filtered by
 //! `log.level` unless `RUST_LOG` is set. Two targets are for operators to
 //! route: [`ACCESS`] (one event per request) and [`AUDIT`] (sign-in,
-//! sign-out, refusals and their reasons).
+//! sign-out, refusals and their reasons). The access log is written by
+//! [`access`], not through tracing's fmt layer; see there.
+
+pub mod access;
 
 use std::time::Duration;
 
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -32,20 +36,40 @@ pub fn init(config: &LogConfig) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
     // Colour only for a person at a terminal, never into log files or journald.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing::subscriber::set_global_default(subscriber(
+    let _ = tracing::subscriber::set_global_default(build(
         config.format,
         filter,
         ansi,
         std::io::stderr,
+        access::Sink::stderr,
     ));
 }
 
-/// The subscriber `init` installs, writing to `writer` (tests give a buffer).
+/// The subscriber `init` installs, writing to `writer` (tests give a buffer),
+/// the access log included, written synchronously.
 pub fn subscriber<W>(
     format: LogFormat,
     filter: EnvFilter,
     ansi: bool,
     writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Clone + Send + Sync + 'static,
+{
+    let access = writer.clone();
+    build(format, filter, ansi, writer, move || {
+        access::Sink::writer(access)
+    })
+}
+
+/// The subscriber, with the access log as a layer of it; `access` makes the
+/// access log's sink if the filter lets the access log through.
+fn build<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    ansi: bool,
+    writer: W,
+    access: impl FnOnce() -> access::Sink,
 ) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -58,10 +82,22 @@ where
         // collector going away must not fail the request that logged.
         .log_internal_errors(false);
     match format {
-        LogFormat::Text => Box::new(builder.with_ansi(ansi).finish()),
+        LogFormat::Text => with_access(builder.with_ansi(ansi).finish(), format, access),
         // One JSON object per line, the event's fields at its top level.
-        LogFormat::Json => Box::new(builder.json().flatten_event(true).finish()),
+        LogFormat::Json => with_access(builder.json().flatten_event(true).finish(), format, access),
     }
+}
+
+fn with_access<S>(
+    subscriber: S,
+    format: LogFormat,
+    access: impl FnOnce() -> access::Sink,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    S: Subscriber + Send + Sync + 'static,
+{
+    let sink = access::let_through(&subscriber).then(access);
+    Box::new(subscriber.with(access::AccessLog::new(format, sink)))
 }
 
 /// Milliseconds, with microseconds, for the access log.

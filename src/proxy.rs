@@ -56,7 +56,7 @@ pub async fn handle(
         Admission::Denied(denied) => {
             if let Some(opened) = &session {
                 let s = &opened.session;
-                tracing::info!(target: crate::log::AUDIT, provider = %s.provider, sub = %s.identity.sub, path = req.uri().path(), reason = %denied, "access denied");
+                tracing::info!(target: crate::log::AUDIT, provider = %s.provider, sub = s.identity.sub.as_str(), path = req.uri().path(), reason = %denied, "access denied");
             }
             ctx.session = session.clone();
             return respond::with_cookies(

@@ -185,6 +185,7 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     }
     keep!(running.log.format, new.log.format, "log.format");
     keep!(running.log.level, new.log.level, "log.level");
+    keep!(running.log.access, new.log.access, "log.access");
     kept
 }
 

@@ -106,7 +106,7 @@ pub async fn callback<'a, B>(
     };
     if let Err(denied) = app.routes.policy().admits(&identity) {
         ended(SignInResult::denied);
-        tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = %identity.sub, reason = %denied, "sign-in refused by policy");
+        tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = identity.sub.as_str(), reason = %denied, "sign-in refused by policy");
         return fail(Problem::from(denied));
     }
     let sid = signed_in
@@ -138,7 +138,7 @@ pub async fn callback<'a, B>(
         }
         Err(SaveError::Unavailable(unavailable)) => return fail(Problem::from(unavailable)),
     };
-    tracing::info!(target: crate::log::AUDIT, provider = provider.id(), %sub, "signed in");
+    tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = sub.as_str(), "signed in");
     let mut resp = respond::redirect(&super::safe_rd(app, Some(&flow.rd)));
     let headers = resp.headers_mut();
     headers.append(SET_COOKIE, clear_flow);

@@ -116,7 +116,7 @@ pub async fn check<B>(
         Admission::Denied(denied) => {
             if let Some(opened) = &authn.session {
                 let s = &opened.session;
-                tracing::info!(target: crate::log::AUDIT, provider = %s.provider, sub = %s.identity.sub, reason = %denied, "forward-auth: access denied");
+                tracing::info!(target: crate::log::AUDIT, provider = %s.provider, sub = s.identity.sub.as_str(), reason = %denied, "forward-auth: access denied");
             }
             ctx.session = authn.session.clone();
             respond::problem(Problem::from(denied), redirects)

@@ -61,7 +61,7 @@ pub async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
     let cookies = app.sessions.end(session, req.headers(), now).await;
     let provider = session.and_then(|s| Some((s, app.providers.get(&s.provider)?)));
     if let Some((s, provider)) = provider {
-        tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = %s.identity.sub, "signed out");
+        tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = s.identity.sub.as_str(), "signed out");
         provider.revoke(&s.tokens).await;
         let state = SignedOutState {
             rd: rd.clone(),

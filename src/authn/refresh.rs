@@ -163,7 +163,7 @@ impl Refresher {
                     tracing::debug!(provider = provider.id(), "refreshed elsewhere meanwhile");
                     return Refreshed::Renewed(Arc::new(Opened::new(newer)), Vec::new());
                 }
-                tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = %session.identity.sub, %error, "refresh refused; the session ends");
+                tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = session.identity.sub.as_str(), %error, "refresh refused; the session ends");
                 return Refreshed::Ended("the provider refused the refresh");
             }
         };
@@ -179,7 +179,7 @@ impl Refresher {
                 Err(_) => return Refreshed::Ended("the refreshed identity is unusable"),
             };
             if let Err(denied) = app.routes.policy().admits(&identity) {
-                tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = %identity.sub, reason = %denied, "refreshed identity no longer admitted; the session ends");
+                tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = identity.sub.as_str(), reason = %denied, "refreshed identity no longer admitted; the session ends");
                 return Refreshed::Ended("the policy no longer admits the user");
             }
             renewed.identity = identity;

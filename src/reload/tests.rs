@@ -42,7 +42,7 @@ fn restart_only_settings_keep_their_running_value_and_are_named() {
         &(BASE.replace("127.0.0.1:4180", "127.0.0.1:4181").replace(
             "[server]",
             "[server]\nidle_timeout = \"5s\"\nmax_connections = 3",
-        ) + "[log]\nformat = \"json\"\n"),
+        ) + "[log]\nformat = \"json\"\naccess = false\n"),
     );
     let kept = keep_restart_only(&running, &mut new);
     assert_eq!(
@@ -51,7 +51,8 @@ fn restart_only_settings_keep_their_running_value_and_are_named() {
             "server.listen",
             "server.max_connections",
             "server.idle_timeout",
-            "log.format"
+            "log.format",
+            "log.access"
         ]
     );
     assert_eq!(new.server.listen, running.server.listen);

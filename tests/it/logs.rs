@@ -172,3 +172,92 @@ async fn no_secret_token_code_cookie_or_query_value_is_ever_logged() {
     // Every line is one JSON object.
     assert!(!log.json_lines().is_empty());
 }
+
+/// A `sub` (the provider's) and a path (the client's) that try to end the line
+/// and start a forged one, and to break out of their quotes.
+const FORGED_SUB: &str = "mal\"lory\n2026-12-04T00:00:00.000000Z  INFO portcullis::access: request method=GET path=\"/admin\" user=\"ada\"\r\u{1}\u{1b}[2J\\";
+const ODD_PATH: &str = "/a\"b\\c{d}é";
+
+/// Signs in as [`FORGED_SUB`] and sends `GET ODD_PATH` byte for byte (a
+/// client library would percent-encode it); returns the log.
+async fn log_of_odd_values(format: LogFormat) -> Captured {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (log, guard) = Captured::start(format, "info");
+    let mut idp = IdpOptions::default();
+    let mut mallory = idp.users[0].clone();
+    mallory.sub = FORGED_SUB.into();
+    idp.users.push(mallory);
+    let h = Harness::with(Setup {
+        idp,
+        ..Setup::default()
+    })
+    .await;
+    Captured::settle();
+    let mut b = h.browser();
+    let hint = utf8_percent_encode(FORGED_SUB, NON_ALPHANUMERIC).to_string();
+    assert_eq!(b.sign_in(&h, &hint, "/").await.status, StatusCode::FOUND);
+    let cookies: Vec<String> = b.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+
+    let mut conn = tokio::net::TcpStream::connect(h.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "GET {ODD_PATH} HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nConnection: close\r\n\r\n",
+        cookies.join("; ")
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(guard);
+    log
+}
+
+#[tokio::test]
+async fn a_forged_sub_or_odd_path_stays_one_text_line_with_its_values_quoted() {
+    let log = log_of_odd_values(LogFormat::Text).await;
+    let text = log.text();
+    let access: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" INFO portcullis::access: "))
+        .collect();
+    let odd = format!(" path={ODD_PATH:?} ");
+    let line = access
+        .iter()
+        .find(|l| l.contains(&odd))
+        .unwrap_or_else(|| panic!("{odd} in {text}"));
+    assert!(line.contains(&format!(" user={FORGED_SUB:?} ")), "{line}");
+    assert!(line.ends_with(" client=127.0.0.1"), "{line}");
+    assert!(!line.contains('\u{1b}') && !line.contains('\r'), "{line}");
+    // The audit events quote `sub` too: the forged line never starts a line.
+    let signed_in = text
+        .lines()
+        .find(|l| l.contains(" portcullis::audit: signed in"))
+        .unwrap_or_else(|| panic!("no sign-in audit line in {text}"));
+    assert!(
+        signed_in.contains(&format!("sub={FORGED_SUB:?}")),
+        "{signed_in}"
+    );
+    for forged in FORGED_SUB.lines().skip(1) {
+        assert!(
+            !text.lines().any(|l| l.starts_with(forged)),
+            "a forged line: {forged}\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_forged_sub_or_odd_path_stays_one_json_object_with_its_values() {
+    let log = log_of_odd_values(LogFormat::Json).await;
+    // json_lines: every line is one JSON object.
+    let lines = log.json_lines();
+    let line = lines
+        .iter()
+        .find(|l| l["target"] == "portcullis::access" && l["path"] == ODD_PATH)
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(line["user"], FORGED_SUB);
+    assert_eq!(line["status"], 200);
+}

@@ -149,7 +149,7 @@ async fn an_unavailable_provider_does_not_end_the_session_and_is_retried_after_a
 async fn refresh_interval_refreshes_long_lived_tokens_too() {
     let h = Harness::with(Setup {
         upstream_toml: "pass_access_token = true".into(),
-        session_toml: "refresh_interval = \"1s\"".into(),
+        session_toml: "refresh_interval = \"2s\"".into(),
         ..Setup::default()
     })
     .await;
