@@ -154,13 +154,15 @@ impl AllowedHost {
             return false;
         };
         let name = &*self.name;
+        // No empty label anywhere (`a..example.com`, a trailing dot).
+        if host.split('.').any(str::is_empty) {
+            return false;
+        }
         let host_ok = host == name
             || (self.subdomains
                 && host.len() > name.len() + 1
                 && host.ends_with(name)
-                && host.as_bytes()[host.len() - name.len() - 1] == b'.'
-                && !host[..host.len() - name.len() - 1].ends_with('.')
-                && !host.starts_with('.'));
+                && host.as_bytes()[host.len() - name.len() - 1] == b'.');
         let port_ok = match self.port {
             AllowedPort::Any => true,
             AllowedPort::Exactly(port) => url.port_or_known_default() == Some(port),

@@ -221,6 +221,7 @@ fn allowed_redirect_domains_refuse_every_trick() {
         // Empty labels and trailing dots.
         "https://.example.com/",
         "https://a..example.com/",
+        "https://a.example.com..a.example.com/",
         "https://a.example.com./",
         // IDN and punycode look-alikes (Cyrillic а), and their fullwidth dots.
         "https://exаmple.com/",
