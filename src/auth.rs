@@ -129,14 +129,15 @@ fn method_not_allowed() -> Problem {
     }
 }
 
-/// The first value of query parameter `name`.
-/// `rd` for sign-in: a path on this site, or a URL on the host of one of
-/// the apps behind portcullis that shares the session (README, "Several apps
-/// behind one portcullis").
-fn sign_in_rd(app: &App, rd: Option<&str>) -> String {
+/// The one `rd` validator, for sign-in, the callback's final redirect,
+/// forward-auth's redirect and sign-out: a path on this site, or a URL on a
+/// host that [`crate::routes::Routes::sends_back_to`] admits (a route's host
+/// that shares the session, or `[access] allowed_redirect_domains`); else `/`.
+pub(crate) fn safe_rd(app: &App, rd: Option<&str>) -> String {
     crate::redirect::safe_rd_or_own_url(rd, |url| app.routes.sends_back_to(url))
 }
 
+/// The first value of query parameter `name`.
 fn query_param<B>(req: &Request<B>, name: &str) -> Option<String> {
     let query = req.uri().query()?;
     url::form_urlencoded::parse(query.as_bytes())

@@ -273,6 +273,9 @@ pub struct AccessConfig {
     pub case_sensitive_paths: bool,
     /// `%2F` and `%5C` in paths are let through (refused by default).
     pub allow_encoded_slashes: bool,
+    /// Hosts besides the routes' own that an absolute `rd` may lead to
+    /// (forward-auth apps behind Traefik, Caddy or nginx).
+    pub allowed_redirect_domains: Vec<crate::redirect::AllowedHost>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

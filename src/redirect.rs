@@ -2,6 +2,7 @@
 //! site, never elsewhere (DESIGN §8.1, the open-redirect checklist).
 
 use std::borrow::Cow;
+use std::fmt;
 use std::sync::LazyLock;
 
 use percent_encoding::percent_decode_str;
@@ -73,6 +74,122 @@ fn own_url(rd: &str, own: impl Fn(&Url) -> bool) -> Option<String> {
     }
     let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
     (is_safe_rd(path) && own(&url)).then(|| url.as_str().to_owned())
+}
+
+/// One entry of `[access] allowed_redirect_domains`: a host an absolute `rd`
+/// may lead to besides the routes' own hosts. `app.example.com` is that host
+/// alone; `.example.com` is `example.com` and every subdomain of it (label
+/// boundary: never `evil-example.com` nor `example.com.evil`), as in
+/// oauth2-proxy's `--whitelist-domain`. Without a port only the scheme's
+/// default port passes; `:8443` that port alone; `:*` any port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost {
+    /// Lower-case ASCII (punycode for IDN), no leading or trailing dot.
+    name: Box<str>,
+    subdomains: bool,
+    port: AllowedPort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AllowedPort {
+    SchemeDefault,
+    Exactly(u16),
+    Any,
+}
+
+impl AllowedHost {
+    /// Parses one entry as written in the configuration; the error says why
+    /// it is not one.
+    pub fn parse(written: &str) -> Result<Self, &'static str> {
+        let lower = written.trim().to_ascii_lowercase();
+        if lower.contains("://") || lower.contains(['/', '@', '?', '#', '\\']) {
+            return Err(
+                "must be a host name, optionally with a port: no scheme, path or user info",
+            );
+        }
+        if lower.starts_with("*.") {
+            return Err("write subdomains with a leading dot: \".example.com\" (no `*`)");
+        }
+        let (subdomains, rest) = match lower.strip_prefix('.') {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        let (name, port) = match rest.split_once(':') {
+            None => (rest, AllowedPort::SchemeDefault),
+            Some((name, "*")) => (name, AllowedPort::Any),
+            // Written back the same, so that `:080` or `:+80` is refused.
+            Some((name, written)) => match written.parse::<u16>() {
+                Ok(port) if port > 0 && port.to_string() == written => {
+                    (name, AllowedPort::Exactly(port))
+                }
+                _ => return Err("has a port that is not a number from 1 to 65535, nor `*`"),
+            },
+        };
+        let label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(label) {
+            return Err(
+                "is not a host name, e.g. \"app.example.com\", \".example.com\" or \"app.example.com:8443\" (ASCII: write an IDN in punycode, `xn--`; no trailing dot)",
+            );
+        }
+        if name.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Err("is an IP address: only host names are allowed");
+        }
+        Ok(Self {
+            name: name.into(),
+            subdomains,
+            port,
+        })
+    }
+
+    /// Whether `url` (already parsed, with a domain host) is on this host and port.
+    pub fn admits(&self, url: &Url) -> bool {
+        let Some(url::Host::Domain(host)) = url.host() else {
+            return false;
+        };
+        let name = &*self.name;
+        // No empty label anywhere (`a..example.com`, a trailing dot).
+        if host.split('.').any(str::is_empty) {
+            return false;
+        }
+        let host_ok = host == name
+            || (self.subdomains
+                && host.len() > name.len() + 1
+                && host.ends_with(name)
+                && host.as_bytes()[host.len() - name.len() - 1] == b'.');
+        let port_ok = match self.port {
+            AllowedPort::Any => true,
+            AllowedPort::Exactly(port) => url.port_or_known_default() == Some(port),
+            AllowedPort::SchemeDefault => url.port().is_none(),
+        };
+        host_ok && port_ok
+    }
+}
+
+impl fmt::Display for AllowedHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.subdomains {
+            f.write_str(".")?;
+        }
+        f.write_str(&self.name)?;
+        match self.port {
+            AllowedPort::SchemeDefault => Ok(()),
+            AllowedPort::Exactly(port) => write!(f, ":{port}"),
+            AllowedPort::Any => f.write_str(":*"),
+        }
+    }
+}
+
+impl serde::Serialize for AllowedHost {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// Whether `rd` is a same-origin, absolute-path reference (RFC 3986 §4.2) that no

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::authn::ACCESS_TOKEN_HEADER;
 use crate::config::{Config, UpstreamConfig};
 use crate::policy::{PathOptions, PathRefused, Policy, readings_of};
+use crate::redirect::AllowedHost;
 use crate::upstream::Upstream;
 
 /// Every route, built once from the configuration.
@@ -37,6 +38,8 @@ pub struct Routes {
     /// The host patterns of routes whose hosts get the session cookie, and
     /// `public_url`: where sign-in may send the browser back to.
     signed_in_hosts: Box<[HostPattern]>,
+    /// `[access] allowed_redirect_domains`: other hosts `rd` may lead to.
+    allowed_redirect_domains: Box<[AllowedHost]>,
     public_url: url::Url,
 }
 
@@ -160,6 +163,7 @@ impl Routes {
             tunnels,
             body_read_timeout,
             signed_in_hosts: signed_in_hosts.into_boxed_slice(),
+            allowed_redirect_domains: config.access.allowed_redirect_domains.clone().into(),
             public_url: config.server.public_url.clone(),
         })
     }
@@ -221,18 +225,42 @@ impl Routes {
         self.header_sets.iter().any(|set| set.pass_id_token)
     }
 
-    /// Whether sign-in may send the browser back to `url`, an absolute URL on
-    /// another host than `public_url`'s: its host is one a route takes by
-    /// name and the session cookie reaches (see [`HostPattern`]), with
-    /// `public_url`'s scheme and port.
+    /// Whether sign-in, sign-out and forward-auth may send the browser to
+    /// `url`, an absolute URL (already refused if it has user info, an IP
+    /// host, or a path that would not pass as a same-site `rd`): the one
+    /// test for every absolute `rd`. It passes on `public_url`'s own origin;
+    /// on a host a route names that the session cookie reaches (see
+    /// [`HostPattern`]), with `public_url`'s scheme and port; or on a host
+    /// and port of `[access] allowed_redirect_domains`, over https (or http
+    /// when `public_url` is http).
     pub fn sends_back_to(&self, url: &url::Url) -> bool {
-        url.scheme() == self.public_url.scheme()
+        if url.origin() == self.public_url.origin() {
+            return true;
+        }
+        let route_host = url.scheme() == self.public_url.scheme()
             && url.port_or_known_default() == self.public_url.port_or_known_default()
             && url.host_str().is_some_and(|host| {
                 self.signed_in_hosts
                     .iter()
                     .any(|pattern| pattern.matches(host))
-            })
+            });
+        let scheme_ok = url.scheme() == "https" || self.public_url.scheme() == "http";
+        route_host
+            || (scheme_ok
+                && self
+                    .allowed_redirect_domains
+                    .iter()
+                    .any(|allowed| allowed.admits(url)))
+    }
+
+    /// `public_url`'s sign-in page, asked to send the browser back to `back`
+    /// afterwards (an absolute URL or a path, checked again there).
+    pub fn central_sign_in(&self, back: &str) -> String {
+        let rd: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+        let mut sign_in = self.public_url.clone();
+        sign_in.set_path("/oauth2/sign_in");
+        sign_in.set_query(None);
+        format!("{sign_in}?rd={rd}")
     }
 
     /// Where an unauthenticated browser on `route` is sent to sign in: a
@@ -257,12 +285,7 @@ impl Routes {
             _ => None,
         };
         match back {
-            Some(back) => {
-                let rd: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
-                let mut sign_in = self.public_url.clone();
-                sign_in.set_path("/oauth2/sign_in");
-                format!("{sign_in}?rd={rd}")
-            }
+            Some(back) => self.central_sign_in(&back),
             None => {
                 let rd: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
                 format!("/oauth2/sign_in?rd={rd}")

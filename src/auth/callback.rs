@@ -139,7 +139,7 @@ pub async fn callback<'a, B>(
         Err(SaveError::Unavailable(unavailable)) => return fail(Problem::from(unavailable)),
     };
     tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = sub.as_str(), "signed in");
-    let mut resp = respond::redirect(&super::sign_in_rd(app, Some(&flow.rd)));
+    let mut resp = respond::redirect(&super::safe_rd(app, Some(&flow.rd)));
     let headers = resp.headers_mut();
     headers.append(SET_COOKIE, clear_flow);
     for cookie in cookies {

@@ -21,6 +21,13 @@ use crate::{App, Body, RequestContext, empty};
 /// rules) are believed only from `trusted_proxies` (DESIGN §8.4); otherwise
 /// the default rule applies, with the identity headers of the route that
 /// takes this request's own `Host` at `/`.
+///
+/// For a browser navigation (the original method GET or HEAD, `Accept:
+/// text/html`), when asked with `?redirect=1` or when a trusted proxy names
+/// the original request with `X-Forwarded-Proto`, `-Host` and `-Uri` (Traefik
+/// `forwardAuth`, Caddy `forward_auth`, which pass a non-2xx answer on to the
+/// browser), "sign in first" is a 302 to `<public_url>/oauth2/sign_in` with
+/// the original URL as `rd` instead of the 401 nginx's `auth_request` needs.
 pub async fn check<B>(
     app: &App,
     req: &Request<B>,
@@ -50,9 +57,19 @@ pub async fn check<B>(
         false => request_host(req.headers(), req.uri()),
     };
     let path = match &original {
-        Some(Original::Target(_, path)) => path,
+        Some(Original::Target { path, .. }) => path,
         _ => "/",
     };
+    let method = match &original {
+        Some(Original::Target { method, .. }) => method,
+        _ => req.method(),
+    };
+    let redirects = respond::wants_html(method, req.headers())
+        && (super::query_param(req, "redirect").as_deref() == Some("1")
+            || (trusted
+                && ["x-forwarded-proto", "x-forwarded-host", "x-forwarded-uri"]
+                    .iter()
+                    .all(|name| req.headers().contains_key(*name))));
     let route = match app.routes.route(host, path) {
         Ok(Some(route)) => route,
         Ok(None) => {
@@ -69,13 +86,16 @@ pub async fn check<B>(
         }
     };
     let requirement = match original {
-        Some(Original::Target(method, path)) => match judge(route, &method, path) {
+        Some(Original::Target {
+            ref method, path, ..
+        }) => match judge(route, method, path) {
             Ok(requirement) => requirement,
             Err(why) => return respond::problem(Problem::forbidden(why), false),
         },
+        // The default rule; a 401 unless `redirects` asks for the sign-in page.
         Some(Original::NotSaid) | None => Requirement::SignedIn {
             groups: Groups::default(),
-            api: true,
+            api: false,
         },
         Some(Original::Refused(why)) => {
             return respond::problem(Problem::forbidden(why), false);
@@ -99,11 +119,67 @@ pub async fn check<B>(
                 tracing::info!(target: crate::log::AUDIT, provider = %s.provider, sub = s.identity.sub.as_str(), reason = %denied, "forward-auth: access denied");
             }
             ctx.session = authn.session.clone();
-            respond::problem(Problem::from(denied), false)
+            respond::problem(Problem::from(denied), redirects)
         }
-        Admission::SignInFirst { .. } => respond::unauthenticated(false, ""),
+        Admission::SignInFirst { api } => {
+            let uri = match &original {
+                Some(Original::Target { uri, .. }) => Some(*uri),
+                _ => None,
+            };
+            let sign_in = (redirects && !api).then(|| sign_in_location(app, req, host, uri));
+            respond::unauthenticated(sign_in.is_some(), sign_in.as_deref().unwrap_or(""))
+        }
     };
     with_cookies(resp, authn.set_cookies)
+}
+
+/// `<public_url>/oauth2/sign_in?rd=<the original URL>`: the URL rebuilt from
+/// what a trusted proxy said (`X-Forwarded-Proto`, else `public_url`'s
+/// scheme; the host the route was chosen by; the original URI), kept only
+/// when the one `rd` validator admits it, else `/`. A URL on `public_url`'s
+/// own origin goes as its path. Without a trusted original URI: `/`.
+fn sign_in_location<B>(
+    app: &App,
+    req: &Request<B>,
+    host: Option<&str>,
+    uri: Option<&str>,
+) -> String {
+    let public_url = &app.config.server.public_url;
+    let rebuilt = uri.zip(host).and_then(|(uri, host)| {
+        let scheme = match single(req.headers(), "x-forwarded-proto") {
+            Ok(Some(proto)) if proto.eq_ignore_ascii_case("https") => "https",
+            Ok(Some(proto)) if proto.eq_ignore_ascii_case("http") => "http",
+            Ok(None) => public_url.scheme(),
+            _ => return None,
+        };
+        if !uri.starts_with('/') {
+            return None;
+        }
+        let url = url::Url::parse(&format!("{scheme}://{host}{uri}")).ok()?;
+        if url.origin() == public_url.origin() {
+            return Some(uri.to_owned());
+        }
+        let rd = super::safe_rd(app, Some(url.as_str()));
+        if rd == "/" && first_time(&UNLISTED_HOSTS, url.host_str().unwrap_or_default()) {
+            tracing::warn!(
+                host = url.host_str().unwrap_or_default(),
+                "forward-auth: after sign-in the browser cannot be sent back to this host, \
+                 as it is not in access.allowed_redirect_domains (nor a route's host that \
+                 gets the session cookie); it goes to / instead (logged once per host)"
+            );
+        }
+        Some(rd)
+    });
+    app.routes
+        .central_sign_in(rebuilt.as_deref().unwrap_or("/"))
+}
+
+/// Hosts already warned about not being an allowed `rd` target.
+static UNLISTED_HOSTS: LazyLock<moka::sync::Cache<String, ()>> =
+    LazyLock::new(|| moka::sync::Cache::new(1024));
+
+fn first_time(warned: &moka::sync::Cache<String, ()>, host: &str) -> bool {
+    warned.entry(host.to_owned()).or_insert(()).is_fresh()
 }
 
 /// The rules' verdict on the original path, which the front proxy passes on
@@ -152,7 +228,12 @@ fn accepted() -> Response<Body> {
 
 /// What a trusted front proxy says the original request was.
 enum Original<'h> {
-    Target(Method, &'h str),
+    /// `uri` as the proxy sent it; `path`, its path (no query or fragment).
+    Target {
+        method: Method,
+        uri: &'h str,
+        path: &'h str,
+    },
     /// No original URI at all: the default rule applies, as for anyone else.
     NotSaid,
     /// Said in a way that cannot be relied on: refused, never guessed, since
@@ -193,7 +274,7 @@ fn original_target(headers: &HeaderMap) -> Original<'_> {
         return Original::Refused("The original method is not an HTTP method.");
     };
     let path = uri.split(['?', '#']).next().unwrap_or("/");
-    Original::Target(method, path)
+    Original::Target { method, uri, path }
 }
 
 /// The one value of `name`, if sent; more than one, or one that is not

@@ -11,7 +11,7 @@ use crate::session::Flow;
 use crate::{App, Body, now_unix, pages};
 
 pub async fn page<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let rd = super::sign_in_rd(app, query_param(req, "rd").as_deref());
+    let rd = super::safe_rd(app, query_param(req, "rd").as_deref());
     // A stale or broken session cookie is cleared whenever the page renders
     // (when the session store can tell).
     let stale = match app.sessions.load(req.headers(), now_unix()).await {
@@ -39,7 +39,7 @@ pub fn start<B>(app: &App, req: &Request<B>, provider_id: &str) -> Response<Body
     let Some(provider) = app.providers.get(provider_id) else {
         return respond::problem(unknown_provider(), html);
     };
-    let rd = super::sign_in_rd(app, query_param(req, "rd").as_deref());
+    let rd = super::safe_rd(app, query_param(req, "rd").as_deref());
     let redirect_uri = app.config.redirect_uri(provider.id());
     let (url, secrets) = match provider.begin(&redirect_uri) {
         Ok(begun) => begun,

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::query_param;
-use crate::redirect::safe_rd;
 use crate::respond::with_cookies;
 use crate::session::revocations::Revoke;
 use crate::{App, Body, now_unix, pages, respond};
@@ -32,7 +31,7 @@ struct SignedOutState {
 }
 
 pub async fn sign_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
-    let rd = query_param(req, "rd").map(|rd| safe_rd(Some(&rd)));
+    let rd = query_param(req, "rd").map(|rd| super::safe_rd(app, Some(&rd)));
     if sent_by_another_site(req.headers(), &app.config.server.public_url) {
         let mut resp = respond::html(StatusCode::OK, pages::confirm_sign_out(rd.as_deref()));
         // `no-referrer` would make the form's POST say `Origin: null`, which
@@ -92,7 +91,7 @@ pub fn signed_out<B>(app: &App, req: &Request<B>) -> Response<Body> {
         .filter(|state| now.saturating_sub(state.at) <= SIGNED_OUT_STATE_LIFETIME)
         .and_then(|state| state.rd)
         // Checked when sealed; checked again, as every `rd` is.
-        .map(|rd| safe_rd(Some(&rd)));
+        .map(|rd| super::safe_rd(app, Some(&rd)));
     let cookies = app.sessions.cookies.clear_all(req.headers());
     with_cookies(signed_out_or(rd), cookies)
 }

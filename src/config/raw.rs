@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::redirect::AllowedHost;
 use http::HeaderName;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -169,6 +170,8 @@ struct RawAccess {
     case_sensitive_paths: bool,
     #[serde(default)]
     allow_encoded_slashes: bool,
+    #[serde(default)]
+    allowed_redirect_domains: Vec<String>,
 }
 
 impl Default for RawAccess {
@@ -182,6 +185,7 @@ impl Default for RawAccess {
             bearer_tokens: false,
             case_sensitive_paths: false,
             allow_encoded_slashes: false,
+            allowed_redirect_domains: vec![],
         }
     }
 }
@@ -858,6 +862,21 @@ impl RawAccess {
             require_email_verified: a.require_email_verified,
             case_sensitive_paths: a.case_sensitive_paths,
             allow_encoded_slashes: a.allow_encoded_slashes,
+            allowed_redirect_domains: a
+                .allowed_redirect_domains
+                .iter()
+                .enumerate()
+                .filter_map(|(i, written)| {
+                    AllowedHost::parse(written)
+                        .map_err(|why| {
+                            p.add(
+                                &format!("access.allowed_redirect_domains[{i}]"),
+                                format_args!("{written:?} {why}"),
+                            )
+                        })
+                        .ok()
+                })
+                .collect(),
         };
         if a.bearer_tokens {
             p.add(

@@ -1424,3 +1424,32 @@ fn the_reference_config_toml_upstreams_example_is_valid() {
     assert_eq!(c.upstreams.len(), 2, "{example}");
     assert!(c.upstreams[1].rules.is_some() && c.upstreams[0].headers.is_some());
 }
+
+#[test]
+fn allowed_redirect_domains_are_read_and_each_bad_entry_is_named() {
+    let reference = include_str!("../../config.toml");
+    let documented = reference
+        .lines()
+        .find_map(|l| l.strip_prefix("# allowed_redirect_domains = "))
+        .expect("config.toml documents access.allowed_redirect_domains");
+    let good = format!("{MINIMAL}\n[access]\nallowed_redirect_domains = {documented}\n");
+    let access = parse(&good).unwrap().access;
+    assert_eq!(access.allowed_redirect_domains.len(), 1);
+    assert_eq!(
+        access.allowed_redirect_domains[0].to_string(),
+        ".example.com"
+    );
+    let bad = format!(
+        "{MINIMAL}\n[access]\nallowed_redirect_domains = [\"app.example.com:8443\", \"https://x.example.com\", \"*.example.com\"]\n"
+    );
+    let problems = problems(&bad).join("\n");
+    assert!(
+        problems.contains("access.allowed_redirect_domains[1]: \"https://x.example.com\""),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("access.allowed_redirect_domains[2]: \"*.example.com\""),
+        "{problems}"
+    );
+    assert!(!problems.contains("[0]"), "{problems}");
+}

@@ -283,3 +283,139 @@ fn fuzz_sign_in_page() {
         sign_in_page_links_stay_on_site(&rd)
     });
 }
+
+// === absolute `rd` and `[access] allowed_redirect_domains` ===
+
+/// The pieces of absolute-URL tricks around the allowed hosts.
+const URL_ATOMS: &[&str] = &[
+    "example.com",
+    "a.example.com",
+    ".example.com",
+    "app.test",
+    "evil.com",
+    "evil-",
+    "-example.com",
+    ".",
+    "..",
+    "@",
+    ":",
+    ":8443",
+    ":443",
+    ":80",
+    "#",
+    "?",
+    "/",
+    "//",
+    "\\",
+    "%2e",
+    "%40",
+    "%2f",
+    "%5c",
+    "%00",
+    "\t",
+    " ",
+    "\u{430}",  // CYRILLIC SMALL LETTER A
+    "\u{3002}", // IDEOGRAPHIC FULL STOP
+    "\u{FF0E}", // FULLWIDTH FULL STOP
+    "xn--",
+    "user:pw@",
+    "[::1]",
+    "127.0.0.1",
+];
+
+/// Absolute `rd` values: a scheme-ish start, then host and path pieces.
+fn absolute_rd() -> impl Strategy<Value = String> {
+    let start = proptest::sample::select(
+        &[
+            "https://",
+            "http://",
+            "HTTPS://",
+            "https:",
+            "https:/",
+            "https:///",
+            "//",
+            "javascript://",
+            "ftp://",
+            "https:\\\\",
+        ][..],
+    );
+    let piece = prop_oneof![
+        6 => proptest::sample::select(URL_ATOMS).prop_map(str::to_owned),
+        2 => atom(),
+    ];
+    // Often an allowed host first, so that accepted URLs are common.
+    let host = prop_oneof![
+        3 => proptest::sample::select(&["a.example.com", "example.com", "app.test:8443"][..])
+            .prop_map(str::to_owned),
+        2 => piece.clone(),
+    ];
+    (start, host, proptest::collection::vec(piece, 0..8))
+        .prop_map(|(start, host, pieces)| format!("{start}{host}{}", pieces.concat()))
+}
+
+/// `.example.com` and `app.test:8443`, as `[access] allowed_redirect_domains`.
+fn allowed_hosts(url: &Url) -> bool {
+    [".example.com", "app.test:8443"]
+        .iter()
+        .any(|e| AllowedHost::parse(e).unwrap().admits(url))
+}
+
+/// An accepted absolute `rd` is a plain http(s) URL, as the WHATWG parser
+/// writes it, on an allowed host (label boundary, port) with no user info,
+/// whose path would pass as a same-site `rd`; anything else is a same-site path.
+fn accepted_absolute_rd_is_on_an_allowed_host(rd: &str) -> Result<(), TestCaseError> {
+    let got = safe_rd_or_own_url(Some(rd), allowed_hosts);
+    if got.starts_with('/') {
+        prop_assert!(is_safe_rd(&got), "{rd:?} -> {got:?}");
+        return Ok(());
+    }
+    let url = Url::parse(&got).map_err(|e| TestCaseError::fail(format!("{got:?}: {e}")))?;
+    prop_assert_eq!(url.as_str(), got.as_str(), "not as the parser writes it");
+    prop_assert!(matches!(url.scheme(), "http" | "https"), "{rd:?} -> {got}");
+    prop_assert!(url.username().is_empty() && url.password().is_none());
+    let host = match url.host() {
+        Some(url::Host::Domain(host)) => host.to_owned(),
+        other => return Err(TestCaseError::fail(format!("{rd:?} -> {other:?}"))),
+    };
+    let on_example = host == "example.com"
+        || (host.ends_with(".example.com") && !host.starts_with('.') && !host.contains(".."));
+    let on_app = host == "app.test" && url.port_or_known_default() == Some(8443);
+    prop_assert!(
+        (on_example && url.port().is_none()) || on_app,
+        "{rd:?} -> {got}"
+    );
+    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    prop_assert!(is_safe_rd(path), "{rd:?} -> {got}");
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn no_accepted_absolute_rd_leaves_the_allowed_hosts(rd in absolute_rd()) {
+        accepted_absolute_rd_is_on_an_allowed_host(&rd)?;
+    }
+}
+
+/// The absolute grammar is only useful if some of its URLs are accepted.
+#[test]
+fn the_absolute_grammar_produces_accepted_urls() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = absolute_rd();
+    let accepted = (0..2000)
+        .filter(|_| {
+            let rd = strategy.new_tree(&mut runner).expect("a value").current();
+            !safe_rd_or_own_url(Some(&rd), allowed_hosts).starts_with('/')
+        })
+        .count();
+    assert!(accepted >= 50, "{accepted} of 2000 accepted");
+}
+
+#[test]
+#[ignore = "fuzz target: FUZZ_SECONDS=600 cargo test --lib fuzz_ -- --ignored"]
+fn fuzz_absolute_rd() {
+    crate::fuzz::fuzz("absolute_rd", absolute_rd(), |rd| {
+        accepted_absolute_rd_is_on_an_allowed_host(&rd)
+    });
+}

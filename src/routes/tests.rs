@@ -388,3 +388,60 @@ fn a_host_gets_the_session_cookie_only_as_public_url_or_under_session_domain() {
     assert!(!exact.gets_session_cookie(public, Some("ample.com")));
     assert!(!exact.gets_session_cookie(public, Some("iki.example.com")));
 }
+
+#[test]
+fn an_absolute_rd_passes_on_public_url_a_route_host_or_an_allowed_domain_only() {
+    let url = |s: &str| url::Url::parse(s).unwrap();
+    // BASE's [session] table, with the shared cookie domain.
+    let config = from_figment(Figment::from(Toml::string(&format!(
+        "{}{}",
+        BASE.replace("[session]\n", "[session]\ndomain = \"example.com\"\n"),
+        r#"
+[server]
+public_url = "https://auth.example.com"
+[access]
+allowed_redirect_domains = [".apps.example.net", "tool.example.org:8443"]
+[[upstreams]]
+host = "wiki.example.com"
+url = "http://127.0.0.1:9000"
+"#
+    ))))
+    .unwrap();
+    let https = Routes::new(&config, TaskTracker::new(), None).unwrap();
+    for ok in [
+        "https://auth.example.com/x",
+        "https://wiki.example.com/",
+        "https://apps.example.net/",
+        "https://a.apps.example.net/x?y=1",
+        "https://tool.example.org:8443/",
+    ] {
+        assert!(https.sends_back_to(&url(ok)), "{ok}");
+    }
+    for refused in [
+        // Another scheme or port than allowed.
+        "http://auth.example.com/",
+        "http://wiki.example.com/",
+        "https://wiki.example.com:8443/",
+        "http://a.apps.example.net/",
+        "https://a.apps.example.net:8443/",
+        "https://tool.example.org/",
+        // Not on a label boundary, or not listed.
+        "https://evil-apps.example.net/",
+        "https://apps.example.net.evil/",
+        "https://other.example.com/",
+        "https://example.org/",
+    ] {
+        assert!(!https.sends_back_to(&url(refused)), "{refused}");
+    }
+    let http = routes(
+        r#"
+[server]
+public_url = "http://127.0.0.1:4180"
+[access]
+allowed_redirect_domains = [".apps.test:*"]
+"#,
+    );
+    assert!(http.sends_back_to(&url("http://a.apps.test:8080/")));
+    assert!(http.sends_back_to(&url("https://a.apps.test/")));
+    assert!(!http.sends_back_to(&url("http://a.apps.testx/")));
+}

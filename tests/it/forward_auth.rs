@@ -261,3 +261,208 @@ async fn an_original_request_named_two_ways_or_half_named_is_refused() {
         .await;
     assert_eq!(resp.status, StatusCode::ACCEPTED);
 }
+
+/// Trusted proxies, the rules above, and `app.example.com` as an allowed
+/// `rd` host (an app behind Traefik or Caddy).
+async fn behind_traefik() -> Harness {
+    Harness::with(Setup {
+        server_toml: "trusted_proxies = [\"127.0.0.0/8\"]".into(),
+        extra_toml: format!(
+            "{RULES}\n[access]\nallowed_redirect_domains = [\"app.example.com\"]\n"
+        ),
+        ..Setup::default()
+    })
+    .await
+}
+
+/// What Traefik's `forwardAuth` and Caddy's `forward_auth` send for a GET of
+/// `https://{host}{uri}`, with the client's `Accept`.
+fn forwarded<'a>(host: &'a str, uri: &'a str, accept: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("x-forwarded-method", "GET"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", host),
+        ("x-forwarded-uri", uri),
+        ("x-forwarded-for", "203.0.113.7"),
+        ("accept", accept),
+    ]
+}
+
+async fn check(
+    h: &Harness,
+    b: &mut Browser,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> crate::support::Resp {
+    b.request(Method::GET, &h.url(path), headers, Default::default())
+        .await
+}
+
+/// The sign-in URL with `rd` sent back to `back`.
+fn sign_in_for(h: &Harness, back: &str) -> String {
+    let rd: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+    h.url(&format!("/oauth2/sign_in?rd={rd}"))
+}
+
+#[tokio::test]
+async fn a_browser_named_by_traefik_or_caddy_is_sent_to_sign_in_with_its_url() {
+    let h = behind_traefik().await;
+    let mut b = h.browser();
+    let html = "text/html,application/xhtml+xml";
+    let resp = check(
+        &h,
+        &mut b,
+        "/oauth2/auth",
+        &forwarded("app.example.com", "/private?x=1&y=%2F", html),
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::FOUND, "{}", resp.text());
+    assert_eq!(
+        resp.location(),
+        sign_in_for(&h, "https://app.example.com/private?x=1&y=%2F")
+    );
+    assert_eq!(resp.header("cache-control"), Some("no-store"));
+    // The same with ?redirect=1.
+    let resp = check(
+        &h,
+        &mut b,
+        "/oauth2/auth?redirect=1",
+        &forwarded("app.example.com", "/private", html),
+    )
+    .await;
+    assert_eq!(
+        resp.location(),
+        sign_in_for(&h, "https://app.example.com/private")
+    );
+
+    // Not a browser navigation: 401 as before.
+    for (accept, method) in [("application/json", "GET"), ("*/*", "GET"), (html, "POST")] {
+        let mut headers = forwarded("app.example.com", "/private", accept);
+        headers[0].1 = method;
+        let resp = check(&h, &mut b, "/oauth2/auth", &headers).await;
+        assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{accept} {method}");
+    }
+    // A public path, and a signed-in user: as before.
+    let resp = check(
+        &h,
+        &mut b,
+        "/oauth2/auth",
+        &forwarded("app.example.com", "/public/x", html),
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED);
+    let mut grace = h.signed_in("grace").await;
+    let resp = check(
+        &h,
+        &mut grace,
+        "/oauth2/auth",
+        &forwarded("app.example.com", "/private", html),
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED);
+    assert_eq!(resp.header("x-forwarded-user"), Some("grace"));
+}
+
+#[tokio::test]
+async fn the_original_url_is_the_rd_only_on_an_allowed_host() {
+    let h = behind_traefik().await;
+    let mut b = h.browser();
+    for host in [
+        "evil.example",
+        "app.example.com.evil.example",
+        "evil-app.example.com",
+        "app.example.com:8443",
+        "app.example.com@evil.example",
+        "127.0.0.1",
+    ] {
+        let resp = check(
+            &h,
+            &mut b,
+            "/oauth2/auth",
+            &forwarded(host, "/private", "text/html"),
+        )
+        .await;
+        assert_eq!(resp.status, StatusCode::FOUND, "{host}");
+        assert_eq!(resp.location(), sign_in_for(&h, "/"), "{host}");
+    }
+    // An original URI that is no path.
+    for uri in ["//evil.example/x", "https://evil.example/"] {
+        let resp = check(
+            &h,
+            &mut b,
+            "/oauth2/auth",
+            &forwarded("app.example.com", uri, "text/html"),
+        )
+        .await;
+        assert!(
+            resp.status == StatusCode::FORBIDDEN || resp.location() == sign_in_for(&h, "/"),
+            "{uri}: {} {}",
+            resp.status,
+            resp.location()
+        );
+    }
+}
+
+#[tokio::test]
+async fn untrusted_forwarded_headers_never_make_a_redirect_nor_its_rd() {
+    let h = Harness::with(Setup {
+        extra_toml: format!(
+            "{RULES}\n[access]\nallowed_redirect_domains = [\"app.example.com\"]\n"
+        ),
+        ..Setup::default()
+    })
+    .await;
+    let mut b = h.browser();
+    let headers = forwarded("app.example.com", "/private", "text/html");
+    let resp = check(&h, &mut b, "/oauth2/auth", &headers).await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+    // Asked for, the redirect comes, but to `/`: the headers are not believed.
+    let resp = check(&h, &mut b, "/oauth2/auth?redirect=1", &headers).await;
+    assert_eq!(resp.status, StatusCode::FOUND);
+    assert_eq!(resp.location(), sign_in_for(&h, "/"));
+}
+
+#[tokio::test]
+async fn nginx_gets_a_401_for_a_browser_unless_it_asks_for_a_redirect() {
+    let h = behind_traefik().await;
+    let mut b = h.browser();
+    let nginx = [
+        ("x-original-method", "GET"),
+        ("x-original-uri", "/private?x=1"),
+        ("x-forwarded-host", "app.example.com"),
+        ("x-forwarded-proto", "https"),
+        ("accept", "text/html"),
+    ];
+    let resp = check(&h, &mut b, "/oauth2/auth", &nginx).await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+    let resp = check(&h, &mut b, "/oauth2/auth?redirect=1", &nginx).await;
+    assert_eq!(
+        resp.location(),
+        sign_in_for(&h, "https://app.example.com/private?x=1")
+    );
+}
+
+#[tokio::test]
+async fn sign_in_and_sign_out_send_the_browser_back_to_an_allowed_host() {
+    let h = behind_traefik().await;
+    let mut b = h.browser();
+    let resp = b
+        .sign_in(&h, "grace", "https://app.example.com/wiki?p=1")
+        .await;
+    assert_eq!(resp.status, StatusCode::FOUND, "{}", resp.text());
+    assert_eq!(resp.location(), "https://app.example.com/wiki?p=1");
+    for (rd, expected) in [
+        ("https://app.example.com/bye", "https://app.example.com/bye"),
+        ("https://app.example.com.evil.example/", "/"),
+        ("https://app.example.com@evil.example/", "/"),
+        ("https://evil-app.example.com/", "/"),
+        ("//app.example.com/", "/"),
+        ("/after", "/after"),
+    ] {
+        let mut b = h.signed_in("grace").await;
+        let rd_q: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+        let resp = b.get(&h.url(&format!("/oauth2/sign_out?rd={rd_q}"))).await;
+        assert_eq!(resp.status, StatusCode::FOUND, "{rd}");
+        assert_eq!(resp.location(), expected, "{rd}");
+    }
+}

@@ -6,6 +6,7 @@ mod connections;
 mod containers;
 mod fakes;
 mod forward_auth;
+mod front_proxies;
 mod grpc;
 mod id_token;
 mod login_flow;

@@ -292,3 +292,116 @@ async fn no_open_redirect_payload_leaves_the_site_from_any_endpoint() {
         2 * payloads.len()
     );
 }
+
+/// `[access] allowed_redirect_domains` tricks (issue #13 item 8), each sent
+/// as `rd`, raw and once-encoded, to sign-in, start and sign-out: every
+/// target either keeps `public_url`'s origin or is a URL on an allowed host
+/// and port exactly; none names the hostile host.
+#[tokio::test]
+async fn allowed_redirect_domain_tricks_lead_to_no_other_host() {
+    let h = crate::support::Harness::with(crate::support::Setup {
+        extra_toml: "[access]\nallowed_redirect_domains = [\".example.com\", \"app.test:8443\"]\n"
+            .into(),
+        ..Default::default()
+    })
+    .await;
+    let keys = SessionKeys::new(&SessionConfig {
+        secret: Secret::new(SECRET),
+        previous_secrets: Vec::new(),
+        cookie_name: "_portcullis".into(),
+        lifetime: std::time::Duration::from_secs(3600),
+        idle_timeout: None,
+        refresh_before: std::time::Duration::from_secs(60),
+        refresh_interval: None,
+        secure: false,
+        same_site: SameSite::Lax,
+        domain: None,
+        store: StoreConfig::Cookie,
+    });
+    let public_url = Url::parse(&h.base).unwrap();
+    let allowed = |url: &Url| {
+        let host = url.host_str().unwrap_or_default();
+        let on_example = (host == "example.com" || host.ends_with(".example.com"))
+            && !host.starts_with('.')
+            && !host.contains("..")
+            && url.port().is_none();
+        let on_app = host == "app.test" && url.port() == Some(8443);
+        url.scheme() == "http"
+            && (on_example || on_app)
+            && url.username().is_empty()
+            && url.password().is_none()
+            && !url.path().starts_with("//")
+    };
+    let landed = |endpoint: &str, payload: &str, target: &str| {
+        let url = public_url.join(target).unwrap();
+        assert!(
+            url.origin() == public_url.origin() || allowed(&url),
+            "{endpoint}: {payload:?} -> {target:?}"
+        );
+        assert!(
+            !url.host_str().unwrap_or_default().contains("evil"),
+            "{endpoint}: {payload:?} -> {target:?}"
+        );
+    };
+    let tricks = [
+        "http://evil-example.com/",
+        "http://example.com.evil/",
+        "http://example.com@evil/",
+        "http://a.example.com@evil.com/",
+        "http://user:pw@a.example.com/",
+        "http://evil.com#@a.example.com/",
+        "http://evil.com?@a.example.com/",
+        "http://evil.com\\@a.example.com/",
+        "http://a.example.com\\@evil.com/",
+        "http://a.example.com%2F@evil.com/",
+        "http://a.example.com%40evil.com/",
+        "http://a.example.com:8443/",
+        "http://app.test/",
+        "http://app.test:8444/",
+        "http://a..example.com/",
+        "http://a.example.com./",
+        "http://exаmple.com/",
+        "http://a.example。com.evil/",
+        "//a.example.com/",
+        "/\\a.example.com/",
+        "http:a.example.com/",
+        "http:/a.example.com/",
+        "javascript://a.example.com/%0aalert(1)",
+        "data:text/html,a.example.com",
+        " http://a.example.com/",
+        "http://a.example.com/\t/evil.com",
+        "http://a.exam\tple.com/",
+        "http://a.example.com//evil.com",
+        "http://a.example.com/%2f%2fevil.com",
+        "http%3A%2F%2Fevil.com/",
+        "http://93.184.216.34/",
+        // Allowed ones, as a control: they pass.
+        "http://a.example.com/ok",
+        "http://app.test:8443/ok",
+    ];
+    let mut b = Browser::new();
+    let mut passed = 0;
+    for payload in tricks {
+        for sent in rd_forms(payload) {
+            b.cookies.clear();
+            let page = b.get(&h.url(&format!("/oauth2/sign_in?rd={sent}"))).await;
+            assert_eq!(page.status, StatusCode::OK);
+            for link in link_targets(&page.text()) {
+                landed("sign_in page", payload, &link);
+            }
+            let start = b
+                .get(&h.url(&format!("/oauth2/start/demo?rd={sent}")))
+                .await;
+            let rd = stored_rd(&keys, &start);
+            landed("rd stored by start", payload, &rd);
+            if rd.ends_with("/ok") {
+                passed += 1;
+            }
+            b.cookies.clear();
+            let out = b.get(&h.url(&format!("/oauth2/sign_out?rd={sent}"))).await;
+            assert_eq!(out.status, StatusCode::FOUND, "{payload:?}");
+            landed("sign_out", payload, out.location());
+        }
+    }
+    assert_eq!(passed, 4, "the two allowed URLs pass, raw and encoded");
+}

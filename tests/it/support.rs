@@ -53,6 +53,9 @@ pub struct Setup {
     pub session_toml: String,
     /// Extra keys for `[server]`.
     pub server_toml: String,
+    /// `server.public_url` instead of portcullis' own address (a front
+    /// proxy's, when sign-in runs through it).
+    pub public_url: Option<String>,
     /// Serve at once instead of waiting until every provider's metadata is loaded.
     pub no_ready_wait: bool,
     /// Write no `[upstream]` table (and ignore `upstream`, `upstream_toml`):
@@ -106,7 +109,7 @@ impl Harness {
             r#"
 [server]
 listen = "{addr}"
-public_url = "{base}"
+public_url = "{public_url}"
 {server}
 {upstream_table}
 [session]
@@ -116,6 +119,7 @@ public_url = "{base}"
 {extra}
 "#,
             server = setup.server_toml,
+            public_url = setup.public_url.as_deref().unwrap_or(&base),
             session = setup.session_toml,
             secret = if setup.session_toml.contains("secret =") {
                 String::new()

@@ -63,13 +63,18 @@ fn only_one_consistent_request(sent: &[(usize, Vec<u8>)]) -> Result<(), TestCase
     match original_target(&map) {
         Original::NotSaid => prop_assert!(NAMES.iter().all(|n| values(n).is_empty())),
         Original::Refused(_) => {}
-        Original::Target(method, path) => {
+        Original::Target {
+            method,
+            uri: said,
+            path,
+        } => {
             for (uri, method_header) in [(NAMES[0], NAMES[1]), (NAMES[2], NAMES[3])] {
                 let (uris, methods) = (values(uri), values(method_header));
                 // A family is named whole, once, or not at all.
                 prop_assert!(uris.len() == methods.len() && uris.len() <= 1, "{map:?}");
                 if let (Some(uri), Some(m)) = (uris.first(), methods.first()) {
                     prop_assert_eq!(*m, method.as_str());
+                    prop_assert_eq!(*uri, said);
                     prop_assert_eq!(uri.split(['?', '#']).next().unwrap_or("/"), path);
                 }
             }
