@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 
 use crate::authn::{Admission, Authenticated, admit, authenticate, set_identity_headers};
 use crate::metrics::Outcome;
-use crate::policy::{PathRefused, collapse_slashes};
+use crate::policy::{PathRefused, collapse_slashes, is_preflight};
 use crate::respond::{self, Problem};
 use crate::server::ConnInfo;
 use crate::upstream::UpstreamError;
@@ -27,7 +27,12 @@ pub async fn handle(
         Ok(None) => return respond::problem(Problem::not_found(), html),
         Err(refused) => return respond::problem(Problem::from(refused), html),
     };
-    let requirement = match route.policy.judge(req.method(), req.uri().path()) {
+    let host = crate::routes::request_host(req.headers(), req.uri());
+    let preflight = is_preflight(req.method(), req.headers());
+    let requirement = match route
+        .policy
+        .judge_request(req.method(), req.uri().path(), host, preflight)
+    {
         Ok(requirement) => requirement,
         Err(refused) => return respond::problem(Problem::from(refused), html),
     };

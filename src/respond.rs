@@ -255,6 +255,9 @@ impl From<ProviderError> for Problem {
             ProviderError::InvalidProfile(_) => {
                 Self::provider("The identity provider's description of the user is unusable.")
             }
+            ProviderError::Graph { .. } => Self::provider(
+                "You are in more groups than Microsoft puts in a sign-in token, and they could not be read from Microsoft Graph. Ask the administrator to grant this application the GroupMember.Read.All permission.",
+            ),
         }
     }
 }

@@ -219,10 +219,10 @@ fn resolve(path: &str, separators: &[char]) -> String {
 /// Whether meeting `judged` means meeting `theirs`.
 fn covers(judged: &Requirement<'_>, theirs: &Requirement<'_>) -> bool {
     match (judged, theirs) {
-        (_, Requirement::Public) => true,
-        (Requirement::Public, Requirement::SignedIn { .. }) => false,
-        (Requirement::SignedIn { groups, .. }, Requirement::SignedIn { groups: needed, .. }) => {
-            needed.0.iter().all(|list| groups.0.contains(list))
+        (_, Requirement::Public | Requirement::Preflight) => true,
+        (Requirement::Public | Requirement::Preflight, Requirement::SignedIn { .. }) => false,
+        (Requirement::SignedIn { admits, .. }, Requirement::SignedIn { admits: needed, .. }) => {
+            needed.0.iter().all(|who| admits.0.contains(who))
         }
     }
 }
@@ -267,6 +267,8 @@ fn check_path(raw: &str, case_sensitive: bool, encoded_slashes: bool) -> Result<
                 path: served.path.as_str().into(),
                 folded: served.folded,
             },
+            None,
+            false,
         );
         prop_assert!(
             covers(&judged, &theirs),

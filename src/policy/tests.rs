@@ -20,9 +20,14 @@ fn judged<'p>(p: &'p Policy, method: &Method, path: &str) -> Requirement<'p> {
     p.judge(method, path).expect("a path the readings take")
 }
 
-fn signed_in(groups: &[String], api: bool) -> Requirement<'_> {
+/// A rule's requirement admitting `groups` (leaked: a test's own rule).
+fn signed_in(groups: &[String], api: bool) -> Requirement<'static> {
+    let who: &'static Who = Box::leak(Box::new(Who {
+        groups: groups.to_vec(),
+        ..Who::default()
+    }));
     Requirement::SignedIn {
-        groups: Groups::of(groups),
+        admits: Admits::of(who),
         api,
     }
 }
@@ -149,7 +154,7 @@ groups = ["admins"]
     let admin_rule = judged(&p, &Method::GET, "/admin/panel");
     assert_eq!(
         p.authorize(&staff, &admin_rule),
-        Err(Denied::NotInRuleGroup)
+        Err(Denied::NotAdmittedByRule)
     );
     assert_eq!(p.authorize(&admin, &admin_rule), Ok(()));
     assert_eq!(
