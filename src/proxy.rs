@@ -64,10 +64,14 @@ pub async fn handle(
                 tracing::info!(target: crate::log::AUDIT, provider = %s.provider, sub = %s.identity.sub, path = req.uri().path(), reason = %denied, "access denied");
             }
             ctx.session = session.clone();
-            return respond::with_cookies(
-                respond::problem(Problem::from(denied), html),
-                set_cookies,
-            );
+            let resp = match &session {
+                Some(opened) => {
+                    let rd = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                    respond::denied(denied, &opened.session.identity, rd, html)
+                }
+                None => respond::problem(Problem::from(denied), html),
+            };
+            return respond::with_cookies(resp, set_cookies);
         }
         Admission::SignInFirst { api } => {
             if html && !api {

@@ -317,6 +317,25 @@ pub fn problem(p: Problem, html: bool) -> Response<Body> {
     response
 }
 
+/// A signed-in user the policy refuses: for a browser, the 403 page naming
+/// the account (`email`, else `name`, else `preferred_username`, else `sub`)
+/// with a way to sign in with another one, back to `rd`; for an API client,
+/// the JSON error as for any [`Problem`].
+pub fn denied(denied: Denied, identity: &crate::identity::Identity, rd: &str, html: bool) -> Response<Body> {
+    let p = Problem::from(denied);
+    if !html {
+        return problem(p, false);
+    }
+    tracing::debug!(status = p.status.as_u16(), code = p.code, detail = %p.detail, "request refused");
+    let who = identity
+        .email
+        .as_deref()
+        .or(identity.name.as_deref())
+        .or(identity.preferred_username.as_deref())
+        .unwrap_or(&identity.sub);
+    self::html(p.status, pages::denied(p.title, &p.detail, who, rd))
+}
+
 /// Not signed in. A browser is sent to `sign_in_location`; an API client gets
 /// `401` with a `WWW-Authenticate` challenge (RFC 9110 §11.6.1 requires one on
 /// every 401; RFC 6750 §3 gives the Bearer form).

@@ -25,6 +25,7 @@ mod redis_store;
 mod refresh;
 mod reload;
 mod routes;
+mod rules;
 mod sessions;
 mod shutdown;
 mod spoofing;
