@@ -322,11 +322,19 @@ impl RawProvider {
             }
         };
         let graph_url = (kind == ProviderKind::Microsoft).then(|| {
-            p.base_url(
+            let url = p.base_url(
                 &key("graph_base_url"),
                 self.graph_base_url.as_deref(),
                 MICROSOFT_GRAPH,
-            )
+            );
+            // The user's access token goes there.
+            if issuer.scheme() == "https" && url.scheme() != "https" {
+                p.add(
+                    &key("graph_base_url"),
+                    "must be https, as the issuer is; the access token would travel in the clear",
+                );
+            }
+            url
         });
         let mut endpoint = |name: &str, value: Option<&str>| {
             let url = p.opt_url(&key(name), value)?;
