@@ -217,6 +217,27 @@ mod tests {
     }
 
     #[test]
+    fn wanted_claim_paths_are_kept_by_path_and_matched_without_the_token() {
+        let c = claims(json!({"sub": "u1", "realm_access": {"roles": ["admin"]},
+            "cognito:groups": ["ops"], "level": 3, "groups": ["g"]}));
+        let id =
+            Identity::from_claims(&c, ["realm_access.roles", "cognito:groups", "level", "absent.x"])
+                .unwrap();
+        assert_eq!(id.extra["realm_access.roles"], json!(["admin"]));
+        assert!(!id.extra.contains_key("realm_access"));
+        assert!(!id.extra.contains_key("absent.x"));
+        let one = |v: &str| [ClaimValue::new(v)];
+        assert!(id.claim_matches("realm_access.roles", &one("admin")));
+        assert!(id.claim_matches("cognito:groups", &one("ops")));
+        assert!(id.claim_matches("level", &one("3")));
+        assert!(id.claim_matches("groups", &one("g")));
+        assert!(id.claim_matches("sub", &one("u1")));
+        assert!(!id.claim_matches("absent.x", &one("admin")));
+        assert!(!id.claim_matches("realm_access.roles", &one("Admin")));
+        assert_eq!(id.claim("realm_access.roles").as_deref(), Some("admin"));
+    }
+
+    #[test]
     fn numeric_sub_is_accepted_and_missing_sub_refused() {
         assert_eq!(
             Identity::from_claims(&claims(json!({"sub": 42})), [])

@@ -124,9 +124,15 @@ impl Who {
     }
 
     /// Allocates nothing: emails and domains compare ignoring ASCII case,
-    /// claims are read from the identity as the session keeps it.
+    /// claims are read from the identity as the session keeps it. `emails`
+    /// and `domains` match only an address the provider calls verified,
+    /// whatever `require_email_verified` says: an unverified address is one
+    /// anybody may type (Entra's "nOAuth").
     fn admits(&self, identity: &Identity) -> bool {
-        let email = identity.email.as_deref();
+        let email = identity
+            .email
+            .as_deref()
+            .filter(|_| identity.email_verified == Some(true));
         (self.groups.is_empty() || in_any(&identity.groups, &self.groups))
             && (self.emails.is_empty()
                 || email.is_some_and(|e| self.emails.iter().any(|w| w.eq_ignore_ascii_case(e))))

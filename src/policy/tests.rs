@@ -363,6 +363,18 @@ emails = ["nobody@example.com"]
     let mut admin = ada.clone();
     admin.groups = vec!["admins".into()];
     assert_eq!(check(&admin, "/both/x"), Ok(()));
+    // An unverified address matches no emails or domains rule, even where
+    // the global policy lets it sign in.
+    let lax = policy(
+        "[access]\nrequire_email_verified = false\n[[rules]]\npath = \"/ada\"\nemails = [\"ada@example.com\"]\n",
+    );
+    let mut unverified = ada.clone();
+    unverified.email_verified = None;
+    assert_eq!(lax.authorize(&ada, &judged(&lax, &get, "/ada")), Ok(()));
+    assert_eq!(
+        lax.authorize(&unverified, &judged(&lax, &get, "/ada")),
+        Err(Denied::NotAdmittedByRule)
+    );
     // The catch-all rule admits nobody of these.
     assert_eq!(check(&ada, "/other"), Err(Denied::NotAdmittedByRule));
     assert_eq!(p.claim_paths().collect::<Vec<_>>(), ["level", "realm_access.roles"]);
