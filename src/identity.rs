@@ -220,9 +220,11 @@ mod tests {
     fn wanted_claim_paths_are_kept_by_path_and_matched_without_the_token() {
         let c = claims(json!({"sub": "u1", "realm_access": {"roles": ["admin"]},
             "cognito:groups": ["ops"], "level": 3, "groups": ["g"]}));
-        let id =
-            Identity::from_claims(&c, ["realm_access.roles", "cognito:groups", "level", "absent.x"])
-                .unwrap();
+        let id = Identity::from_claims(
+            &c,
+            ["realm_access.roles", "cognito:groups", "level", "absent.x"],
+        )
+        .unwrap();
         assert_eq!(id.extra["realm_access.roles"], json!(["admin"]));
         assert!(!id.extra.contains_key("realm_access"));
         assert!(!id.extra.contains_key("absent.x"));

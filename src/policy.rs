@@ -55,7 +55,11 @@ impl<'b> PartialEq<Requirement<'b>> for Requirement<'_> {
                     admits: theirs,
                     api: also,
                 },
-            ) => api == also && admits.0.len() == theirs.0.len() && admits.0.iter().zip(&theirs.0).all(|(a, b)| a == b),
+            ) => {
+                api == also
+                    && admits.0.len() == theirs.0.len()
+                    && admits.0.iter().zip(&theirs.0).all(|(a, b)| a == b)
+            }
             _ => false,
         }
     }
@@ -110,7 +114,10 @@ impl Who {
                 .claims
                 .iter()
                 .map(|(path, values)| {
-                    (path.clone(), values.iter().map(|v| ClaimValue::new(v)).collect())
+                    (
+                        path.clone(),
+                        values.iter().map(|v| ClaimValue::new(v)).collect(),
+                    )
                 })
                 .collect(),
         }
@@ -339,8 +346,7 @@ impl Policy {
                 &r.pattern
             };
             (r.methods.is_empty() || r.methods.contains(method))
-                && r
-                    .host
+                && r.host
                     .as_ref()
                     .is_none_or(|pattern| host.is_some_and(|h| pattern.matches(h)))
                 && pattern.matches(&reading.path)

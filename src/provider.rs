@@ -93,7 +93,9 @@ pub enum ProviderError {
     InvalidProfile(String),
     /// Microsoft: the id_token has a groups overage and Microsoft Graph did
     /// not give the groups (see `microsoft::overage_groups`).
-    #[error("provider {provider}: the user's groups could not be read from Microsoft Graph (groups overage; the access token needs GroupMember.Read.All): {source}")]
+    #[error(
+        "provider {provider}: the user's groups could not be read from Microsoft Graph (groups overage; the access token needs GroupMember.Read.All): {source}"
+    )]
     Graph {
         provider: String,
         #[source]

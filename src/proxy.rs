@@ -29,13 +29,14 @@ pub async fn handle(
     };
     let host = crate::routes::request_host(req.headers(), req.uri());
     let preflight = is_preflight(req.method(), req.headers());
-    let requirement = match route
-        .policy
-        .judge_request(req.method(), req.uri().path(), host, preflight)
-    {
-        Ok(requirement) => requirement,
-        Err(refused) => return respond::problem(Problem::from(refused), html),
-    };
+    let requirement =
+        match route
+            .policy
+            .judge_request(req.method(), req.uri().path(), host, preflight)
+        {
+            Ok(requirement) => requirement,
+            Err(refused) => return respond::problem(Problem::from(refused), html),
+        };
     // The upstream gets the path as the rules judged it: `//public/x` could
     // be read as host `public`, path `/x`.
     if let Some(collapsed) = collapse_slashes(req.uri().path()) {

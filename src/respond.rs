@@ -321,7 +321,12 @@ pub fn problem(p: Problem, html: bool) -> Response<Body> {
 /// the account (`email`, else `name`, else `preferred_username`, else `sub`)
 /// with a way to sign in with another one, back to `rd`; for an API client,
 /// the JSON error as for any [`Problem`].
-pub fn denied(denied: Denied, identity: &crate::identity::Identity, rd: &str, html: bool) -> Response<Body> {
+pub fn denied(
+    denied: Denied,
+    identity: &crate::identity::Identity,
+    rd: &str,
+    html: bool,
+) -> Response<Body> {
     let p = Problem::from(denied);
     if !html {
         return problem(p, false);

@@ -69,10 +69,12 @@ pub async fn check<B>(
         }
     };
     let requirement = match original {
-        Some(Original::Target(method, path)) => match judge(route, &method, path, host, req.headers()) {
-            Ok(requirement) => requirement,
-            Err(why) => return respond::problem(Problem::forbidden(why), false),
-        },
+        Some(Original::Target(method, path)) => {
+            match judge(route, &method, path, host, req.headers()) {
+                Ok(requirement) => requirement,
+                Err(why) => return respond::problem(Problem::forbidden(why), false),
+            }
+        }
         Some(Original::NotSaid) | None => Requirement::SignedIn {
             admits: Admits::default(),
             api: true,

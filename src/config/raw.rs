@@ -1010,7 +1010,9 @@ fn validate_rules(rules: &[RuleConfig], at: &str, p: &mut Problems) {
             if rule.public {
                 p.add(
                     &format!("{at}[{i}]"),
-                    format_args!("a public rule cannot also require {field}; public admits everyone"),
+                    format_args!(
+                        "a public rule cannot also require {field}; public admits everyone"
+                    ),
                 );
             }
         }

@@ -1511,7 +1511,12 @@ fn provider_claims_work_for_every_kind_but_sub_stays_the_id_tokens() {
     )
     .unwrap();
     assert_eq!(p.claims.unwrap().groups, "cognito:groups");
-    for kind in ["microsoft", "gitlab", "oidc\"\nissuer = \"https://id.example", "github"] {
+    for kind in [
+        "microsoft",
+        "gitlab",
+        "oidc\"\nissuer = \"https://id.example",
+        "github",
+    ] {
         let p = provider(&format!(
             "kind = \"{kind}\"\nclient_secret = \"s\"\n[providers.p.claims]\ngroups = \"realm_access.roles\""
         ))
@@ -1519,8 +1524,9 @@ fn provider_claims_work_for_every_kind_but_sub_stays_the_id_tokens() {
         assert_eq!(p.claims.unwrap().groups, "realm_access.roles");
     }
     assert!(
-        provider_problems("kind = \"google\"\n[providers.p.claims]\nsub = \"oid\"")
-            .contains("providers.p.claims.sub: an OpenID Connect provider's user is the id_token's sub")
+        provider_problems("kind = \"google\"\n[providers.p.claims]\nsub = \"oid\"").contains(
+            "providers.p.claims.sub: an OpenID Connect provider's user is the id_token's sub"
+        )
     );
     assert!(
         provider_problems("kind = \"google\"\n[providers.p.claims]\ngroups = \"a..b\"")
@@ -1535,7 +1541,8 @@ fn microsoft_graph_base_url_defaults_and_must_be_https() {
         oidc(&p).graph_url.as_ref().map(Url::as_str),
         Some("https://graph.microsoft.com/")
     );
-    let p = provider("kind = \"microsoft\"\ngraph_base_url = \"https://graph.example/base/\"").unwrap();
+    let p =
+        provider("kind = \"microsoft\"\ngraph_base_url = \"https://graph.example/base/\"").unwrap();
     assert_eq!(
         oidc(&p).graph_url.as_ref().map(Url::as_str),
         Some("https://graph.example/base")

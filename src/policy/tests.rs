@@ -300,7 +300,13 @@ public = true
     assert_eq!(judged(&p, &Method::GET, "/a/é/c"), Requirement::Public);
 }
 
-fn judged_at<'p>(p: &'p Policy, method: &Method, path: &str, host: &str, preflight: bool) -> Requirement<'p> {
+fn judged_at<'p>(
+    p: &'p Policy,
+    method: &Method,
+    path: &str,
+    host: &str,
+    preflight: bool,
+) -> Requirement<'p> {
     p.judge_request(method, path, Some(host), preflight)
         .expect("a path the readings take")
 }
@@ -346,7 +352,10 @@ emails = ["nobody@example.com"]
         "bob@eu.example.com",
         serde_json::json!({"realm_access.roles": "admin", "level": "3"}),
     );
-    let eve = with_claims("eve@example.com", serde_json::json!({"realm_access.roles": ["user"]}));
+    let eve = with_claims(
+        "eve@example.com",
+        serde_json::json!({"realm_access.roles": ["user"]}),
+    );
     let get = Method::GET;
     let check = |who: &Identity, path: &str| p.authorize(who, &judged(&p, &get, path));
     assert_eq!(check(&ada, "/admin/x"), Ok(()));
@@ -377,7 +386,10 @@ emails = ["nobody@example.com"]
     );
     // The catch-all rule admits nobody of these.
     assert_eq!(check(&ada, "/other"), Err(Denied::NotAdmittedByRule));
-    assert_eq!(p.claim_paths().collect::<Vec<_>>(), ["level", "realm_access.roles"]);
+    assert_eq!(
+        p.claim_paths().collect::<Vec<_>>(),
+        ["level", "realm_access.roles"]
+    );
 }
 
 #[test]

@@ -84,7 +84,10 @@ fn map_claims(userinfo: &Value, paths: &ClaimPaths) -> Result<Map<String, Value>
 /// OpenID Connect, the id_token's overlaid by userinfo's). A standard claim
 /// whose path finds nothing is absent, never left as the provider named it:
 /// `groups = "roles"` means the groups are the roles. The other claims stay.
-pub(super) fn remap(claims: &mut Map<String, Value>, paths: &ClaimPaths) -> Result<(), ProviderError> {
+pub(super) fn remap(
+    claims: &mut Map<String, Value>,
+    paths: &ClaimPaths,
+) -> Result<(), ProviderError> {
     let root = Value::Object(std::mem::take(claims));
     let mapped = map_claims(&root, paths);
     let Value::Object(mut all) = root else {

@@ -131,7 +131,11 @@ async fn a_claims_rule_on_a_nested_path_admits_and_denies_naming_the_user() {
 #[tokio::test]
 async fn a_user_without_the_nested_claim_is_denied_and_the_name_is_escaped() {
     let h = harness(
-        vec![ExtraClaim::new("grace", "email", json!("<b>grace</b>@example.com"))],
+        vec![ExtraClaim::new(
+            "grace",
+            "email",
+            json!("<b>grace</b>@example.com"),
+        )],
         "",
         KEYCLOAK_ADMIN_RULE,
     )
@@ -140,7 +144,10 @@ async fn a_user_without_the_nested_claim_is_denied_and_the_name_is_escaped() {
     let page = get(&mut grace, &h, "/admin/").await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     let text = page.text();
-    assert!(text.contains("&lt;b&gt;grace&lt;/b&gt;@example.com"), "{text}");
+    assert!(
+        text.contains("&lt;b&gt;grace&lt;/b&gt;@example.com"),
+        "{text}"
+    );
     assert!(!text.contains("<b>grace"), "{text}");
 }
 
