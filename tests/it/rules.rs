@@ -273,3 +273,54 @@ async fn skip_auth_preflight_lets_every_preflight_through() {
     let plain = options(&mut b, &h, "/anything", &PREFLIGHT[..1]).await;
     assert_eq!(plain.status, StatusCode::UNAUTHORIZED);
 }
+
+/// Forward-auth judges the original request: its host from the trusted
+/// proxy's `X-Forwarded-Host`, and a preflight by the headers it passes on.
+#[tokio::test]
+async fn forward_auth_applies_host_rules_and_preflights_to_the_original_request() {
+    let h = Harness::with(Setup {
+        server_toml: "trusted_proxies = [\"127.0.0.0/8\"]".into(),
+        extra_toml: r#"
+[[rules]]
+host = "*.public.test"
+path = "/**"
+public = true
+[[rules]]
+path = "/api/**"
+skip_preflight = true
+"#
+        .into(),
+        ..Setup::default()
+    })
+    .await;
+    let auth = |headers: Vec<(&'static str, &'static str)>| {
+        let url = h.url("/oauth2/auth");
+        let mut b = h.browser();
+        async move {
+            let resp = b.request(Method::GET, &url, &headers, Bytes::new()).await;
+            resp.status
+        }
+    };
+    let original = |method, host, uri| {
+        vec![
+            ("x-forwarded-method", method),
+            ("x-forwarded-host", host),
+            ("x-forwarded-uri", uri),
+        ]
+    };
+    assert_eq!(
+        auth(original("GET", "wiki.public.test", "/x")).await,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        auth(original("GET", "public.test", "/x")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let mut preflight = original("OPTIONS", "app.test", "/api/items");
+    preflight.extend(PREFLIGHT);
+    assert_eq!(auth(preflight).await, StatusCode::ACCEPTED);
+    assert_eq!(
+        auth(original("OPTIONS", "app.test", "/api/items")).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
