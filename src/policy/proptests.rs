@@ -307,3 +307,29 @@ fn the_issues_paths_hold_under_the_property() {
         }
     }
 }
+
+/// A `host` rule, for the property below.
+fn host_policy() -> &'static Policy {
+    static POLICY: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(|| {
+        let toml = "[session]\nsecret = \"0123456789abcdef0123456789abcdef\"\n[providers.idp]\nissuer = \"https://idp.example\"\nclient_id = \"c\"\n[[rules]]\nhost = \"*.example.com\"\npath = \"/**\"\npublic = true\n";
+        Policy::new(&from_figment(Figment::from(Toml::string(toml))).unwrap()).unwrap()
+    });
+    &POLICY
+}
+
+proptest! {
+    /// Whatever `Host` a client sends, a `*.example.com` rule takes the
+    /// request exactly when the host, without its port and trailing dots and
+    /// in any case, is one or more labels followed by `.example.com`.
+    #[test]
+    fn a_subdomain_host_rule_matches_on_label_boundaries_only(
+        host in "(([a-zA-Z0-9@._-]{0,8}\\.)?(evil)?(example\\.com|EXAMPLE\\.com|example\\.co)\\.?(\\.evil)?(:[0-9]{1,5})?|[^/]{0,20})",
+    ) {
+        let judged = host_policy().judge_request(&Method::GET, "/x", Some(&host), false).unwrap();
+        let bare = host.split(':').next().unwrap_or_default().trim_end_matches('.').to_ascii_lowercase();
+        let label = bare
+            .strip_suffix(".example.com")
+            .is_some_and(|rest| !rest.is_empty() && !rest.ends_with('.'));
+        prop_assert_eq!(judged == Requirement::Public, label, "{:?}", host);
+    }
+}
