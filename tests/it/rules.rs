@@ -324,3 +324,36 @@ skip_preflight = true
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// `[[upstreams.rules]]` take the same keys, and the claims they name are
+/// kept in the session as the top-level rules' are.
+#[tokio::test]
+async fn an_upstreams_own_claims_rule_is_enforced() {
+    let (upstream, _) = portcullis::demo::upstream::start().await.unwrap();
+    let h = Harness::with(Setup {
+        idp: IdpOptions {
+            extra_claims: vec![ExtraClaim::new("ada", "cognito:groups", json!(["ops"]))],
+            ..IdpOptions::default()
+        },
+        no_default_upstream: true,
+        extra_toml: format!(
+            r#"
+[[upstreams]]
+path_prefix = "/"
+url = "http://{upstream}"
+[[upstreams.rules]]
+path = "/ops/"
+claims = {{ "cognito:groups" = ["ops"] }}
+"#
+        ),
+        ..Setup::default()
+    })
+    .await;
+    let mut ada = h.signed_in("ada").await;
+    assert_eq!(ada.get_json(&h.url("/ops/x")).await.status, StatusCode::OK);
+    let mut grace = h.signed_in("grace").await;
+    assert_eq!(
+        grace.get_json(&h.url("/ops/x")).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
