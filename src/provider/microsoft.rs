@@ -154,6 +154,23 @@ mod tests {
     }
 
     #[test]
+    fn a_groups_overage_is_a_groups_claim_source_without_groups() {
+        let overage = json!({"_claim_names": {"groups": "src1"},
+            "_claim_sources": {"src1": {"endpoint": "https://graph.windows.net/x"}}});
+        assert!(has_groups_overage(&claims(overage)));
+        assert!(!has_groups_overage(&claims(
+            json!({"groups": ["g"], "_claim_names": {"groups": "src1"}})
+        )));
+        assert!(!has_groups_overage(&claims(
+            json!({"_claim_names": {"roles": "src1"}})
+        )));
+        assert!(!has_groups_overage(&claims(
+            json!({"_claim_names": "groups"})
+        )));
+        assert!(!has_groups_overage(&claims(json!({}))));
+    }
+
+    #[test]
     fn only_xms_edov_marks_an_entra_email_verified() {
         for (given, want) in [
             (json!({"email": "a@x.org", "xms_edov": true}), true),
