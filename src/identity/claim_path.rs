@@ -196,14 +196,33 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// A claim name a provider may send (any text with dots and colons),
+        /// and another path to look up.
+        fn key_and_path() -> impl Strategy<Value = (String, String)> {
+            ("[a-z.:/]{1,12}|\\PC{1,12}", "[a-z.:0-9]{0,16}|\\PC{0,16}")
+        }
+
+        /// Any key is found under its own name, whatever it holds, and no
+        /// path panics.
+        fn check_key((key, other): (String, String)) -> Result<(), TestCaseError> {
+            let mut c = claims(json!({"x": {"y": [1, {"z": 2}]}}));
+            c.insert(key.clone(), json!("v"));
+            prop_assert_eq!(lookup(&c, &key), Some(&json!("v")));
+            let _ = lookup(&c, &other);
+            let _ = lookup_value(&json!([c.clone(), [c]]), &other);
+            Ok(())
+        }
+
+        #[test]
+        #[ignore = "fuzz target: FUZZ_SECONDS=600 cargo test --lib fuzz_ -- --ignored"]
+        fn fuzz_claim_path() {
+            crate::fuzz::fuzz("claim_path", key_and_path(), check_key);
+        }
+
         proptest! {
-            /// Any key is found under its own name, whatever it holds, and no
-            /// path panics.
             #[test]
-            fn a_key_is_found_by_its_own_name(key in "[a-z.:/]{1,12}", other in "[a-z.:0-9]{0,16}") {
-                let c = claims(json!({ key.clone(): "v", "x": {"y": [1, {"z": 2}]} }));
-                prop_assert_eq!(lookup(&c, &key), Some(&json!("v")));
-                let _ = lookup(&c, &other);
+            fn a_key_is_found_by_its_own_name(input in key_and_path()) {
+                check_key(input)?;
             }
 
             /// A nested value is found by its dotted path.

@@ -317,19 +317,43 @@ fn host_policy() -> &'static Policy {
     &POLICY
 }
 
+/// Hosts a client may send: near misses of `example.com` (other labels, `@`,
+/// case, ports, trailing dots, suffixes), and anything without `/`.
+fn client_host() -> impl Strategy<Value = String> {
+    "(([a-zA-Z0-9@._-]{0,8}\\.)?(evil)?(example\\.com|EXAMPLE\\.com|example\\.co)\\.?(\\.evil)?(:[0-9]{1,5})?|[^/]{0,20})"
+}
+
+/// A `*.example.com` rule takes the request exactly when the host, without
+/// its port and trailing dots and in any case, is one or more labels
+/// followed by `.example.com`.
+fn check_host(host: &str) -> Result<(), TestCaseError> {
+    let judged = host_policy()
+        .judge_request(&Method::GET, "/x", Some(host), false)
+        .unwrap();
+    let bare = host
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let label = bare
+        .strip_suffix(".example.com")
+        .is_some_and(|rest| !rest.is_empty() && !rest.ends_with('.'));
+    prop_assert_eq!(judged == Requirement::Public, label, "{:?}", host);
+    Ok(())
+}
+
 proptest! {
-    /// Whatever `Host` a client sends, a `*.example.com` rule takes the
-    /// request exactly when the host, without its port and trailing dots and
-    /// in any case, is one or more labels followed by `.example.com`.
+    /// Whatever `Host` a client sends, a `*.example.com` rule matches it on
+    /// label boundaries only.
     #[test]
-    fn a_subdomain_host_rule_matches_on_label_boundaries_only(
-        host in "(([a-zA-Z0-9@._-]{0,8}\\.)?(evil)?(example\\.com|EXAMPLE\\.com|example\\.co)\\.?(\\.evil)?(:[0-9]{1,5})?|[^/]{0,20})",
-    ) {
-        let judged = host_policy().judge_request(&Method::GET, "/x", Some(&host), false).unwrap();
-        let bare = host.split(':').next().unwrap_or_default().trim_end_matches('.').to_ascii_lowercase();
-        let label = bare
-            .strip_suffix(".example.com")
-            .is_some_and(|rest| !rest.is_empty() && !rest.ends_with('.'));
-        prop_assert_eq!(judged == Requirement::Public, label, "{:?}", host);
+    fn a_subdomain_host_rule_matches_on_label_boundaries_only(host in client_host()) {
+        check_host(&host)?;
     }
+}
+
+#[test]
+#[ignore = "fuzz target: FUZZ_SECONDS=600 cargo test --lib fuzz_ -- --ignored"]
+fn fuzz_host_rule() {
+    crate::fuzz::fuzz("host_rule", client_host(), |host| check_host(&host));
 }
