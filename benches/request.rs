@@ -11,7 +11,7 @@ mod support;
 
 use portcullis::config::Config;
 use portcullis::headers::{SpoofGuard, strip_hop_by_hop};
-use portcullis::policy::{Groups, Policy, Requirement};
+use portcullis::policy::{Admits, Policy, Requirement};
 use portcullis::redirect::safe_rd;
 
 fn quick<'c>(c: &'c mut Criterion, name: &str) -> BenchmarkGroup<'c, WallTime> {
@@ -120,7 +120,7 @@ fn bench_policy(c: &mut Criterion) {
         assert_eq!(
             policy.judge(&Method::GET, path),
             Ok(Requirement::SignedIn {
-                groups: Groups::default(),
+                admits: Admits::default(),
                 api: false
             }),
             "the bench path must match no rule"

@@ -98,12 +98,14 @@ pub fn admit<'s>(
     requirement: &Requirement<'_>,
 ) -> Admission<'s> {
     match (session, requirement) {
-        (Some(opened), _) => match policy.authorize(&opened.session.identity, requirement) {
-            Ok(()) => Admission::User(opened),
-            Err(_) if *requirement == Requirement::Public => Admission::Anonymous,
-            Err(denied) => Admission::Denied(denied),
-        },
-        (None, Requirement::Public) => Admission::Anonymous,
+        (Some(opened), Requirement::Public | Requirement::SignedIn { .. }) => {
+            match policy.authorize(&opened.session.identity, requirement) {
+                Ok(()) => Admission::User(opened),
+                Err(_) if *requirement == Requirement::Public => Admission::Anonymous,
+                Err(denied) => Admission::Denied(denied),
+            }
+        }
+        (_, Requirement::Preflight) | (None, Requirement::Public) => Admission::Anonymous,
         (None, Requirement::SignedIn { api, .. }) => Admission::SignInFirst { api: *api },
     }
 }

@@ -276,6 +276,8 @@ pub struct AccessConfig {
     /// Hosts besides the routes' own that an absolute `rd` may lead to
     /// (forward-auth apps behind Traefik, Caddy or nginx).
     pub allowed_redirect_domains: Vec<crate::redirect::AllowedHost>,
+    /// Every CORS preflight passes without a session (see `RuleConfig::skip_preflight`).
+    pub skip_auth_preflight: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -305,6 +307,26 @@ pub struct RuleConfig {
     /// Unauthenticated requests get 401, never a redirect to sign-in.
     #[serde(default)]
     pub api: bool,
+    /// The request's host (port ignored, any case): `app.example.com`, or
+    /// `*.example.com` for its subdomains. Absent: any host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Signed-in users must have one of these addresses (any case).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<String>,
+    /// Signed-in users' addresses must be in one of these domains
+    /// (`example.com`, `.example.com` for subdomains; label boundaries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+    /// Claim path → accepted values: the user's claim must be (or hold) one
+    /// of them, for every path listed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, Vec<String>>,
+    /// A CORS preflight (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`) this rule matches passes without a
+    /// session and without identity headers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_preflight: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -335,6 +357,11 @@ pub struct ProviderConfig {
     /// The RFC 7009 revocation endpoint, instead of the discovered (or the
     /// preset's) `revocation_endpoint`.
     pub revocation_url: Option<Url>,
+    /// `[providers.<id>.claims]` for an OpenID Connect kind, GitHub or
+    /// Facebook: where each standard claim is read from in the claims the
+    /// provider gave (`kind = "oauth2"` keeps its paths in `Profile::Mapped`).
+    /// `None`: the standard names.
+    pub claims: Option<ClaimPaths>,
     pub protocol: Protocol,
 }
 
@@ -355,6 +382,9 @@ pub struct OidcSettings {
     pub token_url: Option<Url>,
     pub userinfo_url: Option<Url>,
     pub checks: IdTokenChecks,
+    /// Microsoft: the Graph base URL the groups of a groups overage are read
+    /// from (`graph_base_url`, default `https://graph.microsoft.com`).
+    pub graph_url: Option<Url>,
 }
 
 /// What a preset checks in a verified id_token beyond OpenID Connect Core.

@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub mod claim_path;
+pub use claim_path::ClaimValue;
+
 /// Who is signed in. Kept small: it travels in the session cookie.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Identity {
@@ -20,7 +23,9 @@ pub struct Identity {
     pub preferred_username: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
-    /// Other claims named in `[headers]`, kept so they can be forwarded.
+    /// Other claims something reads (`[headers]`, the rules' `claims`), by
+    /// the path they were named with (`realm_access.roles`), kept so they can
+    /// be forwarded and matched without reading a token again.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, Value>,
 }
@@ -33,8 +38,9 @@ pub enum IdentityError {
 }
 
 impl Identity {
-    /// Builds the identity from verified claims. `wanted` lists the claim names the
-    /// `[headers]` map forwards, so non-standard ones are kept in `extra`.
+    /// Builds the identity from verified claims. `wanted` lists the claim paths
+    /// the `[headers]` maps forward and the rules match, so non-standard ones
+    /// are kept in `extra` (see [`claim_path`] for how a path is read).
     pub fn from_claims<'a>(
         claims: &Map<String, Value>,
         wanted: impl IntoIterator<Item = &'a str>,
@@ -47,7 +53,7 @@ impl Identity {
         let extra = wanted
             .into_iter()
             .filter(|name| !STANDARD_CLAIMS.contains(name))
-            .filter_map(|name| Some((name.to_owned(), claims.get(name)?.clone())))
+            .filter_map(|name| Some((name.to_owned(), claim_path::lookup(claims, name)?.clone())))
             .collect();
         Ok(Self {
             sub,
@@ -83,6 +89,33 @@ impl Identity {
                 .or_insert_with(|| value.clone());
         }
         self
+    }
+
+    /// Whether the claim at `path` (a standard claim, or one kept in `extra`)
+    /// is, or for a list holds, one of `wanted`. An absent claim never matches.
+    /// Allocates nothing.
+    pub fn claim_matches(&self, path: &str, wanted: &[ClaimValue]) -> bool {
+        let text = |s: &Option<String>| {
+            s.as_deref()
+                .is_some_and(|s| wanted.iter().any(|w| w.is_text(s)))
+        };
+        match path {
+            "sub" => wanted.iter().any(|w| w.is_text(&self.sub)),
+            "email" => text(&self.email),
+            "name" => text(&self.name),
+            "preferred_username" => text(&self.preferred_username),
+            "email_verified" => self
+                .email_verified
+                .is_some_and(|b| wanted.iter().any(|w| w.matches(&Value::Bool(b)))),
+            "groups" => self
+                .groups
+                .iter()
+                .any(|g| wanted.iter().any(|w| w.is_text(g))),
+            other => self
+                .extra
+                .get(other)
+                .is_some_and(|v| wanted.iter().any(|w| w.matches(v))),
+        }
     }
 
     /// The value of `claim` as one string: lists are joined with `,`.
@@ -181,6 +214,29 @@ mod tests {
         assert_eq!(id.claim("groups").as_deref(), Some("a,b"));
         assert_eq!(id.claim("department").as_deref(), Some("R&D"));
         assert!(!id.extra.contains_key("ignored"));
+    }
+
+    #[test]
+    fn wanted_claim_paths_are_kept_by_path_and_matched_without_the_token() {
+        let c = claims(json!({"sub": "u1", "realm_access": {"roles": ["admin"]},
+            "cognito:groups": ["ops"], "level": 3, "groups": ["g"]}));
+        let id = Identity::from_claims(
+            &c,
+            ["realm_access.roles", "cognito:groups", "level", "absent.x"],
+        )
+        .unwrap();
+        assert_eq!(id.extra["realm_access.roles"], json!(["admin"]));
+        assert!(!id.extra.contains_key("realm_access"));
+        assert!(!id.extra.contains_key("absent.x"));
+        let one = |v: &str| [ClaimValue::new(v)];
+        assert!(id.claim_matches("realm_access.roles", &one("admin")));
+        assert!(id.claim_matches("cognito:groups", &one("ops")));
+        assert!(id.claim_matches("level", &one("3")));
+        assert!(id.claim_matches("groups", &one("g")));
+        assert!(id.claim_matches("sub", &one("u1")));
+        assert!(!id.claim_matches("absent.x", &one("admin")));
+        assert!(!id.claim_matches("realm_access.roles", &one("Admin")));
+        assert_eq!(id.claim("realm_access.roles").as_deref(), Some("admin"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ const SIGN_IN: &str = include_str!("pages/sign_in.html");
 const ERROR: &str = include_str!("pages/error.html");
 const SIGNED_OUT: &str = include_str!("pages/signed_out.html");
 const CONFIRM_SIGN_OUT: &str = include_str!("pages/confirm_sign_out.html");
+const DENIED: &str = include_str!("pages/denied.html");
 
 /// No scripts, no framing; the only styles are the inline ones in the layout and
 /// the only images are provider icons (same site, https or data:). The one form,
@@ -109,6 +110,25 @@ pub fn error(status: StatusCode, title: &str, detail: &str) -> String {
             ("status", &escape(&status.to_string())),
             ("title", &escape(title)),
             ("detail", &escape(detail)),
+        ],
+    );
+    page(title, &main)
+}
+
+/// The 403 page for a signed-in user a rule does not admit: who they are
+/// signed in as, and a button that signs them out (a POST from this page, so
+/// sign-out's cross-site check passes) and comes back to `rd`, the path they
+/// asked for, where they can sign in with another account.
+pub fn denied(title: &str, detail: &str, who: &str, rd: &str) -> String {
+    let action = format!("/oauth2/sign_out?rd={}", utf8_percent_encode(rd, COMPONENT));
+    let main = render(
+        DENIED,
+        &[
+            ("status", &escape(&StatusCode::FORBIDDEN.to_string())),
+            ("title", &escape(title)),
+            ("detail", &escape(detail)),
+            ("who", &escape(who)),
+            ("action", &escape(&action)),
         ],
     );
     page(title, &main)

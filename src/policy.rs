@@ -13,7 +13,8 @@ use smallvec::SmallVec;
 
 use crate::config::watch::Watch;
 use crate::config::{AccessConfig, Config, RuleConfig};
-use crate::identity::Identity;
+use crate::identity::{ClaimValue, Identity};
+use crate::routes::{HostPattern, bare_host};
 pub(crate) use readings::{PathOptions, Reading, read as readings_of};
 
 mod readings;
@@ -24,40 +25,129 @@ const EMAILS_FILE_CHECK: Duration = Duration::from_secs(5);
 
 /// What the rules ask of a request: the matched rule's, or, for a path that
 /// upstreams may read in several ways, what the rule of every reading asks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Requirement<'a> {
     /// No session needed.
     Public,
-    /// A signed-in user who passes the global policy and is in one of the
-    /// groups of each matched rule that lists groups.
-    SignedIn { groups: Groups<'a>, api: bool },
+    /// A CORS preflight that `skip_preflight` (or `[access]
+    /// skip_auth_preflight`) lets through: no session needed, and none used,
+    /// so no identity headers go upstream.
+    Preflight,
+    /// A signed-in user who passes the global policy and whom each matched
+    /// rule that says who it admits admits.
+    SignedIn { admits: Admits<'a>, api: bool },
 }
 
-/// The group lists of the rules a request met: the user must be in one
-/// group of each. Inline for one list, so a plain path never allocates.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Groups<'a>(SmallVec<[&'a [String]; 1]>);
+/// The "who" conditions of the rules a request met: the user must meet each.
+/// Inline for one, so a plain path never allocates.
+#[derive(Debug, Clone, Default)]
+pub struct Admits<'a>(SmallVec<[&'a Who; 1]>);
 
-impl<'a> Groups<'a> {
-    pub fn of(groups: &'a [String]) -> Self {
+/// By what they ask, whatever rules they borrow from.
+impl<'b> PartialEq<Requirement<'b>> for Requirement<'_> {
+    fn eq(&self, other: &Requirement<'b>) -> bool {
+        match (self, other) {
+            (Requirement::Public, Requirement::Public)
+            | (Requirement::Preflight, Requirement::Preflight) => true,
+            (
+                Requirement::SignedIn { admits, api },
+                Requirement::SignedIn {
+                    admits: theirs,
+                    api: also,
+                },
+            ) => {
+                api == also
+                    && admits.0.len() == theirs.0.len()
+                    && admits.0.iter().zip(&theirs.0).all(|(a, b)| a == b)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl<'a> Admits<'a> {
+    pub fn of(who: &'a Who) -> Self {
         let mut lists = SmallVec::new();
-        if !groups.is_empty() {
-            lists.push(groups);
+        if !who.is_empty() {
+            lists.push(who);
         }
         Self(lists)
     }
 
-    fn admit(&self, have: &[String]) -> bool {
-        self.0.iter().all(|wanted| in_any(have, wanted))
+    fn admit(&self, identity: &Identity) -> bool {
+        self.0.iter().all(|who| who.admits(identity))
     }
 
     fn and(mut self, other: Self) -> Self {
-        for list in other.0 {
-            if !self.0.iter().any(|l| std::ptr::eq(*l, list)) {
-                self.0.push(list);
+        for who in other.0 {
+            if !self.0.iter().any(|w| std::ptr::eq(*w, who)) {
+                self.0.push(who);
             }
         }
         self
+    }
+}
+
+/// Whom a rule admits: every condition it lists must hold (`groups` and
+/// `domains` both set: a user of one of those domains in one of those
+/// groups); within a condition, any listed value will do. Nothing listed:
+/// every signed-in user the global policy admits.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Who {
+    groups: Vec<String>,
+    /// Lower-cased.
+    emails: Vec<String>,
+    /// Lower-cased; `example.com` or `.example.com`.
+    domains: Vec<String>,
+    /// Claim path (as kept in the identity) and the values it may have.
+    claims: Vec<(String, Vec<ClaimValue>)>,
+}
+
+impl Who {
+    pub fn from_config(c: &RuleConfig) -> Self {
+        let lower = |list: &[String]| list.iter().map(|v| v.trim().to_ascii_lowercase()).collect();
+        Self {
+            groups: c.groups.clone(),
+            emails: lower(&c.emails),
+            domains: lower(&c.domains),
+            claims: c
+                .claims
+                .iter()
+                .map(|(path, values)| {
+                    (
+                        path.clone(),
+                        values.iter().map(|v| ClaimValue::new(v)).collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+            && self.emails.is_empty()
+            && self.domains.is_empty()
+            && self.claims.is_empty()
+    }
+
+    /// Allocates nothing: emails and domains compare ignoring ASCII case,
+    /// claims are read from the identity as the session keeps it. `emails`
+    /// and `domains` match only an address the provider calls verified,
+    /// whatever `require_email_verified` says: an unverified address is one
+    /// anybody may type (Entra's "nOAuth").
+    fn admits(&self, identity: &Identity) -> bool {
+        let email = identity
+            .email
+            .as_deref()
+            .filter(|_| identity.email_verified == Some(true));
+        (self.groups.is_empty() || in_any(&identity.groups, &self.groups))
+            && (self.emails.is_empty()
+                || email.is_some_and(|e| self.emails.iter().any(|w| w.eq_ignore_ascii_case(e))))
+            && (self.domains.is_empty() || email.is_some_and(|e| domain_allowed(&self.domains, e)))
+            && self
+                .claims
+                .iter()
+                .all(|(path, values)| identity.claim_matches(path, values))
     }
 }
 
@@ -66,18 +156,35 @@ impl<'a> Requirement<'a> {
     fn and(self, other: Self) -> Self {
         match (self, other) {
             (Requirement::Public, r) | (r, Requirement::Public) => r,
+            (Requirement::Preflight, r) | (r, Requirement::Preflight) => r,
             (
-                Requirement::SignedIn { groups, api },
+                Requirement::SignedIn { admits, api },
                 Requirement::SignedIn {
-                    groups: more,
+                    admits: more,
                     api: also,
                 },
             ) => Requirement::SignedIn {
-                groups: groups.and(more),
+                admits: admits.and(more),
                 api: api || also,
             },
         }
     }
+
+    fn signed_in() -> Self {
+        Requirement::SignedIn {
+            admits: Admits::default(),
+            api: false,
+        }
+    }
+}
+
+/// A CORS preflight (Fetch standard, "CORS-preflight request"): `OPTIONS`
+/// with both `Origin` and `Access-Control-Request-Method`. A plain `OPTIONS`
+/// is not one.
+pub fn is_preflight(method: &Method, headers: &http::HeaderMap) -> bool {
+    method == Method::OPTIONS
+        && headers.contains_key(http::header::ORIGIN)
+        && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 /// Why a signed-in user was refused. Shown to that user.
@@ -89,8 +196,8 @@ pub enum Denied {
     EmailNotAllowed,
     #[error("you are not in a group allowed to use this application")]
     NotInAllowedGroup,
-    #[error("you are not in a group allowed to use this page")]
-    NotInRuleGroup,
+    #[error("your account is not among those allowed to use this page")]
+    NotAdmittedByRule,
 }
 
 pub struct Policy {
@@ -106,9 +213,12 @@ struct Rule {
     /// The pattern lower-cased, for case-folded readings of a path.
     folded: Pattern,
     methods: Vec<Method>,
+    /// `None`: any host.
+    host: Option<HostPattern>,
     public: bool,
-    groups: Vec<String>,
+    who: Who,
     api: bool,
+    skip_preflight: bool,
 }
 
 enum Pattern {
@@ -190,41 +300,65 @@ impl Policy {
         }))
     }
 
-    /// What the rules ask of a request for `raw_path` (the target's path, no
-    /// query), under every reading an upstream may take of it; or why the path
-    /// is refused (see `readings`).
+    /// [`Policy::judge_request`] for a request with no host, not a preflight.
     pub fn judge(&self, method: &Method, raw_path: &str) -> Result<Requirement<'_>, PathRefused> {
+        self.judge_request(method, raw_path, None, false)
+    }
+
+    /// What the rules ask of a request for `raw_path` (the target's path, no
+    /// query) to `host` (its `Host`, port and all; a rule with a `host`
+    /// never matches a request without one), under every reading an upstream
+    /// may take of the path; or why the path is refused (see `readings`).
+    /// `preflight`: see [`is_preflight`].
+    pub fn judge_request(
+        &self,
+        method: &Method,
+        raw_path: &str,
+        host: Option<&str>,
+        preflight: bool,
+    ) -> Result<Requirement<'_>, PathRefused> {
         let readings = readings::read(raw_path, self.paths)?;
-        let mut each = readings.iter().map(|r| self.requirement(method, r));
+        if preflight && self.access.skip_auth_preflight {
+            return Ok(Requirement::Preflight);
+        }
+        let host = host.map(bare_host);
+        let mut each = readings
+            .iter()
+            .map(|r| self.requirement(method, r, host, preflight));
         // There is always a reading; were there none, the strict default.
-        let first = each.next().unwrap_or(Requirement::SignedIn {
-            groups: Groups::default(),
-            api: false,
-        });
+        let first = each.next().unwrap_or(Requirement::signed_in());
         Ok(each.fold(first, Requirement::and))
     }
 
-    /// The requirement of the first rule matching `method` and the reading;
-    /// no match means "signed in".
-    fn requirement(&self, method: &Method, reading: &Reading<'_>) -> Requirement<'_> {
+    /// The requirement of the first rule matching `method`, `host` (bare)
+    /// and the reading; no match means "signed in".
+    fn requirement(
+        &self,
+        method: &Method,
+        reading: &Reading<'_>,
+        host: Option<&str>,
+        preflight: bool,
+    ) -> Requirement<'_> {
         let rule = self.rules.iter().find(|r| {
             let pattern = if reading.folded {
                 &r.folded
             } else {
                 &r.pattern
             };
-            (r.methods.is_empty() || r.methods.contains(method)) && pattern.matches(&reading.path)
+            (r.methods.is_empty() || r.methods.contains(method))
+                && r.host
+                    .as_ref()
+                    .is_none_or(|pattern| host.is_some_and(|h| pattern.matches(h)))
+                && pattern.matches(&reading.path)
         });
         match rule {
             Some(r) if r.public => Requirement::Public,
+            Some(r) if preflight && r.skip_preflight => Requirement::Preflight,
             Some(r) => Requirement::SignedIn {
-                groups: Groups::of(&r.groups),
+                admits: Admits::of(&r.who),
                 api: r.api,
             },
-            None => Requirement::SignedIn {
-                groups: Groups::default(),
-                api: false,
-            },
+            None => Requirement::signed_in(),
         }
     }
 
@@ -255,7 +389,7 @@ impl Policy {
         Ok(())
     }
 
-    /// The global policy, then the rules' groups.
+    /// The global policy, then whom the rules admit.
     pub fn authorize(
         &self,
         identity: &Identity,
@@ -263,11 +397,18 @@ impl Policy {
     ) -> Result<(), Denied> {
         self.admits(identity)?;
         match requirement {
-            Requirement::SignedIn { groups, .. } if !groups.admit(&identity.groups) => {
-                Err(Denied::NotInRuleGroup)
+            Requirement::SignedIn { admits, .. } if !admits.admit(identity) => {
+                Err(Denied::NotAdmittedByRule)
             }
             _ => Ok(()),
         }
+    }
+
+    /// The claim paths the rules match, which an identity must keep.
+    pub fn claim_paths(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .flat_map(|r| r.who.claims.iter().map(|(path, _)| path.as_str()))
     }
 }
 
@@ -299,7 +440,8 @@ fn read_emails(access: &AccessConfig) -> std::io::Result<HashSet<String>> {
 
 /// Domain allow-list on label boundaries (DESIGN §8.2, §8.7): the address must have
 /// exactly one `@`; `example.com` admits that domain only, `.example.com` admits
-/// its subdomains only, `*` admits all.
+/// its subdomains only, `*` admits all. `allowed` is lower-case; the address's
+/// domain is compared ignoring ASCII case.
 pub fn domain_allowed(allowed: &[String], email: &str) -> bool {
     let mut parts = email.split('@');
     let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
@@ -312,9 +454,11 @@ pub fn domain_allowed(allowed: &[String], email: &str) -> bool {
         if entry == "*" {
             true
         } else if entry.starts_with('.') {
-            domain.len() > entry.len() && domain.ends_with(entry.as_str())
+            domain.len() > entry.len()
+                && domain.as_bytes()[domain.len() - entry.len()..]
+                    .eq_ignore_ascii_case(entry.as_bytes())
         } else {
-            domain == entry
+            domain.eq_ignore_ascii_case(entry)
         }
     })
 }
@@ -329,9 +473,14 @@ impl Rule {
                 .iter()
                 .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
                 .collect(),
+            // Validated with the configuration; an invalid one matches nothing.
+            host: c.host.as_deref().map(|h| {
+                HostPattern::parse(h).unwrap_or(HostPattern::Exact("\u{0}invalid".into()))
+            }),
             public: c.public,
-            groups: c.groups.clone(),
+            who: Who::from_config(c),
             api: c.api,
+            skip_preflight: c.skip_preflight,
         }
     }
 }

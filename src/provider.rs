@@ -91,6 +91,16 @@ pub enum ProviderError {
     ApiError { provider: String, message: String },
     #[error("the provider's user profile is unusable: {0}")]
     InvalidProfile(String),
+    /// Microsoft: the id_token has a groups overage and Microsoft Graph did
+    /// not give the groups (see `microsoft::overage_groups`).
+    #[error(
+        "provider {provider}: the user's groups could not be read from Microsoft Graph (groups overage; the access token needs GroupMember.Read.All): {source}"
+    )]
+    Graph {
+        provider: String,
+        #[source]
+        source: HttpError,
+    },
 }
 
 /// Why a refresh failed, sorted by what the caller does about it. Never carries
@@ -158,6 +168,16 @@ impl RefreshError {
             ProviderError::Userinfo { source, .. } => Self::Unavailable {
                 provider,
                 reason: format!("userinfo: {source}"),
+            },
+            ProviderError::Graph { source, .. } if matches!(&source.reason, http::HttpFailure::Status(s) if s.is_client_error()) => {
+                Self::Invalid {
+                    provider,
+                    reason: format!("Microsoft Graph refused the new access token: {source}"),
+                }
+            }
+            ProviderError::Graph { source, .. } => Self::Unavailable {
+                provider,
+                reason: format!("Microsoft Graph: {source}"),
             },
             other => Self::Invalid {
                 provider,

@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 
 use crate::authn::{Admission, Authenticated, admit, authenticate, set_identity_headers};
 use crate::metrics::Outcome;
-use crate::policy::{PathRefused, collapse_slashes};
+use crate::policy::{PathRefused, collapse_slashes, is_preflight};
 use crate::respond::{self, Problem};
 use crate::server::ConnInfo;
 use crate::upstream::UpstreamError;
@@ -27,10 +27,16 @@ pub async fn handle(
         Ok(None) => return respond::problem(Problem::not_found(), html),
         Err(refused) => return respond::problem(Problem::from(refused), html),
     };
-    let requirement = match route.policy.judge(req.method(), req.uri().path()) {
-        Ok(requirement) => requirement,
-        Err(refused) => return respond::problem(Problem::from(refused), html),
-    };
+    let host = crate::routes::request_host(req.headers(), req.uri());
+    let preflight = is_preflight(req.method(), req.headers());
+    let requirement =
+        match route
+            .policy
+            .judge_request(req.method(), req.uri().path(), host, preflight)
+        {
+            Ok(requirement) => requirement,
+            Err(refused) => return respond::problem(Problem::from(refused), html),
+        };
     // The upstream gets the path as the rules judged it: `//public/x` could
     // be read as host `public`, path `/x`.
     if let Some(collapsed) = collapse_slashes(req.uri().path()) {
@@ -59,10 +65,14 @@ pub async fn handle(
                 tracing::info!(target: crate::log::AUDIT, provider = %s.provider, sub = s.identity.sub.as_str(), path = req.uri().path(), reason = %denied, "access denied");
             }
             ctx.session = session.clone();
-            return respond::with_cookies(
-                respond::problem(Problem::from(denied), html),
-                set_cookies,
-            );
+            let resp = match &session {
+                Some(opened) => {
+                    let rd = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                    respond::denied(denied, &opened.session.identity, rd, html)
+                }
+                None => respond::problem(Problem::from(denied), html),
+            };
+            return respond::with_cookies(resp, set_cookies);
         }
         Admission::SignInFirst { api } => {
             if html && !api {

@@ -255,6 +255,9 @@ impl From<ProviderError> for Problem {
             ProviderError::InvalidProfile(_) => {
                 Self::provider("The identity provider's description of the user is unusable.")
             }
+            ProviderError::Graph { .. } => Self::provider(
+                "You are in more groups than Microsoft puts in a sign-in token, and they could not be read from Microsoft Graph. Ask the administrator to grant this application the GroupMember.Read.All permission.",
+            ),
         }
     }
 }
@@ -312,6 +315,30 @@ pub fn problem(p: Problem, html: bool) -> Response<Body> {
     );
     pages::security_headers(response.headers_mut());
     response
+}
+
+/// A signed-in user the policy refuses: for a browser, the 403 page naming
+/// the account (`email`, else `name`, else `preferred_username`, else `sub`)
+/// with a way to sign in with another one, back to `rd`; for an API client,
+/// the JSON error as for any [`Problem`].
+pub fn denied(
+    denied: Denied,
+    identity: &crate::identity::Identity,
+    rd: &str,
+    html: bool,
+) -> Response<Body> {
+    let p = Problem::from(denied);
+    if !html {
+        return problem(p, false);
+    }
+    tracing::debug!(status = p.status.as_u16(), code = p.code, detail = %p.detail, "request refused");
+    let who = identity
+        .email
+        .as_deref()
+        .or(identity.name.as_deref())
+        .or(identity.preferred_username.as_deref())
+        .unwrap_or(&identity.sub);
+    self::html(p.status, pages::denied(p.title, &p.detail, who, rd))
 }
 
 /// Not signed in. A browser is sent to `sign_in_location`; an API client gets

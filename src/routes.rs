@@ -210,11 +210,14 @@ impl Routes {
         names
     }
 
-    /// The claims some route's header map names: what an identity keeps.
+    /// The claims some route's header map names or some route's rules
+    /// match: what an identity keeps.
     pub fn wanted_claims(&self) -> impl Iterator<Item = &str> {
         self.header_sets
             .iter()
             .flat_map(|set| set.map.iter().map(|(_, claim)| claim.as_str()))
+            .chain(self.routes.iter().flat_map(|r| r.policy.claim_paths()))
+            .chain(self.global.claim_paths())
     }
 
     pub fn passes_access_token(&self) -> bool {
@@ -349,7 +352,7 @@ pub fn request_host<'r>(headers: &'r HeaderMap, uri: &'r http::Uri) -> Option<&'
 /// `host` without its port and trailing dots (`Wiki.Example.com.:443` →
 /// `Wiki.Example.com`; case is ignored when comparing). An IP literal keeps
 /// its brackets.
-fn bare_host(host: &str) -> &str {
+pub(crate) fn bare_host(host: &str) -> &str {
     let name = if host.starts_with('[') {
         host.find(']').map_or(host, |end| &host[..=end])
     } else {
@@ -402,7 +405,7 @@ impl HostPattern {
     }
 
     /// `host`: without port and trailing dots ([`bare_host`]); any case.
-    fn matches(&self, host: &str) -> bool {
+    pub(crate) fn matches(&self, host: &str) -> bool {
         match self {
             Self::Exact(name) => host.eq_ignore_ascii_case(name),
             Self::Subdomains(suffix) => {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::authn::{Admission, admit, authenticate, set_identity_headers};
 use crate::headers::is_trusted;
-use crate::policy::{Groups, Requirement};
+use crate::policy::{Admits, Requirement, is_preflight};
 use crate::respond::with_cookies;
 use crate::respond::{self, Problem};
 use crate::routes::{Route, request_host};
@@ -88,13 +88,13 @@ pub async fn check<B>(
     let requirement = match original {
         Some(Original::Target {
             ref method, path, ..
-        }) => match judge(route, method, path) {
+        }) => match judge(route, method, path, host, req.headers()) {
             Ok(requirement) => requirement,
             Err(why) => return respond::problem(Problem::forbidden(why), false),
         },
         // The default rule; a 401 unless `redirects` asks for the sign-in page.
         Some(Original::NotSaid) | None => Requirement::SignedIn {
-            groups: Groups::default(),
+            admits: Admits::default(),
             api: false,
         },
         Some(Original::Refused(why)) => {
@@ -184,13 +184,21 @@ fn first_time(warned: &moka::sync::Cache<String, ()>, host: &str) -> bool {
 
 /// The rules' verdict on the original path, which the front proxy passes on
 /// as it is: a path it would forward with `//` is refused, not collapsed.
-fn judge<'a>(route: &'a Route, method: &Method, path: &str) -> Result<Requirement<'a>, String> {
+/// `host` and `headers`: of the original request, for rules' `host` and
+/// `skip_preflight` (a front proxy passes the preflight's headers on).
+fn judge<'a>(
+    route: &'a Route,
+    method: &Method,
+    path: &str,
+    host: Option<&str>,
+    headers: &http::HeaderMap,
+) -> Result<Requirement<'a>, String> {
     if path.contains("//") {
         return Err("The original URI has an empty segment (`//`).".into());
     }
     route
         .policy
-        .judge(method, path)
+        .judge_request(method, path, host, is_preflight(method, headers))
         .map_err(|refused| format!("The original URI is refused: {refused}"))
 }
 

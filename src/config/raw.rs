@@ -172,6 +172,8 @@ struct RawAccess {
     allow_encoded_slashes: bool,
     #[serde(default)]
     allowed_redirect_domains: Vec<String>,
+    #[serde(default)]
+    skip_auth_preflight: bool,
 }
 
 impl Default for RawAccess {
@@ -186,6 +188,7 @@ impl Default for RawAccess {
             case_sensitive_paths: false,
             allow_encoded_slashes: false,
             allowed_redirect_domains: vec![],
+            skip_auth_preflight: false,
         }
     }
 }
@@ -877,6 +880,7 @@ impl RawAccess {
                         .ok()
                 })
                 .collect(),
+            skip_auth_preflight: a.skip_auth_preflight,
         };
         if a.bearer_tokens {
             p.add(
@@ -1014,10 +1018,85 @@ fn validate_rules(rules: &[RuleConfig], at: &str, p: &mut Problems) {
                 format_args!("{:?} must start with '/'", rule.path),
             );
         }
-        if rule.public && !rule.groups.is_empty() {
+        let key = |field: &str| format!("{at}[{i}].{field}");
+        let who = [
+            ("groups", !rule.groups.is_empty()),
+            ("emails", !rule.emails.is_empty()),
+            ("domains", !rule.domains.is_empty()),
+            ("claims", !rule.claims.is_empty()),
+        ];
+        for (field, _) in who.iter().filter(|(_, set)| *set) {
+            if rule.public {
+                p.add(
+                    &format!("{at}[{i}]"),
+                    format_args!(
+                        "a public rule cannot also require {field}; public admits everyone"
+                    ),
+                );
+            }
+        }
+        if let Some(host) = &rule.host
+            && let Err(why) = crate::routes::HostPattern::parse(host)
+        {
+            p.add(&key("host"), format_args!("{host:?} {why}"));
+        }
+        for email in &rule.emails {
+            if email.trim().matches('@').count() != 1
+                || email.trim().starts_with('@')
+                || email.trim().ends_with('@')
+            {
+                p.add(
+                    &key("emails"),
+                    format_args!("{email:?} is not an email address (exactly one '@')"),
+                );
+            }
+        }
+        for domain in &rule.domains {
+            let d = domain.trim();
+            let name = d.strip_prefix('.').unwrap_or(d);
+            if d == "*" {
+                p.add(
+                    &key("domains"),
+                    "\"*\" admits every domain; leave domains out instead",
+                );
+            } else if name.is_empty()
+                || name.contains(['@', '/', ':', '*', ' '])
+                || name.starts_with('.')
+                || name.ends_with('.')
+                || name.split('.').any(str::is_empty)
+            {
+                p.add(
+                    &key("domains"),
+                    format_args!("{domain:?} is not a domain: write \"example.com\", or \".example.com\" for its subdomains"),
+                );
+            }
+        }
+        for (path, values) in &rule.claims {
+            if !crate::identity::claim_path::is_valid(path) {
+                p.add(
+                    &key(&format!("claims.{path}")),
+                    "is not a claim path; write claim names joined by '.', e.g. \"realm_access.roles\"",
+                );
+            } else if values.is_empty() {
+                p.add(
+                    &key(&format!("claims.{path}")),
+                    "lists no values, so no one could match; list the accepted values",
+                );
+            }
+        }
+        if rule.skip_preflight
+            && !rule.methods.is_empty()
+            && !rule.methods.iter().any(|m| m == "OPTIONS")
+        {
             p.add(
-                &format!("{at}[{i}]"),
-                "a public rule cannot also require groups",
+                &key("skip_preflight"),
+                "never applies: the rule's methods leave out OPTIONS, the preflight's method; add \"OPTIONS\" or remove methods",
+            );
+        }
+        if rule.skip_preflight && rule.public {
+            p.add(
+                &key("skip_preflight"),
+                "a public rule already lets preflights through; remove one",
             );
         }
         for m in &rule.methods {

@@ -1453,3 +1453,132 @@ fn allowed_redirect_domains_are_read_and_each_bad_entry_is_named() {
     );
     assert!(!problems.contains("[0]"), "{problems}");
 }
+
+#[test]
+fn new_rule_keys_are_read_and_each_problem_named_with_its_key() {
+    let c = parse(&format!(
+        r#"{MINIMAL}
+[access]
+skip_auth_preflight = true
+[[rules]]
+path = "/admin/"
+host = "*.Example.com"
+emails = ["Ada@example.com"]
+domains = ["example.com", ".corp.example.com"]
+claims = {{ "realm_access.roles" = ["admin"], "cognito:groups" = ["ops"] }}
+[[rules]]
+path = "/api/"
+methods = ["GET", "OPTIONS"]
+skip_preflight = true
+"#
+    ))
+    .unwrap();
+    assert!(c.access.skip_auth_preflight);
+    assert_eq!(c.rules[0].host.as_deref(), Some("*.Example.com"));
+    assert_eq!(c.rules[0].claims["realm_access.roles"], ["admin"]);
+    assert!(c.rules[1].skip_preflight);
+
+    let bad = |at: &str| {
+        format!(
+            r#"{MINIMAL}
+[[{at}]]
+path = "/ok"
+[[{at}]]
+path = "/ok2"
+[[{at}]]
+path = "/x"
+host = "app.example.com:8443"
+emails = ["nobody", "a@b@c"]
+domains = ["*", "exa mple.com", "@example.com", ".example..com"]
+claims = {{ "a..b" = ["x"], "roles" = [] }}
+methods = ["GET"]
+skip_preflight = true
+[[{at}]]
+path = "/y"
+public = true
+claims = {{ "roles" = ["x"] }}
+domains = ["example.com"]
+"#
+        )
+    };
+    for (at, key) in [
+        ("rules", "rules"),
+        ("upstreams.rules", "upstreams[0].rules"),
+    ] {
+        let toml = if at == "rules" {
+            bad(at)
+        } else {
+            bad(at).replace(
+                "[[upstreams.rules]]\npath = \"/ok\"",
+                "[[upstreams]]\nurl = \"http://127.0.0.1:9\"\n[[upstreams.rules]]\npath = \"/ok\"",
+            )
+        };
+        let got = problems(&toml).join("\n");
+        for expected in [
+            format!("{key}[2].host: \"app.example.com:8443\" must be a host name without a port"),
+            format!("{key}[2].emails: \"nobody\" is not an email address"),
+            format!("{key}[2].emails: \"a@b@c\" is not an email address"),
+            format!("{key}[2].domains: \"*\" admits every domain"),
+            format!("{key}[2].domains: \"exa mple.com\" is not a domain"),
+            format!("{key}[2].domains: \"@example.com\" is not a domain"),
+            format!("{key}[2].domains: \".example..com\" is not a domain"),
+            format!("{key}[2].claims.a..b: is not a claim path"),
+            format!("{key}[2].claims.roles: lists no values"),
+            format!("{key}[2].skip_preflight: never applies"),
+            format!("{key}[3]: a public rule cannot also require domains"),
+            format!("{key}[3]: a public rule cannot also require claims"),
+        ] {
+            assert!(got.contains(&expected), "{expected:?} missing from:\n{got}");
+        }
+    }
+}
+
+#[test]
+fn provider_claims_work_for_every_kind_but_sub_stays_the_id_tokens() {
+    let p = provider(
+        "kind = \"google\"\nclient_secret = \"s\"\n[providers.p.claims]\ngroups = \"cognito:groups\"",
+    )
+    .unwrap();
+    assert_eq!(p.claims.unwrap().groups, "cognito:groups");
+    for kind in [
+        "microsoft",
+        "gitlab",
+        "oidc\"\nissuer = \"https://id.example",
+        "github",
+    ] {
+        let p = provider(&format!(
+            "kind = \"{kind}\"\nclient_secret = \"s\"\n[providers.p.claims]\ngroups = \"realm_access.roles\""
+        ))
+        .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_eq!(p.claims.unwrap().groups, "realm_access.roles");
+    }
+    assert!(
+        provider_problems("kind = \"google\"\n[providers.p.claims]\nsub = \"oid\"").contains(
+            "providers.p.claims.sub: an OpenID Connect provider's user is the id_token's sub"
+        )
+    );
+    assert!(
+        provider_problems("kind = \"google\"\n[providers.p.claims]\ngroups = \"a..b\"")
+            .contains("providers.p.claims.groups:")
+    );
+}
+
+#[test]
+fn microsoft_graph_base_url_defaults_and_must_be_https() {
+    let p = provider("kind = \"microsoft\"").unwrap();
+    assert_eq!(
+        oidc(&p).graph_url.as_ref().map(Url::as_str),
+        Some("https://graph.microsoft.com/")
+    );
+    let p =
+        provider("kind = \"microsoft\"\ngraph_base_url = \"https://graph.example/base/\"").unwrap();
+    assert_eq!(
+        oidc(&p).graph_url.as_ref().map(Url::as_str),
+        Some("https://graph.example/base")
+    );
+    assert!(
+        provider_problems("kind = \"microsoft\"\ngraph_base_url = \"http://graph.example\"")
+            .contains("providers.p.graph_base_url: must be https")
+    );
+    assert!(provider("kind = \"google\"\ngraph_base_url = \"https://g\"").is_err());
+}

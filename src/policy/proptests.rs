@@ -219,10 +219,10 @@ fn resolve(path: &str, separators: &[char]) -> String {
 /// Whether meeting `judged` means meeting `theirs`.
 fn covers(judged: &Requirement<'_>, theirs: &Requirement<'_>) -> bool {
     match (judged, theirs) {
-        (_, Requirement::Public) => true,
-        (Requirement::Public, Requirement::SignedIn { .. }) => false,
-        (Requirement::SignedIn { groups, .. }, Requirement::SignedIn { groups: needed, .. }) => {
-            needed.0.iter().all(|list| groups.0.contains(list))
+        (_, Requirement::Public | Requirement::Preflight) => true,
+        (Requirement::Public | Requirement::Preflight, Requirement::SignedIn { .. }) => false,
+        (Requirement::SignedIn { admits, .. }, Requirement::SignedIn { admits: needed, .. }) => {
+            needed.0.iter().all(|who| admits.0.contains(who))
         }
     }
 }
@@ -267,6 +267,8 @@ fn check_path(raw: &str, case_sensitive: bool, encoded_slashes: bool) -> Result<
                 path: served.path.as_str().into(),
                 folded: served.folded,
             },
+            None,
+            false,
         );
         prop_assert!(
             covers(&judged, &theirs),
@@ -304,4 +306,54 @@ fn the_issues_paths_hold_under_the_property() {
             check_path(raw, case_sensitive, encoded_slashes).unwrap();
         }
     }
+}
+
+/// A `host` rule, for the property below.
+fn host_policy() -> &'static Policy {
+    static POLICY: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(|| {
+        let toml = "[session]\nsecret = \"0123456789abcdef0123456789abcdef\"\n[providers.idp]\nissuer = \"https://idp.example\"\nclient_id = \"c\"\n[[rules]]\nhost = \"*.example.com\"\npath = \"/**\"\npublic = true\n";
+        Policy::new(&from_figment(Figment::from(Toml::string(toml))).unwrap()).unwrap()
+    });
+    &POLICY
+}
+
+/// Hosts a client may send: near misses of `example.com` (other labels, `@`,
+/// case, ports, trailing dots, suffixes), and anything without `/`.
+fn client_host() -> impl Strategy<Value = String> {
+    "(([a-zA-Z0-9@._-]{0,8}\\.)?(evil)?(example\\.com|EXAMPLE\\.com|example\\.co)\\.?(\\.evil)?(:[0-9]{1,5})?|[^/]{0,20})"
+}
+
+/// A `*.example.com` rule takes the request exactly when the host, without
+/// its port and trailing dots and in any case, is one or more labels
+/// followed by `.example.com`.
+fn check_host(host: &str) -> Result<(), TestCaseError> {
+    let judged = host_policy()
+        .judge_request(&Method::GET, "/x", Some(host), false)
+        .unwrap();
+    let bare = host
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let label = bare
+        .strip_suffix(".example.com")
+        .is_some_and(|rest| !rest.is_empty() && !rest.ends_with('.'));
+    prop_assert_eq!(judged == Requirement::Public, label, "{:?}", host);
+    Ok(())
+}
+
+proptest! {
+    /// Whatever `Host` a client sends, a `*.example.com` rule matches it on
+    /// label boundaries only.
+    #[test]
+    fn a_subdomain_host_rule_matches_on_label_boundaries_only(host in client_host()) {
+        check_host(&host)?;
+    }
+}
+
+#[test]
+#[ignore = "fuzz target: FUZZ_SECONDS=600 cargo test --lib fuzz_ -- --ignored"]
+fn fuzz_host_rule() {
+    crate::fuzz::fuzz("host_rule", client_host(), |host| check_host(&host));
 }

@@ -20,9 +20,14 @@ fn judged<'p>(p: &'p Policy, method: &Method, path: &str) -> Requirement<'p> {
     p.judge(method, path).expect("a path the readings take")
 }
 
-fn signed_in(groups: &[String], api: bool) -> Requirement<'_> {
+/// A rule's requirement admitting `groups` (leaked: a test's own rule).
+fn signed_in(groups: &[String], api: bool) -> Requirement<'static> {
+    let who: &'static Who = Box::leak(Box::new(Who {
+        groups: groups.to_vec(),
+        ..Who::default()
+    }));
     Requirement::SignedIn {
-        groups: Groups::of(groups),
+        admits: Admits::of(who),
         api,
     }
 }
@@ -149,7 +154,7 @@ groups = ["admins"]
     let admin_rule = judged(&p, &Method::GET, "/admin/panel");
     assert_eq!(
         p.authorize(&staff, &admin_rule),
-        Err(Denied::NotInRuleGroup)
+        Err(Denied::NotAdmittedByRule)
     );
     assert_eq!(p.authorize(&admin, &admin_rule), Ok(()));
     assert_eq!(
@@ -293,4 +298,155 @@ public = true
     assert_eq!(judged(&p, &Method::GET, "/a/b/c"), Requirement::Public);
     assert_eq!(judged(&p, &Method::GET, "/a/b/b/c"), signed_in);
     assert_eq!(judged(&p, &Method::GET, "/a/é/c"), Requirement::Public);
+}
+
+fn judged_at<'p>(
+    p: &'p Policy,
+    method: &Method,
+    path: &str,
+    host: &str,
+    preflight: bool,
+) -> Requirement<'p> {
+    p.judge_request(method, path, Some(host), preflight)
+        .expect("a path the readings take")
+}
+
+fn with_claims(email: &str, extra: serde_json::Value) -> Identity {
+    let mut u = user(Some(email), Some(true), &["staff"]);
+    u.extra = extra
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    u
+}
+
+#[test]
+fn rules_on_emails_domains_and_claims_say_who_and_first_match_wins() {
+    let p = policy(
+        r#"
+[[rules]]
+path = "/admin/"
+claims = { "realm_access.roles" = ["admin"], "level" = ["3"] }
+[[rules]]
+path = "/ada"
+emails = ["ADA@example.com"]
+[[rules]]
+path = "/sub/"
+domains = [".example.com"]
+[[rules]]
+path = "/both/"
+domains = ["example.com"]
+groups = ["admins"]
+[[rules]]
+path = "/**"
+emails = ["nobody@example.com"]
+"#,
+    );
+    let ada = with_claims(
+        "Ada@Example.com",
+        serde_json::json!({"realm_access.roles": ["user", "admin"], "level": 3}),
+    );
+    let bob = with_claims(
+        "bob@eu.example.com",
+        serde_json::json!({"realm_access.roles": "admin", "level": "3"}),
+    );
+    let eve = with_claims(
+        "eve@example.com",
+        serde_json::json!({"realm_access.roles": ["user"]}),
+    );
+    let get = Method::GET;
+    let check = |who: &Identity, path: &str| p.authorize(who, &judged(&p, &get, path));
+    assert_eq!(check(&ada, "/admin/x"), Ok(()));
+    // A string "3" matches the JSON number 3 and the string "3" alike.
+    assert_eq!(check(&bob, "/admin/x"), Ok(()));
+    // Absent claim (level) and the wrong role: refused.
+    assert_eq!(check(&eve, "/admin/x"), Err(Denied::NotAdmittedByRule));
+    assert_eq!(check(&ada, "/ada"), Ok(()));
+    assert_eq!(check(&bob, "/ada"), Err(Denied::NotAdmittedByRule));
+    assert_eq!(check(&bob, "/sub/x"), Ok(()));
+    assert_eq!(check(&ada, "/sub/x"), Err(Denied::NotAdmittedByRule));
+    // Both conditions: example.com and admins.
+    assert_eq!(check(&ada, "/both/x"), Err(Denied::NotAdmittedByRule));
+    let mut admin = ada.clone();
+    admin.groups = vec!["admins".into()];
+    assert_eq!(check(&admin, "/both/x"), Ok(()));
+    // An unverified address matches no emails or domains rule, even where
+    // the global policy lets it sign in.
+    let lax = policy(
+        "[access]\nrequire_email_verified = false\n[[rules]]\npath = \"/ada\"\nemails = [\"ada@example.com\"]\n",
+    );
+    let mut unverified = ada.clone();
+    unverified.email_verified = None;
+    assert_eq!(lax.authorize(&ada, &judged(&lax, &get, "/ada")), Ok(()));
+    assert_eq!(
+        lax.authorize(&unverified, &judged(&lax, &get, "/ada")),
+        Err(Denied::NotAdmittedByRule)
+    );
+    // The catch-all rule admits nobody of these.
+    assert_eq!(check(&ada, "/other"), Err(Denied::NotAdmittedByRule));
+    assert_eq!(
+        p.claim_paths().collect::<Vec<_>>(),
+        ["level", "realm_access.roles"]
+    );
+}
+
+#[test]
+fn host_rules_match_on_label_boundaries_and_preflights_skip_where_configured() {
+    let p = policy(
+        r#"
+[[rules]]
+host = "*.example.com"
+path = "/**"
+public = true
+[[rules]]
+host = "api.test"
+path = "/v1/"
+skip_preflight = true
+api = true
+"#,
+    );
+    let get = Method::GET;
+    let options = Method::OPTIONS;
+    for (host, public) in [
+        ("a.example.com", true),
+        ("A.EXAMPLE.COM:8443", true),
+        ("a.example.com.", true),
+        ("example.com", false),
+        ("evilexample.com", false),
+        ("example.com.evil", false),
+    ] {
+        let r = judged_at(&p, &get, "/x", host, false);
+        assert_eq!(r == Requirement::Public, public, "{host}: {r:?}");
+    }
+    assert_eq!(judged(&p, &get, "/x"), signed_in(&[], false));
+    assert_eq!(
+        judged_at(&p, &options, "/v1/items", "api.test", true),
+        Requirement::Preflight
+    );
+    assert_eq!(
+        judged_at(&p, &options, "/v1/items", "api.test", false),
+        signed_in(&[], true)
+    );
+    assert_eq!(
+        judged_at(&p, &options, "/v2/items", "api.test", true),
+        signed_in(&[], false)
+    );
+    let everywhere = policy("[access]\nskip_auth_preflight = true\n");
+    assert_eq!(
+        judged_at(&everywhere, &options, "/any", "h", true),
+        Requirement::Preflight
+    );
+}
+
+#[test]
+fn a_preflight_needs_options_origin_and_request_method() {
+    let mut h = http::HeaderMap::new();
+    assert!(!is_preflight(&Method::OPTIONS, &h));
+    h.insert("origin", "https://a.example".parse().unwrap());
+    assert!(!is_preflight(&Method::OPTIONS, &h));
+    h.insert("access-control-request-method", "PUT".parse().unwrap());
+    assert!(is_preflight(&Method::OPTIONS, &h));
+    assert!(!is_preflight(&Method::GET, &h));
 }

@@ -167,6 +167,29 @@ impl ProviderHttp {
         self.send(request).await
     }
 
+    /// POSTs `body` as JSON with `bearer` as the access token, asking for
+    /// JSON. Any status comes back.
+    pub async fn post_json(
+        &self,
+        url: &Url,
+        bearer: &str,
+        body: &serde_json::Value,
+    ) -> Result<HttpResponse, HttpError> {
+        let fail = |reason| HttpError::at(url, reason);
+        let value = HeaderValue::try_from(format!("Bearer {bearer}")).map_err(|_| {
+            fail(HttpFailure::InvalidRequest(
+                "the access token is not a valid header value".into(),
+            ))
+        })?;
+        let request = http::Request::post(url.as_str())
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/json")
+            .header(AUTHORIZATION, value)
+            .body(body.to_string().into_bytes())
+            .map_err(|e| fail(HttpFailure::InvalidRequest(e.to_string())))?;
+        self.send(request).await
+    }
+
     /// POSTs `form` as `application/x-www-form-urlencoded`, asking for JSON, with
     /// HTTP Basic client authentication when `basic` is given (RFC 6749 §2.3.1:
     /// both parts form-urlencoded first). Any status comes back.

@@ -7,6 +7,18 @@ use serde_json::{Map, Value};
 use super::ProviderError;
 use super::oauth2::{Api, primary_verified_email, string_of};
 use crate::config::{ClaimPaths, OAuth2Settings};
+use crate::identity::claim_path::lookup_value as lookup;
+
+/// The claims `map_claims` sets; `remap` replaces each of them.
+const MAPPED: [&str; 7] = [
+    "sub",
+    "email",
+    "email_verified",
+    "name",
+    "preferred_username",
+    "picture",
+    "groups",
+];
 
 pub(super) async fn profile(
     api: &Api<'_>,
@@ -67,19 +79,62 @@ fn map_claims(userinfo: &Value, paths: &ClaimPaths) -> Result<Map<String, Value>
     Ok(claims)
 }
 
-/// Walks a dotted path through nested objects; a numeric segment indexes an array.
-fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(value, |v, segment| match v {
-        Value::Object(map) => map.get(segment),
-        Value::Array(items) => items.get(segment.parse::<usize>().ok()?),
-        _ => None,
-    })
+/// `[providers.<id>.claims]` for any other kind: the standard claims read
+/// again, by the configured paths, from the claims the provider gave (for
+/// OpenID Connect, the id_token's overlaid by userinfo's). A standard claim
+/// whose path finds nothing is absent, never left as the provider named it:
+/// `groups = "roles"` means the groups are the roles. The other claims stay.
+pub(super) fn remap(
+    claims: &mut Map<String, Value>,
+    paths: &ClaimPaths,
+) -> Result<(), ProviderError> {
+    let root = Value::Object(std::mem::take(claims));
+    let mapped = map_claims(&root, paths);
+    let Value::Object(mut all) = root else {
+        unreachable!("built as an object above")
+    };
+    let mapped = mapped?;
+    for name in MAPPED {
+        all.remove(name);
+    }
+    all.extend(mapped);
+    *claims = all;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn remap_reads_groups_from_roles_nested_and_colon_paths() {
+        let base = json!({"sub": "u1", "email": "a@x.org", "groups": ["stale"],
+            "roles": ["r1"], "realm_access": {"roles": ["admin"]}, "cognito:groups": ["ops"]});
+        for (path, want) in [
+            ("roles", json!(["r1"])),
+            ("realm_access.roles", json!(["admin"])),
+            ("cognito:groups", json!(["ops"])),
+        ] {
+            let mut claims = base.as_object().unwrap().clone();
+            let paths = ClaimPaths {
+                groups: path.into(),
+                ..ClaimPaths::default()
+            };
+            remap(&mut claims, &paths).unwrap();
+            assert_eq!(claims["groups"], want, "{path}");
+            assert_eq!(claims["email"], "a@x.org");
+            assert_eq!(claims["realm_access"], json!({"roles": ["admin"]}));
+        }
+        // A path that finds nothing leaves no groups, not the provider's own.
+        let mut claims = base.as_object().unwrap().clone();
+        let paths = ClaimPaths {
+            groups: "nowhere".into(),
+            ..ClaimPaths::default()
+        };
+        remap(&mut claims, &paths).unwrap();
+        assert!(!claims.contains_key("groups"));
+    }
 
     #[test]
     fn default_paths_read_standard_names() {

@@ -4,8 +4,10 @@
 //! template filled with that `tid`. `allowed_tenants` optionally restricts `tid`.
 
 use serde_json::{Map, Value};
+use url::Url;
 
 use super::ProviderError;
+use super::http::{HttpError, HttpFailure, ProviderHttp, json_object};
 
 const TENANT_PLACEHOLDER: &str = "{tenantid}";
 
@@ -92,6 +94,53 @@ fn is_tenant_id(t: &str) -> bool {
     !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
+/// Whether Entra left `groups` out for a groups overage: more than 200 groups
+/// for a JWT, so the id_token names a claim source instead (`_claim_names`:
+/// `{"groups": "src1"}`, `_claim_sources`: `{"src1": {"endpoint": ...}}`).
+/// https://learn.microsoft.com/en-us/entra/identity-platform/id-token-claims-reference
+/// (the `groups` and `_claim_names` / `_claim_sources` rows).
+pub(super) fn has_groups_overage(claims: &Map<String, Value>) -> bool {
+    !claims.contains_key("groups")
+        && claims
+            .get("_claim_names")
+            .and_then(|names| names.get("groups"))
+            .is_some()
+}
+
+/// The ids of every group the user is a member of (transitively), from
+/// Microsoft Graph with the user's access token: `POST
+/// {graph}/v1.0/me/getMemberGroups` with `{"securityEnabledOnly": false}`,
+/// answering `{"value": ["<group object id>", ...]}` (up to 11,000; more is a
+/// 400 `Directory_ResultSizeLimitExceeded`, which fails the sign-in like any
+/// other error). Group object ids, like the `groups` claim itself; unlike
+/// `getMemberObjects`, no directory roles or administrative units.
+/// https://learn.microsoft.com/en-us/graph/api/directoryobject-getmembergroups
+/// Needs delegated `GroupMember.Read.All` (with `User.ReadBasic.All`) or
+/// `Directory.Read.All`, admin-consented; the endpoint the overage names
+/// (`_claim_sources.src1.endpoint`) is the retired Azure AD Graph and is not used.
+pub(super) async fn overage_groups(
+    http: &ProviderHttp,
+    graph: &Url,
+    access_token: &str,
+) -> Result<Vec<String>, HttpError> {
+    let mut url = graph.clone();
+    let base = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&format!("{base}/v1.0/me/getMemberGroups"));
+    let body = serde_json::json!({ "securityEnabledOnly": false });
+    let response = http.post_json(&url, access_token, &body).await?;
+    let answer = json_object(&url, &response)?;
+    let Some(Value::Array(ids)) = answer.get("value") else {
+        return Err(HttpError::at(
+            &url,
+            HttpFailure::NotJson("the answer has no \"value\" list".into()),
+        ));
+    };
+    Ok(ids
+        .iter()
+        .filter_map(|id| id.as_str().map(str::to_owned))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +151,23 @@ mod tests {
 
     fn claims(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn a_groups_overage_is_a_groups_claim_source_without_groups() {
+        let overage = json!({"_claim_names": {"groups": "src1"},
+            "_claim_sources": {"src1": {"endpoint": "https://graph.windows.net/x"}}});
+        assert!(has_groups_overage(&claims(overage)));
+        assert!(!has_groups_overage(&claims(
+            json!({"groups": ["g"], "_claim_names": {"groups": "src1"}})
+        )));
+        assert!(!has_groups_overage(&claims(
+            json!({"_claim_names": {"roles": "src1"}})
+        )));
+        assert!(!has_groups_overage(&claims(
+            json!({"_claim_names": "groups"})
+        )));
+        assert!(!has_groups_overage(&claims(json!({}))));
     }
 
     #[test]

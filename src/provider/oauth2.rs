@@ -200,14 +200,18 @@ impl OAuth2Provider {
             access_token,
         };
         let s = &self.settings;
-        match &s.profile {
+        let mut claims = match &s.profile {
             Profile::Github {
                 organizations,
                 teams,
-            } => github::profile(&api, s, organizations, teams).await,
-            Profile::Facebook => facebook::profile(&api, &s.userinfo_url).await,
-            Profile::Mapped(paths) => mapped::profile(&api, s, paths).await,
+            } => github::profile(&api, s, organizations, teams).await?,
+            Profile::Facebook => facebook::profile(&api, &s.userinfo_url).await?,
+            Profile::Mapped(paths) => return mapped::profile(&api, s, paths).await,
+        };
+        if let Some(paths) = &self.config.claims {
+            mapped::remap(&mut claims, paths)?;
         }
+        Ok(claims)
     }
 }
 

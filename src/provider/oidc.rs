@@ -297,6 +297,17 @@ impl OidcProvider {
         if matches!(self.settings.checks, IdTokenChecks::Tenants { .. }) {
             microsoft::email_verified_from_edov(&mut claims);
         }
+        if let Some(graph) = &self.settings.graph_url
+            && microsoft::has_groups_overage(&claims)
+        {
+            let call = microsoft::overage_groups(&self.http, graph, access_token.secret());
+            let groups = call.await.map_err(|source| ProviderError::Graph {
+                provider: self.id().to_owned(),
+                source,
+            })?;
+            claims.insert("groups".into(), groups.into());
+        }
+        self.remap(&mut claims)?;
         Ok((claims, raw))
     }
 
@@ -500,6 +511,7 @@ impl OidcProvider {
                 if let Some(url) = &discovered.userinfo {
                     claims.insert("sub".into(), Value::String(previous_sub.to_owned()));
                     merge_userinfo(&mut claims, self.userinfo(url, access_token).await?)?;
+                    self.remap(&mut claims)?;
                 }
                 (claims, None)
             }
@@ -516,6 +528,14 @@ impl OidcProvider {
             access_expires_at: super::expires_at(response.expires_in().map(|d| d.as_secs())),
         };
         Ok(SignedIn { claims, tokens })
+    }
+
+    /// `[providers.<id>.claims]`, when set.
+    fn remap(&self, claims: &mut Map<String, Value>) -> Result<(), ProviderError> {
+        match &self.config.claims {
+            Some(paths) => super::mapped::remap(claims, paths),
+            None => Ok(()),
+        }
     }
 
     async fn userinfo(

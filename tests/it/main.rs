@@ -26,6 +26,7 @@ mod redis_store;
 mod refresh;
 mod reload;
 mod routes;
+mod rules;
 mod sessions;
 mod shutdown;
 mod spoofing;

@@ -62,6 +62,7 @@ const GOOGLE_ISSUER: &str = "https://accounts.google.com";
 const LINKEDIN_ISSUER: &str = "https://www.linkedin.com/oauth";
 const MICROSOFT_LOGIN: &str = "https://login.microsoftonline.com";
 const FACEBOOK_GRAPH: &str = "https://graph.facebook.com";
+const MICROSOFT_GRAPH: &str = "https://graph.microsoft.com";
 const FACEBOOK_WWW: &str = "https://www.facebook.com";
 const FACEBOOK_GRAPH_VERSION: &str = "v21.0";
 /// What Graph's `/me` is asked for; without `fields` it answers only `id` and `name`.
@@ -161,6 +162,20 @@ impl RawProvider {
                 "must be an http(s) URL, a data:image/ URL or a path starting with '/'",
             );
         }
+        // kind = "oauth2" maps its userinfo by these paths (Profile::Mapped).
+        let claims = match kind {
+            ProviderKind::Oauth2 => None,
+            _ => self.claims.clone(),
+        };
+        if let Some(paths) = &claims {
+            check_claim_paths(paths, &key, p);
+            if kind.is_oidc() && paths.sub != ClaimPaths::default().sub {
+                p.add(
+                    &key("claims.sub"),
+                    "an OpenID Connect provider's user is the id_token's sub; remove claims.sub",
+                );
+            }
+        }
         let default_method = match kind {
             // LinkedIn accepts only client_secret_post; GitHub and Facebook document the body form.
             ProviderKind::Linkedin | ProviderKind::Github | ProviderKind::Facebook => {
@@ -186,6 +201,7 @@ impl RawProvider {
             idp_logout,
             end_session_url,
             revocation_url,
+            claims,
             protocol,
         }
     }
@@ -199,7 +215,7 @@ impl RawProvider {
     ) {
         use ProviderKind as K;
         let oidc_kinds: &[K] = &[K::Oidc, K::Google, K::Microsoft, K::Gitlab, K::Linkedin];
-        let checks: [(&str, bool, &[K]); 12] = [
+        let checks: [(&str, bool, &[K]); 11] = [
             ("issuer", self.issuer.is_some(), oidc_kinds),
             (
                 "emails_url",
@@ -224,10 +240,9 @@ impl RawProvider {
             (
                 "graph_base_url",
                 self.graph_base_url.is_some(),
-                &[K::Facebook],
+                &[K::Facebook, K::Microsoft],
             ),
             ("www_base_url", self.www_base_url.is_some(), &[K::Facebook]),
-            ("claims", self.claims.is_some(), &[K::Oauth2]),
         ];
         for (name, present, kinds) in checks {
             if present && !kinds.contains(&kind) {
@@ -306,6 +321,21 @@ impl RawProvider {
                 Url::parse(PLACEHOLDER_URL).expect("valid")
             }
         };
+        let graph_url = (kind == ProviderKind::Microsoft).then(|| {
+            let url = p.base_url(
+                &key("graph_base_url"),
+                self.graph_base_url.as_deref(),
+                MICROSOFT_GRAPH,
+            );
+            // The user's access token goes there.
+            if issuer.scheme() == "https" && url.scheme() != "https" {
+                p.add(
+                    &key("graph_base_url"),
+                    "must be https, as the issuer is; the access token would travel in the clear",
+                );
+            }
+            url
+        });
         let mut endpoint = |name: &str, value: Option<&str>| {
             let url = p.opt_url(&key(name), value)?;
             // As for a discovered endpoint: with an https issuer, the secret,
@@ -319,6 +349,7 @@ impl RawProvider {
             Some(url)
         };
         OidcSettings {
+            graph_url,
             auth_url: endpoint("auth_url", self.auth_url.as_deref()),
             token_url: endpoint("token_url", self.token_url.as_deref()),
             userinfo_url: endpoint("userinfo_url", self.userinfo_url.as_deref()),
@@ -433,22 +464,7 @@ impl RawProvider {
             "user profile (userinfo) endpoint",
         );
         let claims = self.claims.clone().unwrap_or_default();
-        for (field, path) in [
-            ("sub", &claims.sub),
-            ("email", &claims.email),
-            ("email_verified", &claims.email_verified),
-            ("name", &claims.name),
-            ("preferred_username", &claims.preferred_username),
-            ("picture", &claims.picture),
-            ("groups", &claims.groups),
-        ] {
-            if path.split('.').any(str::is_empty) {
-                p.add(
-                    &key(&format!("claims.{field}")),
-                    format_args!("{path:?} is not a path; write field names joined by '.', e.g. \"data.attributes.email\""),
-                );
-            }
-        }
+        check_claim_paths(&claims, key, p);
         OAuth2Settings {
             auth_url,
             token_url,
@@ -589,6 +605,26 @@ impl Problems {
         let trimmed = url.path().trim_end_matches('/').to_owned();
         url.set_path(&trimmed);
         url
+    }
+}
+
+/// Each of `[providers.<id>.claims]` must be a path (see `identity::claim_path`).
+fn check_claim_paths(claims: &ClaimPaths, key: &dyn Fn(&str) -> String, p: &mut Problems) {
+    for (field, path) in [
+        ("sub", &claims.sub),
+        ("email", &claims.email),
+        ("email_verified", &claims.email_verified),
+        ("name", &claims.name),
+        ("preferred_username", &claims.preferred_username),
+        ("picture", &claims.picture),
+        ("groups", &claims.groups),
+    ] {
+        if !crate::identity::claim_path::is_valid(path) {
+            p.add(
+                &key(&format!("claims.{field}")),
+                format_args!("{path:?} is not a path; write field names joined by '.', e.g. \"data.attributes.email\""),
+            );
+        }
     }
 }
 

@@ -188,3 +188,30 @@ async fn github_api_errors_and_a_denied_authorization_fail_the_sign_in() {
     let (_, done) = sign_in(&mut b, &h, "github", None).await;
     assert_refused(&b, &done, "sign-in");
 }
+
+/// `[providers.<id>.claims]` works for GitHub too: paths into the claims
+/// portcullis built from GitHub's API.
+#[tokio::test]
+async fn github_claims_paths_remap_the_built_claims() {
+    let fake = FakeGithub::start(vec![octocat()]).await;
+    let toml = github_toml(
+        &fake,
+        "[providers.github.claims]\nname = \"preferred_username\"\ngroups = \"preferred_username\"",
+    );
+    let h = harness(IdpOptions::default(), &toml).await;
+    fake.queue_user("octocat");
+    let mut b = h.browser();
+    let (_, done) = sign_in(&mut b, &h, "github", None).await;
+    let app = upstream_view(&mut b, &h, &done).await;
+    assert_identity(
+        &app,
+        "583231",
+        Some("octocat@github.com"),
+        Some("octocat"),
+        "github",
+    );
+    assert_eq!(
+        app.upstream_header("x-forwarded-name").as_deref(),
+        Some("octocat")
+    );
+}

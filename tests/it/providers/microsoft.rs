@@ -209,3 +209,81 @@ async fn microsoft_token_endpoint_error_fails_the_sign_in_cleanly() {
     let (_, done) = sign_in(&mut b, &h, "microsoft", Some("ada")).await;
     assert_refused(&b, &done, "invalid_grant");
 }
+
+/// Ada in more than 200 groups: Entra leaves `groups` out of the id_token
+/// and names a claim source instead (the groups overage).
+fn overage() -> IdpOptions {
+    let mut options = microsoft();
+    options.extra_claims.extend([
+        ExtraClaim::new("ada", "groups", Value::Null),
+        ExtraClaim::new("ada", "_claim_names", serde_json::json!({"groups": "src1"}))
+            .only_in(portcullis::demo::idp::ClaimPlace::IdToken),
+        ExtraClaim::new(
+            "ada",
+            "_claim_sources",
+            serde_json::json!({"src1": {"endpoint": "https://graph.windows.net/t/users/u/getMemberObjects"}}),
+        )
+        .only_in(portcullis::demo::idp::ClaimPlace::IdToken),
+    ]);
+    options
+}
+
+/// A Microsoft Graph answering `getMemberGroups` for a bearer token with
+/// `status` (the group ids when 200).
+async fn graph(status: StatusCode) -> crate::fakes::FakeServer {
+    crate::fakes::FakeServer::start(move |req| {
+        let asked = req.method == http::Method::POST
+            && req.path == "/v1.0/me/getMemberGroups"
+            && req.bearer().is_some()
+            && serde_json::from_slice::<Value>(&req.body).ok()
+                == Some(serde_json::json!({"securityEnabledOnly": false}));
+        match (asked, status) {
+            (false, _) => crate::fakes::json(StatusCode::BAD_REQUEST, serde_json::json!({})),
+            (true, StatusCode::OK) => crate::fakes::json(
+                StatusCode::OK,
+                serde_json::json!({"value": ["0b1e-group-1", "0b1e-group-2"]}),
+            ),
+            (true, status) => crate::fakes::json(
+                status,
+                serde_json::json!({"error": {"code": "Authorization_RequestDenied"}}),
+            ),
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_groups_overage_is_read_from_microsoft_graph() {
+    let graph = graph(StatusCode::OK).await;
+    let extra = format!("graph_base_url = {:?}", graph.base());
+    let h = harness(overage(), &microsoft_toml("common", &extra)).await;
+    let mut b = h.browser();
+    let (_, done) = sign_in(&mut b, &h, "microsoft", Some("ada")).await;
+    let app = upstream_view(&mut b, &h, &done).await;
+    assert_identity(
+        &app,
+        "ada",
+        Some("ada@example.com"),
+        Some("0b1e-group-1,0b1e-group-2"),
+        "microsoft",
+    );
+    assert_eq!(graph.requests_to("/v1.0/me/getMemberGroups").len(), 1);
+    // Without an overage, Graph is not asked.
+    let mut grace = h.browser();
+    let (_, done) = sign_in(&mut grace, &h, "microsoft", Some("grace")).await;
+    upstream_view(&mut grace, &h, &done).await;
+    assert_eq!(graph.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_groups_overage_that_graph_refuses_fails_the_sign_in() {
+    for status in [StatusCode::FORBIDDEN, StatusCode::SERVICE_UNAVAILABLE] {
+        let graph = graph(status).await;
+        let extra = format!("graph_base_url = {:?}", graph.base());
+        let h = harness(overage(), &microsoft_toml("common", &extra)).await;
+        let mut b = h.browser();
+        let (_, done) = sign_in(&mut b, &h, "microsoft", Some("ada")).await;
+        assert_refused(&b, &done, "GroupMember.Read.All");
+        assert_eq!(graph.requests().len(), 1, "{status}");
+    }
+}
