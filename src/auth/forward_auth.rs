@@ -101,7 +101,10 @@ pub async fn check<B>(
             ctx.session = authn.session.clone();
             respond::problem(Problem::from(denied), false)
         }
-        Admission::SignInFirst { .. } => respond::unauthenticated(false, ""),
+        Admission::SignInFirst { .. } => match authn.refused_token {
+            Some(reason) => respond::invalid_token(reason, false),
+            None => respond::unauthenticated(false, ""),
+        },
     };
     with_cookies(resp, authn.set_cookies)
 }
@@ -217,7 +220,10 @@ pub async fn userinfo<B>(app: &App, req: &Request<B>) -> Response<Body> {
         Err(unavailable) => return respond::problem(Problem::from(unavailable), false),
     };
     let resp = match &authn.session {
-        None => respond::unauthenticated(false, ""),
+        None => match authn.refused_token {
+            Some(reason) => respond::invalid_token(reason, false),
+            None => respond::unauthenticated(false, ""),
+        },
         Some(opened) => {
             let s = &opened.session;
             let id = &s.identity;

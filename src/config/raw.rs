@@ -116,6 +116,8 @@ struct RawUpstream {
     pass_access_token: bool,
     #[serde(default)]
     pass_id_token: bool,
+    #[serde(default = "yes")]
+    pass_authorization: bool,
     ca_file: Option<PathBuf>,
     tls_server_name: Option<String>,
     #[serde(default)]
@@ -165,6 +167,7 @@ struct RawAccess {
     require_email_verified: bool,
     #[serde(default)]
     bearer_tokens: bool,
+    introspection_cache: Option<String>,
     #[serde(default)]
     case_sensitive_paths: bool,
     #[serde(default)]
@@ -180,6 +183,7 @@ impl Default for RawAccess {
             allowed_groups: vec![],
             require_email_verified: true,
             bearer_tokens: false,
+            introspection_cache: None,
             case_sensitive_paths: false,
             allow_encoded_slashes: false,
         }
@@ -578,6 +582,7 @@ impl RawUpstream {
             timeout: p.duration(&format!("{at}.timeout"), u.timeout.as_deref(), "60s"),
             pass_access_token: u.pass_access_token,
             pass_id_token: u.pass_id_token,
+            pass_authorization: u.pass_authorization,
             ca_file: p.ca_bundle(&format!("{at}.ca_file"), u.ca_file.as_deref()),
             tls_server_name: u.tls_server_name,
             insecure_skip_verify: u.insecure_skip_verify,
@@ -858,14 +863,13 @@ impl RawAccess {
             require_email_verified: a.require_email_verified,
             case_sensitive_paths: a.case_sensitive_paths,
             allow_encoded_slashes: a.allow_encoded_slashes,
+            bearer_tokens: a.bearer_tokens,
+            introspection_cache: p.duration(
+                "access.introspection_cache",
+                a.introspection_cache.as_deref(),
+                "60s",
+            ),
         };
-        if a.bearer_tokens {
-            p.add(
-                "access.bearer_tokens",
-                "bearer tokens are not available in this version; set it to false",
-            );
-        }
-
         access
     }
 }

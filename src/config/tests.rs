@@ -637,13 +637,17 @@ fn sign_in_template_is_read_at_start_and_must_list_the_providers() {
 }
 
 #[test]
-fn keys_for_features_not_built_yet_are_refused_not_ignored() {
-    let got = problems("[access]\nbearer_tokens = true\n");
-    assert!(
-        got.iter()
-            .any(|p| p.starts_with("access.bearer_tokens:") && p.contains("not available")),
-        "{got:?}"
-    );
+fn bearer_token_keys_are_read() {
+    let c = parse(&format!(
+        "{MINIMAL}\n[access]\nbearer_tokens = true\nintrospection_cache = \"30s\"\n"
+    ))
+    .unwrap();
+    assert!(c.access.bearer_tokens);
+    assert_eq!(c.access.introspection_cache, Duration::from_secs(30));
+    let c = parse(MINIMAL).unwrap();
+    assert!(!c.access.bearer_tokens);
+    assert_eq!(c.access.introspection_cache, Duration::from_secs(60));
+    assert!(c.upstream.pass_authorization, "passed on by default");
 }
 
 #[test]
