@@ -116,8 +116,8 @@ struct RawUpstream {
     pass_access_token: bool,
     #[serde(default)]
     pass_id_token: bool,
-    #[serde(default = "yes")]
-    pass_authorization: bool,
+    /// Default true; an `Option` so that a missing `[upstream]` table defaults too.
+    pass_authorization: Option<bool>,
     ca_file: Option<PathBuf>,
     tls_server_name: Option<String>,
     #[serde(default)]
@@ -582,7 +582,7 @@ impl RawUpstream {
             timeout: p.duration(&format!("{at}.timeout"), u.timeout.as_deref(), "60s"),
             pass_access_token: u.pass_access_token,
             pass_id_token: u.pass_id_token,
-            pass_authorization: u.pass_authorization,
+            pass_authorization: u.pass_authorization.unwrap_or(true),
             ca_file: p.ca_bundle(&format!("{at}.ca_file"), u.ca_file.as_deref()),
             tls_server_name: u.tls_server_name,
             insecure_skip_verify: u.insecure_skip_verify,
