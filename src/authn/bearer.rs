@@ -151,14 +151,11 @@ async fn judge(app: &App, token: &str, now: u64) -> (Verdict, Duration) {
             return (Verdict::Unavailable(why.into()), UNAVAILABLE);
         }
     };
-    let identity = match Identity::from_claims(&claims, app.routes.wanted_claims()) {
-        Ok(identity) => identity,
-        Err(_) => {
-            return (
-                Verdict::Refused("the token's claims name no usable user (sub)"),
-                REFUSED,
-            );
-        }
+    let Ok(identity) = Identity::from_claims(&claims, app.routes.wanted_claims()) else {
+        return (
+            Verdict::Refused("the token's claims name no usable user (sub)"),
+            REFUSED,
+        );
     };
     let cap = match result {
         BearerResult::Introspected => app.config.access.introspection_cache,

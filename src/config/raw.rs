@@ -847,7 +847,7 @@ fn redis_url(p: &mut Problems, url: Secret) -> Option<RedisUrl> {
 impl RawAccess {
     fn validate(self, p: &mut Problems) -> AccessConfig {
         let a = self;
-        let access = AccessConfig {
+        AccessConfig {
             allowed_email_domains: a
                 .allowed_email_domains
                 .iter()
@@ -869,8 +869,7 @@ impl RawAccess {
                 a.introspection_cache.as_deref(),
                 "60s",
             ),
-        };
-        access
+        }
     }
 }
 

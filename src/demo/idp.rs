@@ -524,7 +524,8 @@ impl DemoIdp {
 
     /// `claims` signed as `signing` says.
     pub async fn sign_access_token(&self, claims: &Value, signing: JwtSigning) -> String {
-        access_token::sign(claims, signing, self.state.inner().key_index)
+        let key_index = self.state.inner().key_index;
+        access_token::sign(claims, signing, key_index)
             .await
             .expect("demo keys sign")
     }
