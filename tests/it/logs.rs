@@ -172,3 +172,58 @@ async fn no_secret_token_code_cookie_or_query_value_is_ever_logged() {
     // Every line is one JSON object.
     assert!(!log.json_lines().is_empty());
 }
+
+#[tokio::test]
+async fn a_bearer_request_is_logged_as_its_user_and_a_refused_token_by_reason_only() {
+    let (log, _guard) = Captured::start(LogFormat::Json, "info");
+    let h = Harness::with(Setup {
+        extra_toml: "[access]\nbearer_tokens = true\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    Captured::settle();
+    let claims = h.idp.access_token_claims("ada");
+    let good = h
+        .idp
+        .sign_access_token(&claims, portcullis::demo::idp::JwtSigning::Current)
+        .await;
+    let bad = h
+        .idp
+        .sign_access_token(&claims, portcullis::demo::idp::JwtSigning::NextKey)
+        .await;
+    for (token, path) in [(&good, "/good"), (&bad, "/bad")] {
+        h.browser()
+            .request(
+                http::Method::GET,
+                &h.url(path),
+                &[("authorization", &format!("Bearer {token}"))],
+                Default::default(),
+            )
+            .await;
+    }
+    let lines = log.json_lines();
+    let access = |path: &str| {
+        lines
+            .iter()
+            .find(|l| l["target"] == "portcullis::access" && l["path"] == path)
+            .unwrap_or_else(|| panic!("{lines:#?}"))
+    };
+    assert_eq!(access("/good")["status"], 200);
+    assert_eq!(access("/good")["user"], "ada");
+    assert_eq!(access("/good")["provider"], "demo");
+    assert_eq!(access("/bad")["status"], 401);
+    let refused: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "portcullis::audit" && l["message"] == "bearer token refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{lines:#?}");
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("key")),
+        "{refused:#?}"
+    );
+    let text = log.text();
+    let signature = |t: &str| t.rsplit('.').next().unwrap().to_owned();
+    assert!(!text.contains(&signature(&good)) && !text.contains(&signature(&bad)));
+}
