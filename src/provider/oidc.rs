@@ -582,7 +582,19 @@ impl OidcProvider {
             audiences,
             algs: &discovered.allowed_algs,
         };
-        access_token::verify(&self.keys, &rules, token).await
+        let mut claims = access_token::verify(&self.keys, &rules, token).await?;
+        // What the preset checks at sign-in (Google's `hd`, Microsoft's
+        // tenants) holds for its tokens too.
+        self.check_preset_claims(&discovered, &claims, None)
+            .map_err(|_| {
+                BearerError::Invalid(
+                    "the provider's own restriction (hosted domain, tenant) does not admit the token's user",
+                )
+            })?;
+        if matches!(self.settings.checks, IdTokenChecks::Tenants { .. }) {
+            microsoft::email_verified_from_edov(&mut claims);
+        }
+        Ok(claims)
     }
 
     /// `introspection_url`, else the discovered `introspection_endpoint`.

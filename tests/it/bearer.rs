@@ -389,3 +389,30 @@ async fn an_opaque_token_without_introspection_is_refused() {
     assert_invalid_token(&call(&h, "/", &t).await, "no introspection");
     assert_eq!(h.idp.introspections(), 0);
 }
+
+#[tokio::test]
+async fn a_presets_restriction_holds_for_its_tokens_too() {
+    // Google's hosted_domain: the token's `hd` must be the Workspace domain.
+    let h = Harness::with(Setup {
+        extra_toml: BEARER.into(),
+        providers_toml: Some(
+            "[providers.google]\nkind = \"google\"\nissuer = \"{demo_idp}\"\n\
+             client_id = \"portcullis-demo\"\nclient_secret = \"demo-secret\"\n\
+             hosted_domain = \"example.com\"\n"
+                .into(),
+        ),
+        ..Setup::default()
+    })
+    .await;
+    let inside = token(&h, "ada", |c| c["hd"] = json!("example.com")).await;
+    let resp = call(&h, "/", &inside).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    assert_eq!(
+        resp.upstream_header("x-forwarded-provider").as_deref(),
+        Some("google")
+    );
+    let outside = token(&h, "grace", |c| c["hd"] = json!("other.example")).await;
+    assert_invalid_token(&call(&h, "/", &outside).await, "another Workspace");
+    let consumer = token(&h, "eve", |_| {}).await;
+    assert_invalid_token(&call(&h, "/", &consumer).await, "no hd");
+}
