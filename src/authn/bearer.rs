@@ -72,13 +72,13 @@ impl moka::Expiry<[u8; 32], Entry> for Lifetime {
 
 /// The verdicts on tokens seen lately, by their SHA-256.
 pub struct BearerCache {
-    entries: moka::sync::Cache<[u8; 32], Entry>,
+    entries: moka::future::Cache<[u8; 32], Entry>,
 }
 
 impl Default for BearerCache {
     fn default() -> Self {
         Self {
-            entries: moka::sync::Cache::builder()
+            entries: moka::future::Cache::builder()
                 .max_capacity(CAPACITY)
                 .expire_after(Lifetime)
                 .build(),
@@ -90,28 +90,19 @@ impl Default for BearerCache {
 /// token, or no session and why the token was refused.
 pub(super) async fn authenticate(app: &App, token: &str) -> Result<Authenticated, AuthnError> {
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let now = crate::now_unix();
-    let cached =
-        app.bearer.entries.get(&digest).filter(
-            |e| !matches!(&e.verdict, Verdict::Accepted(o, _) if o.session.expires_at <= now),
-        );
-    let verdict = match cached {
-        Some(entry) => entry.verdict,
-        None => {
-            let (verdict, lives) = judge(app, token, now).await;
+    // Concurrent requests with one new token wait for one check.
+    let verdict = app
+        .bearer
+        .entries
+        .get_with(digest, async {
+            let (verdict, lives) = judge(app, token, crate::now_unix()).await;
             if let Verdict::Refused(reason) = &verdict {
                 tracing::info!(target: crate::log::AUDIT, reason, "bearer token refused");
             }
-            app.bearer.entries.insert(
-                digest,
-                Entry {
-                    verdict: verdict.clone(),
-                    lives,
-                },
-            );
-            verdict
-        }
-    };
+            Entry { verdict, lives }
+        })
+        .await
+        .verdict;
     let answer = |session, refused_token| Authenticated {
         session,
         set_cookies: Vec::new(),

@@ -416,3 +416,14 @@ async fn a_presets_restriction_holds_for_its_tokens_too() {
     let consumer = token(&h, "eve", |_| {}).await;
     assert_invalid_token(&call(&h, "/", &consumer).await, "no hd");
 }
+
+#[tokio::test]
+async fn concurrent_requests_with_one_new_token_introspect_it_once() {
+    let h = introspecting().await;
+    let t = h.idp.issue_opaque_token("ada");
+    let calls = (0..8).map(|_| call(&h, "/", &t));
+    for resp in futures_util::future::join_all(calls).await {
+        assert_eq!(resp.status, StatusCode::OK);
+    }
+    assert_eq!(h.idp.introspections(), 1);
+}
