@@ -427,3 +427,23 @@ async fn concurrent_requests_with_one_new_token_introspect_it_once() {
     }
     assert_eq!(h.idp.introspections(), 1);
 }
+
+#[tokio::test]
+async fn pass_authorization_is_per_upstreams_entry() {
+    let b = portcullis::demo::upstream::start().await.unwrap().0;
+    let h = harness(&format!(
+        "[[upstreams]]\npath_prefix = \"/b/\"\nurl = \"http://{b}\"\npass_authorization = false\n"
+    ))
+    .await;
+    let t = token(&h, "ada", |_| {}).await;
+    let default = call(&h, "/a", &t).await;
+    assert_eq!(default.status, StatusCode::OK);
+    assert!(default.upstream_header("authorization").is_some());
+    let stripped = call(&h, "/b/x", &t).await;
+    assert_eq!(stripped.status, StatusCode::OK);
+    assert_eq!(
+        stripped.upstream_header("x-forwarded-user").as_deref(),
+        Some("ada")
+    );
+    assert_eq!(stripped.upstream_header("authorization"), None);
+}
