@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+pub mod bearer;
 pub mod refresh;
 
 use crate::App;
@@ -20,17 +21,44 @@ use refresh::Refreshed;
 
 pub const ACCESS_TOKEN_HEADER: &str = "x-forwarded-access-token";
 
-/// The session of this request, if any, and the Set-Cookie values the response
-/// must carry (clearing a bad cookie, or writing the session back).
+/// The principal of this request, if any (a session, or one made from a
+/// bearer token), and the Set-Cookie values the response must carry
+/// (clearing a bad cookie, or writing the session back).
 pub struct Authenticated {
     pub session: Option<Arc<Opened>>,
     pub set_cookies: Vec<HeaderValue>,
+    /// The request's bearer token was refused, for this reason (never the
+    /// token): where a principal is needed it gets `401 invalid_token`, never
+    /// a redirect to sign in.
+    pub refused_token: Option<&'static str>,
 }
 
-/// Loads the request's session, refreshes its tokens when they are due, and
-/// moves its idle clock. `Err` only when the session store cannot be reached
-/// for a session it has not cached.
-pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authenticated, Unavailable> {
+/// Why no principal could be established.
+#[derive(Debug)]
+pub enum AuthnError {
+    /// The session store cannot be reached for a session it has not cached.
+    Store(Unavailable),
+    /// A bearer token cannot be checked now: its provider's keys are not
+    /// loaded, or its introspection endpoint does not answer.
+    Provider(String),
+}
+
+impl From<Unavailable> for AuthnError {
+    fn from(e: Unavailable) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// The request's principal. With `[access] bearer_tokens` and an
+/// `Authorization: Bearer` header, the token's (see [`bearer`]); the session
+/// cookie, if any, is then left alone. Otherwise loads the request's session,
+/// refreshes its tokens when they are due, and moves its idle clock.
+pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authenticated, AuthnError> {
+    if app.config.access.bearer_tokens
+        && let Some(token) = bearer::bearer_token(headers)
+    {
+        return Box::pin(bearer::authenticate(app, token)).await;
+    }
     let now = now_unix();
     let loaded = app.sessions.load(headers, now).await?;
     let mut set_cookies = loaded.clear;
@@ -53,6 +81,7 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authenticate
                 return Ok(Authenticated {
                     session: None,
                     set_cookies,
+                    refused_token: None,
                 });
             }
         }
@@ -74,6 +103,7 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<Authenticate
     Ok(Authenticated {
         session,
         set_cookies,
+        refused_token: None,
     })
 }
 

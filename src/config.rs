@@ -96,6 +96,9 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     pub pass_access_token: bool,
     pub pass_id_token: bool,
+    /// The client's own `Authorization` header goes on to the app (default);
+    /// never where portcullis writes its own (`pass_id_token`).
+    pub pass_authorization: bool,
     /// CAs trusted for an `https` upstream, beside the system and webpki roots.
     pub ca_file: Option<CaBundle>,
     /// The name sent as SNI and checked in the upstream's certificate, when
@@ -278,6 +281,11 @@ pub struct AccessConfig {
     pub allowed_redirect_domains: Vec<crate::redirect::AllowedHost>,
     /// Every CORS preflight passes without a session (see `RuleConfig::skip_preflight`).
     pub skip_auth_preflight: bool,
+    /// `Authorization: Bearer` tokens are accepted in place of a session.
+    pub bearer_tokens: bool,
+    /// How long an introspection answer is used (never beyond the token's `exp`).
+    #[serde(serialize_with = "ser_duration")]
+    pub introspection_cache: Duration,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -362,6 +370,12 @@ pub struct ProviderConfig {
     /// provider gave (`kind = "oauth2"` keeps its paths in `Profile::Mapped`).
     /// `None`: the standard names.
     pub claims: Option<ClaimPaths>,
+    /// Bearer tokens: audiences accepted besides `client_id`.
+    pub extra_audiences: Vec<String>,
+    /// Bearer tokens that are not JWTs are checked by RFC 7662 introspection.
+    pub introspection: bool,
+    /// The introspection endpoint, instead of the discovered `introspection_endpoint`.
+    pub introspection_url: Option<Url>,
     pub protocol: Protocol,
 }
 

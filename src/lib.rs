@@ -132,6 +132,9 @@ pub struct App {
     pub refresher: Arc<authn::refresh::Refresher>,
     /// Back-channel logout tokens already acted on.
     pub seen_logout_tokens: Arc<auth::SeenLogoutTokens>,
+    /// Verdicts on bearer tokens seen lately (`[access] bearer_tokens`); new
+    /// with each configuration, as they depend on its providers and claims.
+    pub bearer: authn::bearer::BearerCache,
     pub metrics: Arc<Metrics>,
     spoof_guard: SpoofGuard,
     /// This configuration's own background work (the emails file watch),
@@ -187,7 +190,14 @@ impl App {
         let routes = Routes::new(&config, tunnels, previous.map(|p| &p.routes))
             .map_err(StartError::Access)?;
         let tasks = Tasks(routes.watch_emails_file().into_iter().collect());
-        let spoof_guard = SpoofGuard::new(routes.protected_headers());
+        // With bearer tokens, the client's `Authorization` is read first and
+        // then removed by the proxy wherever portcullis writes its own.
+        let spoof_guard = SpoofGuard::new(
+            routes
+                .protected_headers()
+                .into_iter()
+                .filter(|name| !(config.access.bearer_tokens && *name == "authorization")),
+        );
         let metrics = match previous {
             Some(p) => p.metrics.clone(),
             None => Arc::new(Metrics::new(routes.tunnels())),
@@ -224,6 +234,7 @@ impl App {
             seen_logout_tokens: previous
                 .map(|p| p.seen_logout_tokens.clone())
                 .unwrap_or_default(),
+            bearer: Default::default(),
             metrics,
             spoof_guard,
             _tasks: tasks,

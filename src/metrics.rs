@@ -131,6 +131,20 @@ pub enum ProviderCall {
     Jwks,
     Discovery,
     Revocation,
+    Introspection,
+}
+
+/// What became of a bearer token (`Authorization: Bearer`) a request carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerResult {
+    /// A JWT verified against the provider's keys (or found in the cache).
+    Accepted,
+    /// An opaque token the provider's introspection said is active (or the cache did).
+    Introspected,
+    /// Refused: `401 invalid_token`.
+    Invalid,
+    /// The provider could not answer (introspection down, keys not loaded): `503`.
+    Unavailable,
 }
 
 /// Counters (or timings) with one fixed label value each, in the order of
@@ -228,6 +242,7 @@ pub struct Metrics {
     sign_ins: Family<SignInLabels, Counter>,
     refreshes: Labelled<Counter, 3>,
     reloads: Labelled<Counter, 2>,
+    bearer_tokens: Labelled<Counter, 4>,
     pub opened: OpenedCount,
     pub provider: ProviderMetrics,
     pub connections: Gauge,
@@ -272,7 +287,7 @@ impl Default for OpenedCount {
 /// What the providers record: call times and metadata fetches.
 #[derive(Debug, Clone)]
 pub struct ProviderMetrics {
-    calls: Labelled<Timing, 5>,
+    calls: Labelled<Timing, 6>,
     fetches: Labelled<Counter, 2>,
 }
 
@@ -282,7 +297,14 @@ impl Default for ProviderMetrics {
         Self {
             calls: Labelled::new(
                 "endpoint",
-                ["token", "userinfo", "jwks", "discovery", "revocation"],
+                [
+                    "token",
+                    "userinfo",
+                    "jwks",
+                    "discovery",
+                    "revocation",
+                    "introspection",
+                ],
             ),
             fetches: Labelled::new("document", ["jwks", "discovery"]),
         }
@@ -330,6 +352,15 @@ impl Metrics {
             "Configuration reloads (SIGHUP, server.watch_config) by result",
             reloads.clone(),
         );
+        let bearer_tokens = Labelled::new(
+            "result",
+            ["accepted", "introspected", "invalid", "unavailable"],
+        );
+        registry.register(
+            "bearer_tokens",
+            "Bearer tokens presented in place of a session, by result",
+            bearer_tokens.clone(),
+        );
         let opened = OpenedCount::default();
         registry.register(
             "sessions_opened",
@@ -370,6 +401,7 @@ impl Metrics {
             sign_ins,
             refreshes,
             reloads,
+            bearer_tokens,
             opened,
             provider,
             connections,
@@ -395,6 +427,10 @@ impl Metrics {
 
     pub fn refresh(&self, result: RefreshResult) {
         self.refreshes.get(result as usize).inc();
+    }
+
+    pub fn bearer_token(&self, result: BearerResult) {
+        self.bearer_tokens.get(result as usize).inc();
     }
 
     /// A configuration reload: applied, or refused (the old one kept serving).

@@ -15,6 +15,7 @@
 //! — id_tokens at sign-in and refresh, logout tokens — uses the provider's one
 //! set of keys (`keys`).
 
+mod access_token;
 mod facebook;
 mod github;
 mod google;
@@ -28,6 +29,7 @@ mod oidc;
 mod revocation;
 mod token;
 
+pub use self::access_token::{BEARER_LEEWAY, BearerError, MAX_BEARER_TOKEN};
 pub use self::keys::JWKS_REFETCH_INTERVAL;
 pub use self::logout_token::{
     BACKCHANNEL_LOGOUT_EVENT, LOGOUT_TOKEN_MAX_AGE, LogoutToken, LogoutTokenError, MAX_LOGOUT_TOKEN,
@@ -242,6 +244,8 @@ fn expires_at(expires_in: Option<u64>) -> Option<u64> {
 pub struct Provider {
     protocol: ProtocolImpl,
     metrics: ProviderMetrics,
+    /// What a bearer token's `aud` may name: `client_id`, then `extra_audiences`.
+    audiences: Box<[String]>,
 }
 
 #[derive(Debug)]
@@ -252,6 +256,10 @@ enum ProtocolImpl {
 
 impl Provider {
     fn new(config: ProviderConfig, http: ProviderHttp, metrics: ProviderMetrics) -> Self {
+        let audiences = std::iter::once(&config.client_id)
+            .chain(&config.extra_audiences)
+            .cloned()
+            .collect();
         let protocol = match config.protocol.clone() {
             Protocol::Oidc(settings) => {
                 ProtocolImpl::Oidc(OidcProvider::new(config, settings, http, metrics.clone()))
@@ -260,7 +268,11 @@ impl Provider {
                 ProtocolImpl::OAuth2(OAuth2Provider::new(config, settings, http, metrics.clone()))
             }
         };
-        Self { protocol, metrics }
+        Self {
+            protocol,
+            metrics,
+            audiences,
+        }
     }
 
     fn config(&self) -> &ProviderConfig {
@@ -461,6 +473,64 @@ impl Provider {
             ProtocolImpl::Oidc(p) => p.verify_logout_token(token).await,
             ProtocolImpl::OAuth2(_) => Err(LogoutTokenError::NotSupported),
         }
+    }
+
+    /// A JWT bearer token naming `iss` is this provider's to verify: an
+    /// OpenID Connect provider whose issuer it is. OAuth 2.0 providers: never.
+    pub fn issues(&self, iss: &str) -> bool {
+        self.oidc().is_some_and(|p| p.issues(iss))
+    }
+
+    /// Verifies a JWT bearer token (`Authorization: Bearer`) of this
+    /// provider: the JWS against its keys (an unknown `kid` re-fetches them,
+    /// paced as at sign-in) under its advertised asymmetric algorithms (never
+    /// `none` or HMAC), `typ` (when present) `at+jwt` or `JWT`, `iss` its
+    /// issuer, `aud` its `client_id` or one of `extra_audiences`, `exp`
+    /// present and not passed, `nbf` and `iat` not in the future, each with
+    /// [`BEARER_LEEWAY`]; `sub` present. No call to the provider unless the
+    /// key is unknown. Answers the token's claims.
+    pub async fn verify_access_token(
+        &self,
+        token: &str,
+    ) -> Result<Map<String, Value>, BearerError> {
+        if token.len() > MAX_BEARER_TOKEN {
+            return Err(BearerError::Invalid("the token is longer than 16 KiB"));
+        }
+        match &self.protocol {
+            ProtocolImpl::Oidc(p) => p.verify_access_token(&self.audiences, token).await,
+            ProtocolImpl::OAuth2(_) => Err(BearerError::Invalid(
+                "the provider does not sign access tokens portcullis can verify",
+            )),
+        }
+    }
+
+    /// `introspection = true`: opaque bearer tokens are asked about here.
+    pub fn introspects(&self) -> bool {
+        self.config().introspection
+    }
+
+    /// RFC 7662 introspection of an opaque bearer token at `introspection_url`
+    /// (else the discovered `introspection_endpoint`) with the provider's
+    /// client authentication: `active` must be true, `exp` (when answered)
+    /// not passed, `aud` (else `client_id`, when answered) `client_id` or one
+    /// of `extra_audiences`. Answers the claims (`username` also as
+    /// `preferred_username`). Unreachable or answering an error: `Unavailable`.
+    pub async fn introspect(&self, token: &str) -> Result<Map<String, Value>, BearerError> {
+        if token.len() > MAX_BEARER_TOKEN {
+            return Err(BearerError::Invalid("the token is longer than 16 KiB"));
+        }
+        let (http, url) = match &self.protocol {
+            ProtocolImpl::Oidc(p) => (p.http(), p.introspection_url()),
+            ProtocolImpl::OAuth2(p) => (p.http(), self.config().introspection_url.clone()),
+        };
+        let Some(url) = url.filter(|_| self.introspects()) else {
+            return Err(BearerError::Unavailable(format!(
+                "provider {} has no introspection endpoint",
+                self.id()
+            )));
+        };
+        let asking = access_token::introspect(http, self.config(), &url, &self.audiences, token);
+        self.metrics.time(ProviderCall::Introspection, asking).await
     }
 
     fn oidc(&self) -> Option<&OidcProvider> {

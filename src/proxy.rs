@@ -48,6 +48,7 @@ pub async fn handle(
     let Authenticated {
         session,
         set_cookies,
+        refused_token,
     } = match authenticate(app, req.headers()).await {
         Ok(authenticated) => authenticated,
         Err(unavailable) => return respond::problem(Problem::from(unavailable), html),
@@ -74,6 +75,9 @@ pub async fn handle(
             };
             return respond::with_cookies(resp, set_cookies);
         }
+        Admission::SignInFirst { .. } if let Some(reason) = refused_token => {
+            return respond::invalid_token(reason, html);
+        }
         Admission::SignInFirst { api } => {
             if html && !api {
                 ctx.outcome = Some(Outcome::SignIn);
@@ -89,6 +93,9 @@ pub async fn handle(
     // Before identity headers are added: see `prepare_request`.
     crate::upstream::prepare_request(&mut req);
     let headers = req.headers_mut();
+    if app.routes.strips_client_authorization(route) {
+        headers.remove(http::header::AUTHORIZATION);
+    }
     if let Some(session) = admitted {
         set_identity_headers(app, route, headers, session);
     }

@@ -173,6 +173,24 @@ impl From<Unavailable> for Problem {
     }
 }
 
+impl From<crate::authn::AuthnError> for Problem {
+    fn from(e: crate::authn::AuthnError) -> Self {
+        match e {
+            crate::authn::AuthnError::Store(e) => e.into(),
+            crate::authn::AuthnError::Provider(why) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "token_check_unavailable",
+                "The access token cannot be checked",
+                format!(
+                    "portcullis cannot check the access token with the identity provider right now ({}). Please try again in a moment.",
+                    crate::provider::clip(&why)
+                ),
+                Source::Provider,
+            ),
+        }
+    }
+}
+
 impl From<PathRefused> for Problem {
     fn from(refused: PathRefused) -> Self {
         Self::bad_request(refused.to_string())
@@ -358,6 +376,33 @@ pub fn unauthenticated(html: bool, sign_in_location: &str) -> Response<Body> {
     response.headers_mut().insert(
         WWW_AUTHENTICATE,
         HeaderValue::from_static(r#"Bearer realm="portcullis""#),
+    );
+    response
+}
+
+/// A bearer token that is not valid here (RFC 6750 §3.1 `invalid_token`):
+/// `401` with the challenge saying so, and never a redirect to sign in, even
+/// for a browser. `reason` names the rule broken, never the token.
+pub fn invalid_token(reason: &'static str, html: bool) -> Response<Body> {
+    let mut response = problem(
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "Invalid access token",
+            reason,
+            Source::Client,
+        ),
+        html,
+    );
+    let challenge = format!(
+        r#"Bearer realm="portcullis", error="invalid_token", error_description="{}""#,
+        reason.replace(['"', '\\'], "'")
+    );
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::try_from(challenge).unwrap_or(HeaderValue::from_static(
+            r#"Bearer realm="portcullis", error="invalid_token""#,
+        )),
     );
     response
 }

@@ -220,6 +220,14 @@ impl Routes {
             .chain(self.global.claim_paths())
     }
 
+    /// Whether the client's own `Authorization` header must not reach
+    /// `route`'s upstream: `pass_authorization = false`, or its header map
+    /// writes `Authorization` itself (`pass_id_token`), so that the app never
+    /// takes a client's header for portcullis'.
+    pub fn strips_client_authorization(&self, route: &Route) -> bool {
+        !route.settings.pass_authorization || self.header_set(route).pass_id_token
+    }
+
     pub fn passes_access_token(&self) -> bool {
         self.header_sets.iter().any(|set| set.pass_access_token)
     }

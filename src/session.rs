@@ -83,6 +83,8 @@ pub struct Opened {
     /// The revocation count at which this session was last found alive
     /// ([`revocations::Revocations::is_revoked`]).
     revocations_checked: AtomicU64,
+    /// Made from a bearer token: never stored, refreshed or written to a cookie.
+    from_bearer: bool,
 }
 
 impl Opened {
@@ -92,7 +94,21 @@ impl Opened {
             upstream_headers: OnceLock::new(),
             more_upstream_headers: OnceLock::new(),
             revocations_checked: AtomicU64::new(0),
+            from_bearer: false,
         }
+    }
+
+    /// A session made from a bearer token's claims (`authn::bearer`).
+    pub fn from_bearer(session: Session) -> Self {
+        Self {
+            from_bearer: true,
+            ..Self::new(session)
+        }
+    }
+
+    /// Made from a bearer token, not a signed-in session.
+    pub fn is_bearer(&self) -> bool {
+        self.from_bearer
     }
 
     /// The identity headers for header map `set` of `sets` (see

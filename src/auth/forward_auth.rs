@@ -121,6 +121,10 @@ pub async fn check<B>(
             ctx.session = authn.session.clone();
             respond::problem(Problem::from(denied), redirects)
         }
+        // An invalid bearer token is a 401 naming it, never a sign-in.
+        Admission::SignInFirst { .. } if let Some(reason) = authn.refused_token => {
+            respond::invalid_token(reason, false)
+        }
         Admission::SignInFirst { api } => {
             let uri = match &original {
                 Some(Original::Target { uri, .. }) => Some(*uri),
@@ -306,7 +310,10 @@ pub async fn userinfo<B>(app: &App, req: &Request<B>) -> Response<Body> {
         Err(unavailable) => return respond::problem(Problem::from(unavailable), false),
     };
     let resp = match &authn.session {
-        None => respond::unauthenticated(false, ""),
+        None => match authn.refused_token {
+            Some(reason) => respond::invalid_token(reason, false),
+            None => respond::unauthenticated(false, ""),
+        },
         Some(opened) => {
             let s = &opened.session;
             let id = &s.identity;

@@ -117,6 +117,8 @@ struct RawUpstream {
     pass_access_token: bool,
     #[serde(default)]
     pass_id_token: bool,
+    /// Default true; an `Option` so that a missing `[upstream]` table defaults too.
+    pass_authorization: Option<bool>,
     ca_file: Option<PathBuf>,
     tls_server_name: Option<String>,
     #[serde(default)]
@@ -166,6 +168,7 @@ struct RawAccess {
     require_email_verified: bool,
     #[serde(default)]
     bearer_tokens: bool,
+    introspection_cache: Option<String>,
     #[serde(default)]
     case_sensitive_paths: bool,
     #[serde(default)]
@@ -185,6 +188,7 @@ impl Default for RawAccess {
             allowed_groups: vec![],
             require_email_verified: true,
             bearer_tokens: false,
+            introspection_cache: None,
             case_sensitive_paths: false,
             allow_encoded_slashes: false,
             allowed_redirect_domains: vec![],
@@ -585,6 +589,7 @@ impl RawUpstream {
             timeout: p.duration(&format!("{at}.timeout"), u.timeout.as_deref(), "60s"),
             pass_access_token: u.pass_access_token,
             pass_id_token: u.pass_id_token,
+            pass_authorization: u.pass_authorization.unwrap_or(true),
             ca_file: p.ca_bundle(&format!("{at}.ca_file"), u.ca_file.as_deref()),
             tls_server_name: u.tls_server_name,
             insecure_skip_verify: u.insecure_skip_verify,
@@ -849,7 +854,7 @@ fn redis_url(p: &mut Problems, url: Secret) -> Option<RedisUrl> {
 impl RawAccess {
     fn validate(self, p: &mut Problems) -> AccessConfig {
         let a = self;
-        let access = AccessConfig {
+        AccessConfig {
             allowed_email_domains: a
                 .allowed_email_domains
                 .iter()
@@ -881,15 +886,13 @@ impl RawAccess {
                 })
                 .collect(),
             skip_auth_preflight: a.skip_auth_preflight,
-        };
-        if a.bearer_tokens {
-            p.add(
-                "access.bearer_tokens",
-                "bearer tokens are not available in this version; set it to false",
-            );
+            bearer_tokens: a.bearer_tokens,
+            introspection_cache: p.duration(
+                "access.introspection_cache",
+                a.introspection_cache.as_deref(),
+                "60s",
+            ),
         }
-
-        access
     }
 }
 

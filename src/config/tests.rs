@@ -637,11 +637,48 @@ fn sign_in_template_is_read_at_start_and_must_list_the_providers() {
 }
 
 #[test]
-fn keys_for_features_not_built_yet_are_refused_not_ignored() {
-    let got = problems("[access]\nbearer_tokens = true\n");
+fn bearer_token_keys_are_read() {
+    let c = parse(&format!(
+        "{MINIMAL}\n[access]\nbearer_tokens = true\nintrospection_cache = \"30s\"\n"
+    ))
+    .unwrap();
+    assert!(c.access.bearer_tokens);
+    assert_eq!(c.access.introspection_cache, Duration::from_secs(30));
+    let c = parse(MINIMAL).unwrap();
+    assert!(!c.access.bearer_tokens);
+    assert_eq!(c.access.introspection_cache, Duration::from_secs(60));
+    assert!(c.upstream.pass_authorization, "passed on by default");
+    let c = parse(&format!(
+        "{MINIMAL}\n[upstream]\nurl = \"http://127.0.0.1:1\"\npass_authorization = false\n\
+         [[upstreams]]\npath_prefix = \"/a/\"\nurl = \"http://127.0.0.1:2\"\npass_authorization = false\n\
+         [providers.x]\nissuer = \"https://x.example\"\nclient_id = \"c\"\n\
+         extra_audiences = [\"api\"]\nintrospection = true\n\
+         introspection_url = \"https://x.example/introspect\"\n"
+    ))
+    .unwrap();
+    assert!(!c.upstream.pass_authorization);
+    assert!(!c.upstreams[0].upstream.pass_authorization);
+    let x = c.providers.iter().find(|p| p.id == "x").unwrap();
+    assert_eq!(x.extra_audiences, ["api"]);
+    assert!(x.introspection);
+    assert_eq!(
+        x.introspection_url.as_ref().map(|u| u.as_str()),
+        Some("https://x.example/introspect")
+    );
+    let got = problems(&format!(
+        "{MINIMAL}\n[providers.gh]\nkind = \"github\"\nclient_id = \"c\"\nclient_secret = \"s\"\nintrospection = true\n"
+    ));
     assert!(
         got.iter()
-            .any(|p| p.starts_with("access.bearer_tokens:") && p.contains("not available")),
+            .any(|p| p.starts_with("providers.gh.introspection:")),
+        "{got:?}"
+    );
+    let got = problems(&format!(
+        "{MINIMAL}\n[providers.x]\nissuer = \"https://x.example\"\nclient_id = \"c\"\nintrospection_url = \"http://x.example/i\"\n"
+    ));
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("providers.x.introspection_url:")),
         "{got:?}"
     );
 }

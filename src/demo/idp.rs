@@ -36,11 +36,19 @@
 //!   `post_logout_redirect_uri` is allowed ([`IdpOptions::post_logout_redirect_uris`];
 //!   empty = any loopback URL), ends the IdP session the hint names, and redirects
 //!   there with `state`. [`DemoIdp::end_session_calls`] records each call.
+//! - **Access tokens for APIs**: [`DemoIdp::access_token_claims`] and
+//!   [`DemoIdp::sign_access_token`] make a JWT access token with chosen claims
+//!   and [`JwtSigning`]; [`DemoIdp::issue_opaque_token`] an opaque one, which
+//!   `POST /introspect` (RFC 7662, client authentication as at `/token`,
+//!   `introspection_endpoint` in discovery) describes while it lives;
+//!   [`DemoIdp::introspections`] counts the calls, and
+//!   [`Misbehaviour::IntrospectionUnavailable`] makes it answer `503`.
 //! - **Back-channel logout**: discovery says `backchannel_logout_supported` and
 //!   `backchannel_logout_session_supported`; [`DemoIdp::logout_token`] signs a valid
 //!   logout token for a `sub` and/or `sid`, and [`DemoIdp::logout_token_with`] one
 //!   with a [`LogoutTokenFlaw`] a relying party must refuse.
 
+mod access_token;
 mod authorize;
 mod discovery;
 mod end_session;
@@ -263,6 +271,22 @@ pub enum Misbehaviour {
     TokenEndpointUnavailable,
     /// A refresh answers an id_token for another user (`sub` of the next demo user).
     RefreshedIdTokenForAnotherUser,
+    /// `/introspect` answers `503 Service Unavailable`.
+    IntrospectionUnavailable,
+}
+
+/// How [`DemoIdp::sign_access_token`] signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JwtSigning {
+    /// RS256 with the current key, `typ: at+jwt`.
+    #[default]
+    Current,
+    /// `alg: none`, no signature.
+    AlgNone,
+    /// HS256 with the current key's public PEM as the secret.
+    Hs256WithPublicKey,
+    /// RS256 with the key [`DemoIdp::rotate_key`] will switch to, under its own `kid`.
+    NextKey,
 }
 
 /// What is wrong with a logout token from [`DemoIdp::logout_token_with`]; each one
@@ -391,6 +415,7 @@ impl DemoIdp {
             issuer_url,
             opts,
             jwks_fetches: AtomicUsize::new(0),
+            introspections: AtomicUsize::new(0),
             inner: Mutex::new(Inner::default()),
         });
         let server = tokio::spawn(serve(listener, state.clone()));
@@ -489,6 +514,42 @@ impl DemoIdp {
 
     /// A valid logout token (Back-Channel Logout 1.0 §2.4) for `sub` and/or `sid`,
     /// signed with the current key, `typ: logout+jwt`, a fresh `jti`.
+    /// The claims of an RFC 9068 access token for `sub`, for this provider
+    /// and its client: `iss`, `sub`, `aud` (the client_id), `client_id`,
+    /// `iat`, `exp` (in an hour), `jti`, and the user's email, name and groups.
+    /// Change them, then [`sign_access_token`](Self::sign_access_token).
+    pub fn access_token_claims(&self, sub: &str) -> Value {
+        access_token::claims(&self.state, sub)
+    }
+
+    /// `claims` signed as `signing` says.
+    pub async fn sign_access_token(&self, claims: &Value, signing: JwtSigning) -> String {
+        let key_index = self.state.inner().key_index;
+        access_token::sign(claims, signing, key_index)
+            .await
+            .expect("demo keys sign")
+    }
+
+    /// A new opaque access token for `sub`, live for `access_token_lifetime`.
+    pub fn issue_opaque_token(&self, sub: &str) -> String {
+        let token = responses::random_token();
+        let expires_at = crate::now_unix().saturating_add(self.state.opts.access_token_lifetime);
+        self.state.inner().access_tokens.insert(
+            token.clone(),
+            AccessGrant {
+                sub: sub.to_owned(),
+                userinfo_sub: sub.to_owned(),
+                expires_at,
+            },
+        );
+        token
+    }
+
+    /// Calls to `/introspect` so far.
+    pub fn introspections(&self) -> usize {
+        self.state.introspections.load(Ordering::SeqCst)
+    }
+
     pub async fn logout_token(&self, sub: Option<&str>, sid: Option<&str>) -> String {
         logout_token::sign(&self.state, sub, sid, None)
             .await
@@ -515,6 +576,7 @@ struct State {
     issuer_url: Url,
     opts: IdpOptions,
     jwks_fetches: AtomicUsize,
+    introspections: AtomicUsize,
     inner: Mutex<Inner>,
 }
 
@@ -658,6 +720,7 @@ enum Endpoint {
     Token,
     Userinfo,
     Revoke,
+    Introspect,
     EndSession,
 }
 
@@ -681,6 +744,7 @@ fn endpoint<'p>(layout: &Layout, path: &'p str) -> Option<(Endpoint, Option<&'p 
                 "/token" => E::Token,
                 "/userinfo" => E::Userinfo,
                 "/revoke" => E::Revoke,
+                "/introspect" => E::Introspect,
                 "/end_session" => E::EndSession,
                 _ => return None,
             };
@@ -752,6 +816,13 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Body> {
             let headers = req.headers().clone();
             match read_form(req).await {
                 Some(form) => revocation::revoke(state, &headers, &form),
+                None => invalid_request("form too large or unreadable").into_response(),
+            }
+        }
+        (Method::POST, E::Introspect) => {
+            let headers = req.headers().clone();
+            match read_form(req).await {
+                Some(form) => access_token::introspect(state, &headers, &form),
                 None => invalid_request("form too large or unreadable").into_response(),
             }
         }

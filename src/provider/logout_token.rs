@@ -121,11 +121,28 @@ pub(super) async fn verify(
 
 /// The provider's algorithms as `jsonwebtoken` names them; HMAC never, whatever
 /// the list says.
-fn allowed(algs: &[CoreJwsSigningAlgorithm]) -> Vec<Algorithm> {
+pub(super) fn allowed(algs: &[CoreJwsSigningAlgorithm]) -> Vec<Algorithm> {
     algs.iter()
         .filter_map(|alg| serde_json::to_value(alg).ok())
         .filter_map(|name| Algorithm::from_str(name.as_str()?).ok())
         .filter(|alg| !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+        .collect()
+}
+
+/// The signing keys of `jwks` named by `kid` (without one: every signing key),
+/// as `jsonwebtoken` keys.
+pub(super) fn decoding_keys(jwks: &CoreJsonWebKeySet, kid: Option<&str>) -> Vec<DecodingKey> {
+    let Ok(set) = serde_json::to_value(jwks) else {
+        return Vec::new();
+    };
+    set.get("keys")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|key| kid.is_none() || key.get("kid").and_then(Value::as_str) == kid)
+        .filter(|key| key.get("use").and_then(Value::as_str) != Some("enc"))
+        .filter_map(|key| serde_json::from_value::<Jwk>(key.clone()).ok())
+        .filter_map(|jwk| DecodingKey::from_jwk(&jwk).ok())
         .collect()
 }
 
@@ -137,17 +154,7 @@ fn decode(
     jwks: &CoreJsonWebKeySet,
     validation: &Validation,
 ) -> Result<Map<String, Value>, LogoutTokenError> {
-    let set = serde_json::to_value(jwks).map_err(|_| LogoutTokenError::UnknownKey)?;
-    let candidates: Vec<DecodingKey> = set
-        .get("keys")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|key| kid.is_none() || key.get("kid").and_then(Value::as_str) == kid)
-        .filter(|key| key.get("use").and_then(Value::as_str) != Some("enc"))
-        .filter_map(|key| serde_json::from_value::<Jwk>(key.clone()).ok())
-        .filter_map(|jwk| DecodingKey::from_jwk(&jwk).ok())
-        .collect();
+    let candidates = decoding_keys(jwks, kid);
     if candidates.is_empty() {
         return Err(LogoutTokenError::UnknownKey);
     }

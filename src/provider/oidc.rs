@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::access_token::{self, BearerError};
 use super::http::{AvailableOnly, HttpError, ProviderHttp};
 use super::keys::{Keys, KeysError};
 use super::logout_token::{self, LogoutToken, LogoutTokenError};
@@ -69,6 +70,8 @@ struct ExtraMetadata {
     end_session_endpoint: Option<Url>,
     #[serde(default, deserialize_with = "lenient")]
     backchannel_logout_supported: bool,
+    #[serde(default, deserialize_with = "lenient")]
+    introspection_endpoint: Option<Url>,
 }
 impl AdditionalProviderMetadata for ExtraMetadata {}
 
@@ -119,6 +122,8 @@ struct Discovered {
     /// With `idp_logout`: `end_session_url`, else the discovered `end_session_endpoint`.
     end_session: Option<Url>,
     backchannel_logout: bool,
+    /// `introspection_url`, else the discovered `introspection_endpoint`.
+    introspection: Option<Url>,
 }
 
 /// Where an id_token comes from, which decides how it is checked.
@@ -566,6 +571,59 @@ impl OidcProvider {
         };
         logout_token::verify(&self.keys, &rules, token).await
     }
+
+    /// This provider's bearer tokens name `iss` (its discovered issuer, or a
+    /// tenant of Microsoft's template).
+    pub(super) fn issues(&self, iss: &str) -> bool {
+        match self.discovered.load().as_ref() {
+            Some(d) if microsoft::is_template(d.issuer.as_str()) => {
+                microsoft::matches_template(d.issuer.as_str(), iss)
+            }
+            Some(d) => d.issuer.as_str() == iss,
+            // Not discovered yet: the configured issuer, so that the caller
+            // answers "not ready" rather than "no such issuer".
+            None => {
+                self.settings.issuer.as_str().trim_end_matches('/') == iss.trim_end_matches('/')
+            }
+        }
+    }
+
+    /// See [`super::Provider::verify_access_token`].
+    pub(super) async fn verify_access_token(
+        &self,
+        audiences: &[String],
+        token: &str,
+    ) -> Result<Map<String, Value>, BearerError> {
+        let discovered = self
+            .ready()
+            .map_err(|e| BearerError::Unavailable(e.to_string()))?;
+        let rules = access_token::Rules {
+            issuer: discovered.issuer.as_str(),
+            audiences,
+            algs: &discovered.allowed_algs,
+        };
+        let mut claims = access_token::verify(&self.keys, &rules, token).await?;
+        // What the preset checks at sign-in (Google's `hd`, Microsoft's
+        // tenants) holds for its tokens too.
+        self.check_preset_claims(&discovered, &claims, None)
+            .map_err(|_| {
+                BearerError::Invalid(
+                    "the provider's own restriction (hosted domain, tenant) does not admit the token's user",
+                )
+            })?;
+        if matches!(self.settings.checks, IdTokenChecks::Tenants { .. }) {
+            microsoft::email_verified_from_edov(&mut claims);
+        }
+        Ok(claims)
+    }
+
+    /// `introspection_url`, else the discovered `introspection_endpoint`.
+    pub(super) fn introspection_url(&self) -> Option<Url> {
+        match self.discovered.load().as_ref() {
+            Some(d) => d.introspection.clone(),
+            None => self.config.introspection_url.clone(),
+        }
+    }
 }
 
 // === discovery ===
@@ -670,7 +728,11 @@ impl OidcProvider {
             );
         }
         let backchannel_logout = extra.backchannel_logout_supported;
+        let introspection = self.config.introspection_url.clone().or_else(|| {
+            discovered_endpoint("introspection_endpoint", &extra.introspection_endpoint)
+        });
         let discovered = Discovered {
+            introspection,
             revocation,
             end_session: end_session.filter(|_| self.config.idp_logout),
             backchannel_logout,

@@ -211,6 +211,7 @@ fn config(url: &str, timeout: Duration) -> UpstreamConfig {
         timeout,
         pass_access_token: false,
         pass_id_token: false,
+        pass_authorization: true,
         ca_file: None,
         tls_server_name: None,
         insecure_skip_verify: false,

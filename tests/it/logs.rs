@@ -261,3 +261,63 @@ async fn a_forged_sub_or_odd_path_stays_one_json_object_with_its_values() {
     assert_eq!(line["user"], FORGED_SUB);
     assert_eq!(line["status"], 200);
 }
+
+#[tokio::test]
+async fn a_bearer_request_is_logged_as_its_user_and_a_refused_token_by_reason_only() {
+    let (log, _guard) = Captured::start(LogFormat::Json, "info");
+    let h = Harness::with(Setup {
+        extra_toml: "[access]\nbearer_tokens = true\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let claims = h.idp.access_token_claims("ada");
+    let good = h
+        .idp
+        .sign_access_token(&claims, portcullis::demo::idp::JwtSigning::Current)
+        .await;
+    let bad = h
+        .idp
+        .sign_access_token(&claims, portcullis::demo::idp::JwtSigning::NextKey)
+        .await;
+    // Registers the audit callsite on this thread, under this subscriber.
+    h.browser()
+        .request(
+            http::Method::GET,
+            &h.url("/warm-up"),
+            &[("authorization", "Bearer warm-up")],
+            Default::default(),
+        )
+        .await;
+    Captured::settle();
+    for (token, path) in [(&good, "/good"), (&bad, "/bad")] {
+        h.browser()
+            .request(
+                http::Method::GET,
+                &h.url(path),
+                &[("authorization", &format!("Bearer {token}"))],
+                Default::default(),
+            )
+            .await;
+    }
+    let lines = log.json_lines();
+    let access = |path: &str| {
+        lines
+            .iter()
+            .find(|l| l["target"] == "portcullis::access" && l["path"] == path)
+            .unwrap_or_else(|| panic!("{lines:#?}"))
+    };
+    assert_eq!(access("/good")["status"], 200);
+    assert_eq!(access("/good")["user"], "ada");
+    assert_eq!(access("/good")["provider"], "demo");
+    assert_eq!(access("/bad")["status"], 401);
+    // The bad token's refusal (the warm-up's says it is no JWT).
+    let refused: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "portcullis::audit" && l["message"] == "bearer token refused")
+        .filter(|l| l["reason"].as_str().is_some_and(|r| r.contains("key")))
+        .collect();
+    assert_eq!(refused.len(), 1, "{lines:#?}");
+    let text = log.text();
+    let signature = |t: &str| t.rsplit('.').next().unwrap().to_owned();
+    assert!(!text.contains(&signature(&good)) && !text.contains(&signature(&bad)));
+}

@@ -37,6 +37,10 @@ pub(super) struct RawProvider {
     idp_logout: Option<bool>,
     end_session_url: Option<String>,
     revocation_url: Option<String>,
+    #[serde(default)]
+    extra_audiences: Vec<String>,
+    introspection: Option<bool>,
+    introspection_url: Option<String>,
 }
 
 /// Authorization request parameters portcullis sets itself (RFC 6749 §4.1.1,
@@ -136,6 +140,14 @@ impl RawProvider {
         let scopes = self.scopes(kind, &key, p);
         let auth_params = self.auth_params(kind, &protocol, &key, p);
         let (end_session_url, revocation_url) = self.lifecycle_urls(&protocol, &key, p);
+        let introspection_url = self.introspection_url(&protocol, &key, p);
+        let introspection = self.introspection.unwrap_or(false);
+        if introspection && introspection_url.is_none() && !matches!(protocol, Protocol::Oidc(_)) {
+            p.add(
+                &key("introspection"),
+                "a plain OAuth 2.0 provider has no discovery to find its introspection endpoint; set introspection_url",
+            );
+        }
         let idp_logout = self.idp_logout.unwrap_or(false);
         if idp_logout && end_session_url.is_none() {
             let why = match kind {
@@ -202,6 +214,9 @@ impl RawProvider {
             end_session_url,
             revocation_url,
             claims,
+            extra_audiences: self.extra_audiences,
+            introspection,
+            introspection_url,
             protocol,
         }
     }
@@ -553,6 +568,24 @@ impl RawProvider {
                 .or_insert_with(|| "offline".to_owned());
         }
         params
+    }
+
+    /// `introspection_url`: as `revocation_url` (it carries the client secret and a token).
+    fn introspection_url(
+        &self,
+        protocol: &Protocol,
+        key: &dyn Fn(&str) -> String,
+        p: &mut Problems,
+    ) -> Option<Url> {
+        let https_issuer = matches!(protocol, Protocol::Oidc(o) if o.issuer.scheme() == "https");
+        let url = p.opt_url(&key("introspection_url"), self.introspection_url.as_deref())?;
+        if https_issuer && url.scheme() != "https" {
+            p.add(
+                &key("introspection_url"),
+                "must be https, as the issuer is; tokens would travel in the clear",
+            );
+        }
+        Some(url)
     }
 
     /// `end_session_url` and `revocation_url`: absolute URLs; with an https

@@ -27,6 +27,7 @@ fn single_issuer(state: &State) -> Value {
         "userinfo_endpoint": endpoint("/userinfo"),
         "jwks_uri": endpoint("/jwks"),
         "revocation_endpoint": endpoint("/revoke"),
+        "introspection_endpoint": endpoint("/introspect"),
         "end_session_endpoint": endpoint(
             state.inner().end_session_path.as_deref().unwrap_or("/end_session")
         ),
