@@ -321,7 +321,6 @@ impl Policy {
         if preflight && self.access.skip_auth_preflight {
             return Ok(Requirement::Preflight);
         }
-        let host = host.map(bare_host);
         let mut each = readings
             .iter()
             .map(|r| self.requirement(method, r, host, preflight));
@@ -330,8 +329,9 @@ impl Policy {
         Ok(each.fold(first, Requirement::and))
     }
 
-    /// The requirement of the first rule matching `method`, `host` (bare)
-    /// and the reading; no match means "signed in".
+    /// The requirement of the first rule matching `method`, `host` (as the
+    /// request names it, port included) and the reading; no match means
+    /// "signed in".
     fn requirement(
         &self,
         method: &Method,
@@ -348,7 +348,8 @@ impl Policy {
             (r.methods.is_empty() || r.methods.contains(method))
                 && r.host
                     .as_ref()
-                    .is_none_or(|pattern| host.is_some_and(|h| pattern.matches(h)))
+                    // Trimmed only here: most rules name no host.
+                    .is_none_or(|pattern| host.is_some_and(|h| pattern.matches(bare_host(h))))
                 && pattern.matches(&reading.path)
         });
         match rule {
