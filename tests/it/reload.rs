@@ -233,12 +233,12 @@ mod process {
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
     use portcullis::demo::idp::{DemoIdp, IdpOptions};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     use tokio::net::{TcpListener, TcpStream};
     use tokio::sync::mpsc;
     use tokio::time::{Instant, sleep};
 
-    use crate::support::{Browser, SECRET, closed_addr};
+    use crate::support::{Browser, SECRET, closed_addr, read_to_the_end, read_until};
 
     type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
@@ -417,12 +417,7 @@ mod process {
             .await
             .unwrap();
         let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !String::from_utf8_lossy(&got).contains("first") {
-            let n = download.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed early");
-            got.extend_from_slice(&buf[..n]);
-        }
+        read_until(&mut download, &mut got, "first").await;
 
         // A valid file: the next request gets it.
         let valid = config(p.addr, app, &issuer, "") + OPEN;
@@ -446,20 +441,10 @@ mod process {
             .expect("the download reached the app");
         sender.send(Bytes::from("last\n")).await.unwrap();
         drop(sender);
-        let rest = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let n = download.read(&mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-                if got.ends_with(b"0\r\n\r\n") {
-                    break;
-                }
-            }
-        })
-        .await;
-        assert!(rest.is_ok(), "the download stalled");
+        assert!(
+            read_to_the_end(&mut download, &mut got).await,
+            "the download stalled"
+        );
         let text = String::from_utf8_lossy(&got);
         assert!(
             text.contains("last") && text.ends_with("0\r\n\r\n"),

@@ -5,11 +5,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use portcullis::demo::idp::{DemoIdp, IdpOptions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep};
 
-use crate::support::{SECRET, closed_addr};
+use crate::support::{SECRET, closed_addr, read_to_the_end, read_until};
 
 #[tokio::test]
 async fn sigterm_lets_a_streaming_response_finish_then_the_process_exits_0() {
@@ -47,12 +47,7 @@ async fn sigterm_lets_a_streaming_response_finish_then_the_process_exits_0() {
         .await
         .unwrap();
     let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains("chunk 0") {
-        let n = conn.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
-        got.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut conn, &mut got, "chunk 0").await;
 
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -60,20 +55,10 @@ async fn sigterm_lets_a_streaming_response_finish_then_the_process_exits_0() {
         .unwrap();
     assert!(term.success());
     // The stream runs to its end (the last chunk, then the empty one).
-    let rest = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let n = conn.read(&mut buf).await.unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-            if got.ends_with(b"0\r\n\r\n") {
-                break;
-            }
-        }
-    })
-    .await;
-    assert!(rest.is_ok(), "the stream stalled after SIGTERM");
+    assert!(
+        read_to_the_end(&mut conn, &mut got).await,
+        "the stream stalled after SIGTERM"
+    );
     let text = String::from_utf8_lossy(&got);
     assert!(
         text.contains("chunk 4") && text.ends_with("0\r\n\r\n"),

@@ -457,3 +457,36 @@ pub fn param(url: &str, name: &str) -> Option<String> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
+
+/// Reads a raw HTTP/1.1 response from `conn` into `got` until it holds `text`;
+/// panics if the connection closes first.
+pub async fn read_until(conn: &mut tokio::net::TcpStream, got: &mut Vec<u8>, text: &str) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(got).contains(text) {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(got));
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Reads a chunked response on into `got` until its last (empty) chunk or the
+/// connection's end, at most 10 s; whether it ended in time.
+pub async fn read_to_the_end(conn: &mut tokio::net::TcpStream, got: &mut Vec<u8>) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let n = conn.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if got.ends_with(b"0\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
