@@ -139,19 +139,7 @@ pub struct App {
     spoof_guard: SpoofGuard,
     /// This configuration's own background work (the emails file watch),
     /// stopped when the last request using it is done.
-    _tasks: Tasks,
-}
-
-/// Tasks aborted on drop.
-#[derive(Default)]
-struct Tasks(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
-    }
+    _emails_watch: Option<tokio_util::task::AbortOnDropHandle<()>>,
 }
 
 /// What handling a request tells the top of [`App::handle`], which turns it
@@ -189,7 +177,9 @@ impl App {
         let tunnels = previous.map_or_else(Default::default, |p| p.routes.tunnels());
         let routes = Routes::new(&config, tunnels, previous.map(|p| &p.routes))
             .map_err(StartError::Access)?;
-        let tasks = Tasks(routes.watch_emails_file().into_iter().collect());
+        let emails_watch = routes
+            .watch_emails_file()
+            .map(tokio_util::task::AbortOnDropHandle::new);
         // With bearer tokens, the client's `Authorization` is read first and
         // then removed by the proxy wherever portcullis writes its own.
         let spoof_guard = SpoofGuard::new(
@@ -237,7 +227,7 @@ impl App {
             bearer: Default::default(),
             metrics,
             spoof_guard,
-            _tasks: tasks,
+            _emails_watch: emails_watch,
             config,
         }))
     }
