@@ -287,6 +287,9 @@ pub enum JwtSigning {
     Hs256WithPublicKey,
     /// RS256 with the key [`DemoIdp::rotate_key`] will switch to, under its own `kid`.
     NextKey,
+    /// RS384 with the current key: a sound signature in an algorithm the
+    /// provider does not advertise (discovery lists RS256 only).
+    Rs384,
 }
 
 /// What is wrong with a logout token from [`DemoIdp::logout_token_with`]; each one

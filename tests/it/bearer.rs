@@ -113,6 +113,18 @@ async fn a_token_of_another_issuer_is_refused() {
 }
 
 #[tokio::test]
+async fn an_issuer_differing_by_a_trailing_slash_is_another_issuer() {
+    // `iss` is compared exactly (OpenID Connect Core §3.1.3.7), when choosing
+    // the provider and again when verifying.
+    let h = harness("").await;
+    let t = token(&h, "ada", |c| {
+        c["iss"] = json!(format!("{}/", c["iss"].as_str().unwrap()));
+    })
+    .await;
+    assert_invalid_token(&call(&h, "/", &t).await, "iss with a trailing slash");
+}
+
+#[tokio::test]
 async fn a_token_for_another_audience_is_refused_unless_listed_in_extra_audiences() {
     let h = harness("").await;
     let t = token(&h, "ada", |c| c["aud"] = json!("https://api.example")).await;
@@ -167,6 +179,21 @@ async fn alg_none_and_hmac_with_the_public_key_are_refused() {
         .sign_access_token(&claims, JwtSigning::Hs256WithPublicKey)
         .await;
     assert_invalid_token(&call(&h, "/", &hs).await, "HS256 with the public key");
+}
+
+#[tokio::test]
+async fn a_sound_signature_in_an_algorithm_the_provider_does_not_advertise_is_refused() {
+    let h = harness("").await;
+    let claims = h.idp.access_token_claims("ada");
+    let rs384 = h.idp.sign_access_token(&claims, JwtSigning::Rs384).await;
+    let resp = call(&h, "/", &rs384).await;
+    assert_invalid_token(&resp, "RS384 where only RS256 is advertised");
+    assert!(
+        resp.text()
+            .contains("algorithm is not one the provider signs with"),
+        "{}",
+        resp.text()
+    );
 }
 
 #[tokio::test]

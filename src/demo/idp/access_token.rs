@@ -71,6 +71,7 @@ pub(super) async fn sign(
             let next = pool_key(key_index + 1).await?;
             sign(&next.kid, &next.encoding, Algorithm::RS256)
         }
+        JwtSigning::Rs384 => sign(&current.kid, &current.encoding, Algorithm::RS384),
     }
 }
 
