@@ -118,16 +118,19 @@ pub enum Admission<'s> {
     Denied(Denied),
     /// Not signed in where that is needed; `api` from the rule.
     SignInFirst { api: bool },
+    /// The request's bearer token was refused, for this reason, where a
+    /// principal is needed: `401 invalid_token`, never a sign-in.
+    InvalidToken(&'static str),
 }
 
 /// The one admission decision, for the proxy path and for forward-auth,
 /// under the request's route's `policy`.
 pub fn admit<'s>(
     policy: &Policy,
-    session: Option<&'s Opened>,
+    authenticated: &'s Authenticated,
     requirement: &Requirement<'_>,
 ) -> Admission<'s> {
-    match (session, requirement) {
+    match (authenticated.session.as_deref(), requirement) {
         (Some(opened), Requirement::Public | Requirement::SignedIn { .. }) => {
             match policy.authorize(&opened.session.identity, requirement) {
                 Ok(()) => Admission::User(opened),
@@ -136,7 +139,10 @@ pub fn admit<'s>(
             }
         }
         (_, Requirement::Preflight) | (None, Requirement::Public) => Admission::Anonymous,
-        (None, Requirement::SignedIn { api, .. }) => Admission::SignInFirst { api: *api },
+        (None, Requirement::SignedIn { api, .. }) => match authenticated.refused_token {
+            Some(reason) => Admission::InvalidToken(reason),
+            None => Admission::SignInFirst { api: *api },
+        },
     }
 }
 

@@ -6,7 +6,7 @@
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 
-use crate::authn::{Admission, Authenticated, admit, authenticate, set_identity_headers};
+use crate::authn::{Admission, admit, authenticate, set_identity_headers};
 use crate::metrics::Outcome;
 use crate::policy::{PathRefused, collapse_slashes, is_preflight};
 use crate::respond::{self, Problem};
@@ -45,16 +45,14 @@ pub async fn handle(
             None => return respond::problem(Problem::from(PathRefused::NotAbsolute), html),
         }
     }
-    let Authenticated {
-        session,
-        set_cookies,
-        refused_token,
-    } = match authenticate(app, req.headers()).await {
+    let mut authenticated = match authenticate(app, req.headers()).await {
         Ok(authenticated) => authenticated,
         Err(unavailable) => return respond::problem(Problem::from(unavailable), html),
     };
+    let set_cookies = std::mem::take(&mut authenticated.set_cookies);
+    let session = &authenticated.session;
 
-    let admitted = match admit(&route.policy, session.as_deref(), &requirement) {
+    let admitted = match admit(&route.policy, &authenticated, &requirement) {
         Admission::Anonymous => None,
         Admission::User(opened) => {
             ctx.session = session.clone();
@@ -75,9 +73,7 @@ pub async fn handle(
             };
             return respond::with_cookies(resp, set_cookies);
         }
-        Admission::SignInFirst { .. } if let Some(reason) = refused_token => {
-            return respond::invalid_token(reason, html);
-        }
+        Admission::InvalidToken(reason) => return respond::invalid_token(reason, html),
         Admission::SignInFirst { api } => {
             if html && !api {
                 ctx.outcome = Some(Outcome::SignIn);

@@ -101,11 +101,12 @@ pub async fn check<B>(
             return respond::problem(Problem::forbidden(why), false);
         }
     };
-    let authn = match authenticate(app, req.headers()).await {
+    let mut authn = match authenticate(app, req.headers()).await {
         Ok(authn) => authn,
         Err(unavailable) => return respond::problem(Problem::from(unavailable), false),
     };
-    let resp = match admit(&route.policy, authn.session.as_deref(), &requirement) {
+    let set_cookies = std::mem::take(&mut authn.set_cookies);
+    let resp = match admit(&route.policy, &authn, &requirement) {
         Admission::Anonymous => accepted(),
         Admission::User(session) => {
             ctx.session = authn.session.clone();
@@ -121,10 +122,7 @@ pub async fn check<B>(
             ctx.session = authn.session.clone();
             respond::problem(Problem::from(denied), redirects)
         }
-        // An invalid bearer token is a 401 naming it, never a sign-in.
-        Admission::SignInFirst { .. } if let Some(reason) = authn.refused_token => {
-            respond::invalid_token(reason, false)
-        }
+        Admission::InvalidToken(reason) => respond::invalid_token(reason, false),
         Admission::SignInFirst { api } => {
             let uri = match &original {
                 Some(Original::Target { uri, .. }) => Some(*uri),
@@ -134,7 +132,7 @@ pub async fn check<B>(
             respond::unauthenticated(sign_in.is_some(), sign_in.as_deref().unwrap_or(""))
         }
     };
-    with_cookies(resp, authn.set_cookies)
+    with_cookies(resp, set_cookies)
 }
 
 /// `<public_url>/oauth2/sign_in?rd=<the original URL>`: the URL rebuilt from
