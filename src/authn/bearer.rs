@@ -7,8 +7,8 @@
 //! A JWT goes to the OpenID Connect provider whose issuer its `iss` names, to
 //! be verified against that provider's keys (the ones sign-in uses); any
 //! other token to each provider with `introspection = true` in turn (RFC
-//! 7662). Verdicts are cached by the token's SHA-256, bounded: a repeated
-//! token costs one hash and one lookup. An accepted token's entry lives until
+//! 7662). Verdicts are cached by the token itself, bounded in bytes: a
+//! repeated token costs one fast hash and one lookup. An accepted token's entry lives until
 //! its `exp` and at most [`MAX_ACCEPTED`] (an introspected one at most
 //! `[access] introspection_cache`); a refusal [`REFUSED`], so a bad token
 //! cannot make portcullis hammer the provider.
@@ -21,7 +21,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::{Authenticated, AuthnError};
 use crate::App;
@@ -30,8 +29,10 @@ use crate::metrics::BearerResult;
 use crate::provider::{BearerError, Provider};
 use crate::session::{Opened, Session, Tokens};
 
-/// Tokens remembered at most.
-const CAPACITY: u64 = 10_000;
+/// Bytes of verdicts remembered at most: each weighs its token and
+/// [`ENTRY_WEIGHT`] for the principal made of it (a few thousand tokens).
+const CAPACITY_BYTES: u64 = 8 * 1024 * 1024;
+const ENTRY_WEIGHT: usize = 1024;
 /// An accepted JWT is checked again at least this often (its key may be
 /// withdrawn from the JWKS).
 pub const MAX_ACCEPTED: Duration = Duration::from_secs(300);
@@ -64,24 +65,31 @@ struct Entry {
 
 struct Lifetime;
 
-impl moka::Expiry<[u8; 32], Entry> for Lifetime {
-    fn expire_after_create(&self, _: &[u8; 32], entry: &Entry, _: Instant) -> Option<Duration> {
+impl moka::Expiry<Box<str>, Entry> for Lifetime {
+    fn expire_after_create(&self, _: &Box<str>, entry: &Entry, _: Instant) -> Option<Duration> {
         Some(entry.lives)
     }
 }
 
-/// The verdicts on tokens seen lately, by their SHA-256.
+/// The verdicts on tokens seen lately, by the token: compared whole, so no
+/// two tokens share a verdict, and hashed with a per-process seed (as the
+/// opened-session cache is), so no client can aim tokens at one bucket. A
+/// cryptographic digest would cost a repeated token more than everything
+/// else it goes through.
 pub struct BearerCache {
-    entries: moka::future::Cache<[u8; 32], Entry>,
+    entries: moka::future::Cache<Box<str>, Entry, foldhash::fast::RandomState>,
 }
 
 impl Default for BearerCache {
     fn default() -> Self {
         Self {
             entries: moka::future::Cache::builder()
-                .max_capacity(CAPACITY)
+                .weigher(|token: &Box<str>, _| {
+                    u32::try_from(token.len() + ENTRY_WEIGHT).unwrap_or(u32::MAX)
+                })
+                .max_capacity(CAPACITY_BYTES)
                 .expire_after(Lifetime)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
 }
@@ -89,20 +97,22 @@ impl Default for BearerCache {
 /// The request's principal from its bearer token: a session made from the
 /// token, or no session and why the token was refused.
 pub(super) async fn authenticate(app: &App, token: &str) -> Result<Authenticated, AuthnError> {
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    // Concurrent requests with one new token wait for one check.
-    let verdict = app
-        .bearer
-        .entries
-        .get_with(digest, async {
-            let (verdict, lives) = judge(app, token, crate::now_unix()).await;
-            if let Verdict::Refused(reason) = &verdict {
-                tracing::info!(target: crate::log::AUDIT, reason, "bearer token refused");
-            }
-            Entry { verdict, lives }
-        })
-        .await
-        .verdict;
+    let entries = &app.bearer.entries;
+    let verdict =
+        match entries.get(token).await {
+            Some(seen) => seen.verdict,
+            // Concurrent requests with one new token wait for one check.
+            None => entries
+                .get_with(Box::from(token), async {
+                    let (verdict, lives) = judge(app, token, crate::now_unix()).await;
+                    if let Verdict::Refused(reason) = &verdict {
+                        tracing::info!(target: crate::log::AUDIT, reason, "bearer token refused");
+                    }
+                    Entry { verdict, lives }
+                })
+                .await
+                .verdict,
+        };
     let answer = |session, refused_token| Authenticated {
         session,
         set_cookies: Vec::new(),
