@@ -202,6 +202,8 @@ pub enum Denied {
 
 pub struct Policy {
     rules: Vec<Rule>,
+    /// Some rule names a host: only then is a request's host read.
+    reads_host: bool,
     paths: PathOptions,
     access: AccessConfig,
     /// `allowed_emails` plus the lines of `allowed_emails_file`, swapped whole on change.
@@ -247,6 +249,7 @@ impl Policy {
         let emails = Arc::new(ArcSwap::from_pointee(read_emails(&access)?));
         let rules: Vec<Rule> = config.rules.iter().map(Rule::from_config).collect();
         Ok(Self {
+            reads_host: rules.iter().any(|r| r.host.is_some()),
             paths: PathOptions {
                 case_sensitive: access.case_sensitive_paths,
                 encoded_slashes: access.allow_encoded_slashes,
@@ -261,10 +264,13 @@ impl Policy {
     /// The same global `[access]` policy (sharing its allowed-emails list,
     /// and the file watch that updates it) under other rules: a route's.
     pub fn with_rules(&self, rules: &[RuleConfig]) -> Self {
+        let fold_unchanged = rules.iter().any(|r| r.path.to_lowercase() != r.path);
+        let rules: Vec<Rule> = rules.iter().map(Rule::from_config).collect();
         Self {
-            rules: rules.iter().map(Rule::from_config).collect(),
+            reads_host: rules.iter().any(|r| r.host.is_some()),
+            rules,
             paths: PathOptions {
-                fold_unchanged: rules.iter().any(|r| r.path.to_lowercase() != r.path),
+                fold_unchanged,
                 ..self.paths
             },
             access: self.access.clone(),
@@ -327,6 +333,12 @@ impl Policy {
         // There is always a reading; were there none, the strict default.
         let first = each.next().unwrap_or(Requirement::signed_in());
         Ok(each.fold(first, Requirement::and))
+    }
+
+    /// Whether [`Policy::judge_request`] needs the request's host: only when
+    /// some rule names one.
+    pub fn reads_host(&self) -> bool {
+        self.reads_host
     }
 
     /// The requirement of the first rule matching `method`, `host` (as the

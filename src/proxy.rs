@@ -27,7 +27,11 @@ pub async fn handle(
         Ok(None) => return respond::problem(Problem::not_found(), html),
         Err(refused) => return respond::problem(Problem::from(refused), html),
     };
-    let host = crate::routes::request_host(req.headers(), req.uri());
+    let host = route
+        .policy
+        .reads_host()
+        .then(|| crate::routes::request_host(req.headers(), req.uri()))
+        .flatten();
     let preflight = is_preflight(req.method(), req.headers());
     let requirement =
         match route
