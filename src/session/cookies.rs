@@ -63,7 +63,7 @@ pub struct SessionCookies {
     /// always open to the same session under the same keys, so a hit is what
     /// opening would give; expiry is still checked on every request. Only
     /// values that opened are inserted, so strangers cannot fill it.
-    opened: moka::sync::Cache<Bytes, Arc<Opened>, foldhash::fast::RandomState>,
+    opened: moka::sync::Cache<Bytes, Arc<Opened>, SealedTailHash>,
     pub(super) opened_count: crate::metrics::OpenedCount,
 }
 
@@ -124,7 +124,7 @@ impl SessionCookies {
                 .weigher(|sealed: &Bytes, _| opened_weight(sealed))
                 .max_capacity(OPENED_CACHE_BYTES)
                 .time_to_idle(OPENED_CACHE_IDLE)
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+                .build_with_hasher(SealedTailHash::default()),
             opened_count: Default::default(),
         }
     }
@@ -477,6 +477,38 @@ fn flow_name(name: &str) -> String {
     match name.strip_prefix(HOST_PREFIX) {
         Some(rest) => format!("__Secure-{rest}"),
         None => name.to_owned(),
+    }
+}
+
+/// Hashes a sealed value by its length and last [`SEALED_TAIL`] bytes: the
+/// end of the AEAD tag, which is already unpredictable, so hashing the whole
+/// value (hundreds of bytes on every request) buys no spread. Keys are still
+/// compared whole, and only values that opened are inserted, so a client
+/// choosing tails can lengthen no bucket but its own.
+#[derive(Default, Clone)]
+pub(super) struct SealedTailHash(foldhash::fast::RandomState);
+
+const SEALED_TAIL: usize = 24;
+
+impl std::hash::BuildHasher for SealedTailHash {
+    type Hasher = TailHasher;
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+pub(super) struct TailHasher(foldhash::fast::FoldHasher<'static>);
+
+impl std::hash::Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(SEALED_TAIL)..]);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0.write_usize(n);
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
     }
 }
 
