@@ -12,10 +12,16 @@
 # release build of examples/bench_idp (cargo build --release --examples).
 # ACCESS_LOG=false measures with `[log] access = false` (default: true, the
 # default config); either way stderr is /dev/null.
+# AUTH says what signs each request in: `cookie` (default, the session cookie),
+# `bearer` (one access token, `Authorization: Bearer`, every request: its
+# verdict is cached) or `bearer-each` (a different token each request, so each
+# costs one signature check against the cached key).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BASE_PORT=${BASE_PORT:-19080}
 ACCESS_LOG=${ACCESS_LOG:-true}
+AUTH=${AUTH:-cookie}
+case $AUTH in cookie | bearer | bearer-each) ;; *) echo "AUTH: cookie, bearer or bearer-each" >&2; exit 64 ;; esac
 (($# >= 1)) || { echo "usage: bench/callgrind.sh BINARY [BINARY...]" >&2; exit 64; }
 WORK=$(mktemp -d /tmp/portcullis-callgrind.XXXXXX)
 PIDS=()
@@ -37,8 +43,14 @@ class Upstream(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Upstream).serve_forever()
 PY
 PIDS+=($!)
-"$ROOT/target/release/examples/bench_idp" serve "$IDP_PORT" >/dev/null 2>&1 &
+TOKENS=()
+[[ $AUTH == cookie ]] || TOKENS=(tokens 2200 "$WORK/tokens")
+"$ROOT/target/release/examples/bench_idp" serve "$IDP_PORT" "${TOKENS[@]}" >/dev/null 2>&1 &
 PIDS+=($!)
+for _ in $(seq 1 100); do
+  [[ $AUTH == cookie || -s $WORK/tokens ]] && break
+  sleep 0.2
+done
 sleep 1
 cat >"$WORK/portcullis.toml" <<EOT
 [server]
@@ -54,6 +66,8 @@ client_id = "portcullis-demo"
 client_secret = "demo-secret"
 [log]
 access = $ACCESS_LOG
+[access]
+bearer_tokens = $([[ $AUTH == cookie ]] && echo false || echo true)
 EOT
 
 # Total instructions of one run of $1 serving $2 signed-in requests.
@@ -66,12 +80,19 @@ count() {
   done
   local cookie
   cookie=$("$ROOT/target/release/examples/bench_idp" cookie "http://127.0.0.1:$BASE_PORT")
-  python3 - "$BASE_PORT" "$cookie" "$2" <<'PY'
+  python3 - "$BASE_PORT" "$cookie" "$2" "$AUTH" "$WORK/tokens" <<'PY'
 import http.client, sys
-port, cookie, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+port, cookie, n, auth, tokens = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+if auth != "cookie":
+    tokens = open(tokens).read().split()
 conn = http.client.HTTPConnection("127.0.0.1", port)
-for _ in range(n):
-    conn.request("GET", "/", headers={"Cookie": cookie, "Accept": "text/html"})
+for i in range(n):
+    if auth == "cookie":
+        headers = {"Cookie": cookie, "Accept": "text/html"}
+    else:
+        token = tokens[i if auth == "bearer-each" else 0]
+        headers = {"Authorization": "Bearer " + token, "Accept": "application/json"}
+    conn.request("GET", "/", headers=headers)
     resp = conn.getresponse()
     body = resp.read()
     assert resp.status == 200 and body == b"hello", (resp.status, body)
@@ -84,5 +105,5 @@ PY
 for binary in "$@"; do
   few=$(count "$binary" 200)
   many=$(count "$binary" 2200)
-  echo "$binary: $(((many - few) / 2000)) instructions per signed-in GET (access log: $ACCESS_LOG)"
+  echo "$binary: $(((many - few) / 2000)) instructions per signed-in GET (access log: $ACCESS_LOG, auth: $AUTH)"
 done

@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! bench_idp serve PORT                       run the provider until killed
+//! bench_idp serve PORT TOKENS N FILE         the same, after writing N access
+//!                                            tokens for ada (JWTs, one a line)
 //! bench_idp cookie BASE_URL                  sign in once as ada; print the Cookie header
 //! bench_idp sign-ins BASE_URL CONNS SECONDS  sign in repeatedly; print the rate
 //! ```
@@ -20,7 +22,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use portcullis::demo::idp::{DemoIdp, IdpOptions};
+use portcullis::demo::idp::{DemoIdp, IdpOptions, JwtSigning};
 use portcullis::{Body, BoxError};
 
 const PROVIDER: &str = "demo";
@@ -34,11 +36,12 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
-        ["serve", port] => serve(port).await,
+        ["serve", port] => serve(port, None).await,
+        ["serve", port, "tokens", n, file] => serve(port, Some((n, file))).await,
         ["cookie", base] => cookie(base).await,
         ["sign-ins", base, conns, seconds] => sign_ins(base, conns, seconds).await,
         _ => Err(
-            "usage: bench_idp serve PORT | cookie BASE_URL | sign-ins BASE_URL CONNS SECONDS"
+            "usage: bench_idp serve PORT [tokens N FILE] | cookie BASE_URL | sign-ins BASE_URL CONNS SECONDS"
                 .into(),
         ),
     };
@@ -51,10 +54,21 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(port: &str) -> Result<(), BoxError> {
+async fn serve(port: &str, tokens: Option<(&str, &str)>) -> Result<(), BoxError> {
     let port: u16 = port.parse()?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let idp = DemoIdp::start_on(listener, IdpOptions::default()).await?;
+    if let Some((n, file)) = tokens {
+        // Each with its own `jti`: a different token, so portcullis checks
+        // every one's signature instead of answering from its verdict cache.
+        let mut lines = String::new();
+        for _ in 0..n.parse::<usize>()? {
+            let claims = idp.access_token_claims(USER);
+            lines.push_str(&idp.sign_access_token(&claims, JwtSigning::Current).await);
+            lines.push('\n');
+        }
+        std::fs::write(file, lines)?;
+    }
     println!("{}", idp.issuer());
     tokio::signal::ctrl_c().await?;
     Ok(())
