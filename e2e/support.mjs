@@ -22,7 +22,7 @@ export function check(cond, what) {
 
 /**
  * Debian's Chromium (never a downloaded one), headless. Host names other than
- * IP literals do not resolve, so nothing leaves loopback (pages that import
+ * 127.0.0.x do not resolve, so nothing leaves loopback (pages that import
  * web fonts load without them).
  */
 export function launchChromium() {
