@@ -277,6 +277,7 @@ ${providerToml(a, "Provider A")}${providerToml(b, "Provider B")}`);
       else { ws.close(); resolve(got); }
     };
     ws.onerror = () => reject(new Error("the websocket failed"));
+    setTimeout(() => reject(new Error(`the websocket gave ${got.length} of 2 messages in 10 s`)), 10_000);
   }));
   check(JSON.parse(echo[0])["x-forwarded-user"] === "alice", "the websocket's upgrade reached the app with the identity headers");
   check(echo[1] === "echo: hello", "a message through the websocket came back");
