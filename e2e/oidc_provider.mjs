@@ -45,7 +45,6 @@ setTimeout(() => {
 // The app: shows the identity headers it got (and a digest of the access
 // token, never the token), and echoes over a websocket at /ws.
 async function startUpstream() {
-  const port = await freePort();
   const identity = (req) => {
     const seen = {};
     for (const [name, value] of Object.entries(req.headers)) {
@@ -66,16 +65,19 @@ async function startUpstream() {
     ws.send(JSON.stringify(identity(req)));
     ws.on("message", (data) => ws.send(`echo: ${data}`));
   });
-  await new Promise((r) => server.listen(port, "127.0.0.1", r));
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
   stoppers.push(() => { wss.close(); server.closeAllConnections(); server.close(); });
-  return `http://127.0.0.1:${port}`;
+  return `http://127.0.0.1:${server.address().port}`;
 }
 
 // One oidc-provider: its own issuer, keys, login and consent pages
 // (devInteractions), RP-initiated and back-channel logout, refresh tokens.
 async function startProvider(id, host, proxy) {
-  const port = await freePort(host);
-  const issuer = `http://${host}:${port}`;
+  // Listening first: the issuer names the port.
+  const server = createServer();
+  await new Promise((r) => server.listen(0, host, r));
+  stoppers.push(() => { server.closeAllConnections(); server.close(); });
+  const issuer = `http://${host}:${server.address().port}`;
   const seen = { refreshes: 0, backchannel: [], errors: [] };
   const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
   const provider = new Provider(issuer, {
@@ -136,9 +138,7 @@ async function startProvider(id, host, proxy) {
   provider.on("backchannel.success", (ctx, client, sub) => seen.backchannel.push(sub));
   provider.on("backchannel.error", (ctx, err) => seen.errors.push(String(err)));
   provider.on("server_error", (ctx, err) => seen.errors.push(String(err)));
-  const server = createServer(provider.callback());
-  await new Promise((r) => server.listen(port, host, r));
-  stoppers.push(() => { server.closeAllConnections(); server.close(); });
+  server.on("request", provider.callback());
   const discovery = await (await fetch(`${issuer}/.well-known/openid-configuration`)).json();
   return { id, issuer, seen, endSession: discovery.end_session_endpoint };
 }
@@ -184,7 +184,9 @@ try {
   const started = Date.now();
   const tmp = mkdtempSync(join(tmpdir(), "portcullis-e2e-"));
   stoppers.push(() => rmSync(tmp, { recursive: true, force: true }));
-  const [proxyPort, metricsPort, loneProxyPort] = [await freePort(), await freePort(), await freePort()];
+  const ports = new Set();
+  while (ports.size < 3) ports.add(await freePort());
+  const [proxyPort, metricsPort, loneProxyPort] = ports;
   const proxy = `http://127.0.0.1:${proxyPort}`;
   const upstream = await startUpstream();
   const a = await startProvider("a", "127.0.0.2", proxy);

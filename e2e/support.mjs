@@ -2,11 +2,11 @@
 import { createServer } from "node:net";
 import { chromium } from "playwright-core";
 
-/** A port nobody listens on at `host` (a loopback address). */
-export function freePort(host = "127.0.0.1") {
+/** A port nobody listens on at 127.0.0.1, for a process started next. */
+export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = createServer();
-    srv.listen(0, host, () => {
+    srv.listen(0, "127.0.0.1", () => {
       const { port } = srv.address();
       srv.close(() => resolve(port));
     });
