@@ -1,28 +1,11 @@
 // End-to-end: a real browser signs in through `portcullis demo` and out again.
 // Usage: node demo.mjs <path to the portcullis binary> [screenshot dir]
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
-import { chromium } from "playwright-core";
+import { check, freePort, launchChromium } from "./support.mjs";
 
 const binary = process.argv[2];
 const shots = process.argv[3];
 if (!binary) throw new Error("usage: node demo.mjs <portcullis binary> [screenshot dir]");
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
-
-function check(cond, what) {
-  if (!cond) throw new Error(`FAILED: ${what}`);
-  console.log(`ok - ${what}`);
-}
 
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
@@ -42,11 +25,7 @@ try {
   }
   check(output.includes(`${base}/`), "the demo prints the URL to open");
 
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
   const page = await browser.newPage();
 
   // Anonymous: portcullis sends the browser to its sign-in page.
