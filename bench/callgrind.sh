@@ -10,6 +10,9 @@
 # keep-alive connection; the difference over 2,000 is the per-request count,
 # start-up and sign-in cancelled out. Needs valgrind, python3, curl, and the
 # release build of examples/bench_idp (cargo build --release --examples).
+# Build the binary on its own (cargo build --release --bin portcullis): built
+# in one command with an example, it gets the dev-dependencies' features too
+# (tokio's test-util, which takes a mutex at every clock read).
 # ACCESS_LOG=false measures with `[log] access = false` (default: true, the
 # default config); either way stderr is /dev/null.
 # AUTH says what signs each request in: `cookie` (default, the session cookie),
