@@ -28,6 +28,25 @@ pub struct Identity {
     /// be forwarded and matched without reading a token again.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, Value>,
+    /// What the login hook added (already in `extra` and `groups`), kept so
+    /// that an identity rebuilt from the provider at refresh gets it again.
+    #[serde(default, skip_serializing_if = "Added::is_empty")]
+    pub added: Added,
+}
+
+/// Claims and groups the login hook added to an identity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Added {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+impl Added {
+    pub fn is_empty(&self) -> bool {
+        self.claims.is_empty() && self.groups.is_empty()
+    }
 }
 
 /// Why claims could not become an identity.
@@ -68,11 +87,29 @@ impl Identity {
             preferred_username: claims.get("preferred_username").and_then(scalar_string),
             groups: claims.get("groups").map(string_list).unwrap_or_default(),
             extra,
+            added: Added::default(),
         })
     }
 
-    /// This identity, with what it lacks taken from `older`: for claims read
-    /// from userinfo alone, which may leave out what only the id_token said.
+    /// This identity, as the provider described it, with `added` (the login
+    /// hook's answer) in it: its claims over the provider's of the same name,
+    /// its groups after the provider's (each once).
+    pub fn with_added(mut self, added: Added) -> Self {
+        for (name, value) in &added.claims {
+            self.extra.insert(name.clone(), value.clone());
+        }
+        for group in &added.groups {
+            if !self.groups.contains(group) {
+                self.groups.push(group.clone());
+            }
+        }
+        self.added = added;
+        self
+    }
+
+    /// This identity, with what it lacks taken from what the provider said of
+    /// `older` (not what the login hook added to it): for claims read from
+    /// userinfo alone, which may leave out what only the id_token said.
     pub fn filled_from(mut self, older: &Identity) -> Self {
         self.email = self.email.or_else(|| older.email.clone());
         self.email_verified = self.email_verified.or(older.email_verified);
@@ -81,9 +118,16 @@ impl Identity {
             .preferred_username
             .or_else(|| older.preferred_username.clone());
         if self.groups.is_empty() {
-            self.groups = older.groups.clone();
+            self.groups = (older.groups.iter())
+                .filter(|g| !older.added.groups.contains(g))
+                .cloned()
+                .collect();
         }
-        for (name, value) in &older.extra {
+        for (name, value) in older
+            .extra
+            .iter()
+            .filter(|(name, _)| !older.added.claims.contains_key(*name))
+        {
             self.extra
                 .entry(name.clone())
                 .or_insert_with(|| value.clone());
