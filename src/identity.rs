@@ -284,6 +284,43 @@ mod tests {
     }
 
     #[test]
+    fn hook_additions_are_forwarded_matched_and_not_taken_for_the_providers_at_refresh() {
+        let c = claims(json!({"sub": "u1", "groups": ["a", "b"], "team": "red", "dept": "x"}));
+        let added = Added {
+            claims: BTreeMap::from([
+                ("user_id".to_owned(), json!(42)),
+                ("team".to_owned(), json!("blue")),
+            ]),
+            groups: vec!["a".into(), "from-hook".into()],
+        };
+        let id = Identity::from_claims(&c, ["user_id", "team", "dept"])
+            .unwrap()
+            .with_added(added.clone());
+        assert_eq!(id.claim("user_id").as_deref(), Some("42"));
+        assert_eq!(
+            id.claim("team").as_deref(),
+            Some("blue"),
+            "over the provider's"
+        );
+        assert_eq!(id.groups, ["a", "b", "from-hook"], "each once");
+        assert!(id.claim_matches("groups", &[ClaimValue::new("from-hook")]));
+        // Userinfo alone at refresh: what the provider said before fills in,
+        // what the hook added does not pass for the provider's (a group both
+        // named counts as the hook's: the safe side when the hook, asked
+        // again, no longer grants it).
+        let refreshed = Identity::from_claims(&claims(json!({"sub": "u1"})), ["team", "dept"])
+            .unwrap()
+            .filled_from(&id);
+        assert_eq!(refreshed.groups, ["b"]);
+        assert_eq!(refreshed.extra.get("dept"), Some(&json!("x")));
+        assert!(!refreshed.extra.contains_key("user_id"));
+        assert!(!refreshed.extra.contains_key("team"));
+        let again = refreshed.with_added(added);
+        assert_eq!(again.claim("user_id").as_deref(), Some("42"));
+        assert_eq!(again.groups, ["b", "a", "from-hook"]);
+    }
+
+    #[test]
     fn numeric_sub_is_accepted_and_missing_sub_refused() {
         assert_eq!(
             Identity::from_claims(&claims(json!({"sub": 42})), [])

@@ -1694,3 +1694,23 @@ fn login_hook_mistakes_are_refused_with_their_key() {
     );
     refused(&secret, "hooks", "no on_login");
 }
+
+#[test]
+fn the_login_hook_example_config_is_valid() {
+    let example = include_str!("../../examples/login-hook/portcullis.toml");
+    let example: String = example
+        .lines()
+        .map(|l| match l.starts_with("secret_file = ") {
+            true => format!("secret = \"{HOOK_SECRET}\""),
+            false => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = parse(&format!("{MINIMAL}\n{example}")).unwrap();
+    assert!(c.login_hook.is_some());
+    assert!(
+        c.headers
+            .iter()
+            .any(|(name, claim)| name == "x-forwarded-user-id" && claim == "user_id")
+    );
+}
