@@ -54,7 +54,7 @@ const RESERVED_CLAIMS: [&str; 12] = [
     "groups",
     "provider",
 ];
-pub const SIGNATURE_HEADER: &str = "x-portcullis-signature";
+const SIGNATURE_HEADER: &str = "x-portcullis-signature";
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The login hook of one configuration.

@@ -578,3 +578,19 @@ async fn the_example_app_gives_each_user_a_local_id_and_can_be_invite_only() {
         resp.text()
     );
 }
+
+#[tokio::test]
+async fn a_reload_takes_the_new_hook_at_once() {
+    let old = Hook::start(allow(json!({"user_id": "old"}), json!([]))).await;
+    let new = Hook::start(allow(json!({"user_id": "new"}), json!([]))).await;
+    let h = harness(&old.url(), "").await;
+    h.reload(&[(&old.url(), &new.url())]).await.unwrap();
+    let mut b = h.browser();
+    assert_eq!(sign_in(&mut b, &h, "ada").await.status, StatusCode::FOUND);
+    let resp = b.get_json(&h.url("/whoami")).await;
+    assert_eq!(
+        resp.upstream_header("x-forwarded-user-id").as_deref(),
+        Some("new")
+    );
+    assert!(old.calls().is_empty());
+}
