@@ -39,6 +39,7 @@ fn session(target: usize) -> Session {
             preferred_username: Some("ada".into()),
             groups: vec!["admins".into(), "engineering".into(), "staff".into()],
             extra: BTreeMap::new(),
+            added: Default::default(),
         },
         tokens: Tokens {
             access_token: Some("a".repeat(300)),

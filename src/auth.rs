@@ -111,7 +111,7 @@ pub async fn handle<'a>(
         // Boxed: the callback's future (code exchange, id_token check) is
         // large, and every request's future would otherwise be as large
         // (moved into place per request, and held per connection).
-        Endpoint::Callback(id) => Box::pin(callback::callback(app, &req, id, ctx)).await,
+        Endpoint::Callback(id) => Box::pin(callback::callback(app, &req, &conn, id, ctx)).await,
         Endpoint::BackchannelLogout(id) => {
             let id = id.to_owned();
             Box::pin(backchannel::backchannel_logout(app, req, &id)).await

@@ -41,6 +41,8 @@ pub struct Config {
     #[serde(serialize_with = "ser_headers")]
     pub headers: Vec<(HeaderName, String)>,
     pub providers: Vec<ProviderConfig>,
+    /// `[hooks] on_login` and its keys; `None` when no login hook is set.
+    pub login_hook: Option<LoginHookConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -286,6 +288,41 @@ pub struct AccessConfig {
     /// How long an introspection answer is used (never beyond the token's `exp`).
     #[serde(serialize_with = "ser_duration")]
     pub introspection_cache: Duration,
+}
+
+/// `[hooks]`: the app's endpoint asked at sign-in whether the user may in,
+/// and what to add to their identity (`login_hook.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoginHookConfig {
+    pub on_login: HookTarget,
+    /// Signs each call (`X-Portcullis-Signature`); at least 32 bytes.
+    pub secret: Secret,
+    /// Whole-call limit: connect, send, wait and read the answer.
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    pub on_error: OnHookError,
+    /// Ask again at each token refresh; otherwise what it added at sign-in
+    /// is kept.
+    pub on_refresh: bool,
+}
+
+/// Where the login hook is called.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookTarget {
+    /// An `http://` or `https://` URL, POSTed to.
+    Http(Url),
+    /// `unix:/path`: a Unix socket, POSTed to at `/`.
+    Unix(PathBuf),
+}
+
+/// `hooks.on_error`: what a hook that fails (unreachable, too slow, an
+/// answer that is not one) means for the sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnHookError {
+    Deny,
+    Allow,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

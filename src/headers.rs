@@ -325,6 +325,28 @@ pub fn set_forwarded(
     }
 }
 
+/// The client's address: `peer`, or from a trusted proxy the nearest address
+/// in its `X-Forwarded-For` chain that is not a trusted proxy itself (the
+/// addresses before it were written by the client, and prove nothing).
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted_proxies: &[IpNet]) -> IpAddr {
+    let mut client = peer;
+    let mut hops = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .rev()
+        .flat_map(|value| value.to_str().unwrap_or("").rsplit(','));
+    while is_trusted(client, trusted_proxies) {
+        match hops
+            .next()
+            .and_then(|hop| hop.trim().parse::<IpAddr>().ok())
+        {
+            Some(ip) => client = ip.to_canonical(),
+            None => break,
+        }
+    }
+    client
+}
+
 /// Whether `ip` (canonical: see [`PeerIp::ip`]) is one of `trusted_proxies`.
 pub fn is_trusted(ip: IpAddr, trusted_proxies: &[IpNet]) -> bool {
     trusted_proxies.iter().any(|net| net.contains(&ip))

@@ -28,6 +28,25 @@ pub struct Identity {
     /// be forwarded and matched without reading a token again.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, Value>,
+    /// What the login hook added (already in `extra` and `groups`), kept so
+    /// that an identity rebuilt from the provider at refresh gets it again.
+    #[serde(default, skip_serializing_if = "Added::is_empty")]
+    pub added: Added,
+}
+
+/// Claims and groups the login hook added to an identity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Added {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+impl Added {
+    pub fn is_empty(&self) -> bool {
+        self.claims.is_empty() && self.groups.is_empty()
+    }
 }
 
 /// Why claims could not become an identity.
@@ -68,11 +87,29 @@ impl Identity {
             preferred_username: claims.get("preferred_username").and_then(scalar_string),
             groups: claims.get("groups").map(string_list).unwrap_or_default(),
             extra,
+            added: Added::default(),
         })
     }
 
-    /// This identity, with what it lacks taken from `older`: for claims read
-    /// from userinfo alone, which may leave out what only the id_token said.
+    /// This identity, as the provider described it, with `added` (the login
+    /// hook's answer) in it: its claims over the provider's of the same name,
+    /// its groups after the provider's (each once).
+    pub fn with_added(mut self, added: Added) -> Self {
+        for (name, value) in &added.claims {
+            self.extra.insert(name.clone(), value.clone());
+        }
+        for group in &added.groups {
+            if !self.groups.contains(group) {
+                self.groups.push(group.clone());
+            }
+        }
+        self.added = added;
+        self
+    }
+
+    /// This identity, with what it lacks taken from what the provider said of
+    /// `older` (not what the login hook added to it): for claims read from
+    /// userinfo alone, which may leave out what only the id_token said.
     pub fn filled_from(mut self, older: &Identity) -> Self {
         self.email = self.email.or_else(|| older.email.clone());
         self.email_verified = self.email_verified.or(older.email_verified);
@@ -81,9 +118,16 @@ impl Identity {
             .preferred_username
             .or_else(|| older.preferred_username.clone());
         if self.groups.is_empty() {
-            self.groups = older.groups.clone();
+            self.groups = (older.groups.iter())
+                .filter(|g| !older.added.groups.contains(g))
+                .cloned()
+                .collect();
         }
-        for (name, value) in &older.extra {
+        for (name, value) in older
+            .extra
+            .iter()
+            .filter(|(name, _)| !older.added.claims.contains_key(*name))
+        {
             self.extra
                 .entry(name.clone())
                 .or_insert_with(|| value.clone());
@@ -237,6 +281,43 @@ mod tests {
         assert!(!id.claim_matches("absent.x", &one("admin")));
         assert!(!id.claim_matches("realm_access.roles", &one("Admin")));
         assert_eq!(id.claim("realm_access.roles").as_deref(), Some("admin"));
+    }
+
+    #[test]
+    fn hook_additions_are_forwarded_matched_and_not_taken_for_the_providers_at_refresh() {
+        let c = claims(json!({"sub": "u1", "groups": ["a", "b"], "team": "red", "dept": "x"}));
+        let added = Added {
+            claims: BTreeMap::from([
+                ("user_id".to_owned(), json!(42)),
+                ("team".to_owned(), json!("blue")),
+            ]),
+            groups: vec!["a".into(), "from-hook".into()],
+        };
+        let id = Identity::from_claims(&c, ["user_id", "team", "dept"])
+            .unwrap()
+            .with_added(added.clone());
+        assert_eq!(id.claim("user_id").as_deref(), Some("42"));
+        assert_eq!(
+            id.claim("team").as_deref(),
+            Some("blue"),
+            "over the provider's"
+        );
+        assert_eq!(id.groups, ["a", "b", "from-hook"], "each once");
+        assert!(id.claim_matches("groups", &[ClaimValue::new("from-hook")]));
+        // Userinfo alone at refresh: what the provider said before fills in,
+        // what the hook added does not pass for the provider's (a group both
+        // named counts as the hook's: the safe side when the hook, asked
+        // again, no longer grants it).
+        let refreshed = Identity::from_claims(&claims(json!({"sub": "u1"})), ["team", "dept"])
+            .unwrap()
+            .filled_from(&id);
+        assert_eq!(refreshed.groups, ["b"]);
+        assert_eq!(refreshed.extra.get("dept"), Some(&json!("x")));
+        assert!(!refreshed.extra.contains_key("user_id"));
+        assert!(!refreshed.extra.contains_key("team"));
+        let again = refreshed.with_added(added);
+        assert_eq!(again.claim("user_id").as_deref(), Some("42"));
+        assert_eq!(again.groups, ["b", "a", "from-hook"]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod head_limit;
 pub mod headers;
 pub mod identity;
 pub mod log;
+pub mod login_hook;
 pub mod metrics;
 pub mod pages;
 pub mod policy;
@@ -103,6 +104,8 @@ pub enum StartError {
     Access(std::io::Error),
     #[error("cannot set up TLS for calls to identity providers: {0}")]
     ProviderTls(rustls::Error),
+    #[error("cannot set up TLS for calls to the login hook: {0}")]
+    HookTls(rustls::Error),
     #[error("{0}")]
     SessionStore(session::redis::SetupError),
     #[error("demo: {0}")]
@@ -135,6 +138,8 @@ pub struct App {
     /// Verdicts on bearer tokens seen lately (`[access] bearer_tokens`); new
     /// with each configuration, as they depend on its providers and claims.
     pub bearer: authn::bearer::BearerCache,
+    /// `[hooks] on_login`, when set: new with each configuration.
+    pub login_hook: Option<login_hook::LoginHook>,
     pub metrics: Arc<Metrics>,
     spoof_guard: SpoofGuard,
     /// This configuration's own background work (the emails file watch),
@@ -216,6 +221,12 @@ impl App {
             previous.map(|p| &p.providers),
         )
         .map_err(StartError::ProviderTls)?;
+        let login_hook = config
+            .login_hook
+            .as_ref()
+            .map(|hook| login_hook::LoginHook::new(hook, config.server.extra_ca_file.as_ref()))
+            .transpose()
+            .map_err(StartError::HookTls)?;
         Ok(Arc::new(Self {
             sessions,
             providers,
@@ -225,6 +236,7 @@ impl App {
                 .map(|p| p.seen_logout_tokens.clone())
                 .unwrap_or_default(),
             bearer: Default::default(),
+            login_hook,
             metrics,
             spoof_guard,
             _emails_watch: emails_watch,

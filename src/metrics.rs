@@ -97,6 +97,8 @@ pub enum SignInResult {
     denied,
     /// The session could not be stored.
     store_error,
+    /// The login hook failed, and `hooks.on_error = "deny"`.
+    hook_error,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -112,6 +114,15 @@ pub enum RefreshResult {
     /// The provider could not be reached: the session goes on with old tokens.
     Kept,
     Ended,
+}
+
+/// What the login hook answered (`portcullis_login_hook_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookResult {
+    Allowed,
+    Denied,
+    /// No answer, or one that is not an answer.
+    Error,
 }
 
 /// Where a request's session came from.
@@ -241,6 +252,7 @@ pub struct Metrics {
     upstream_response: Timing,
     sign_ins: Family<SignInLabels, Counter>,
     refreshes: Labelled<Counter, 3>,
+    login_hook: Labelled<Counter, 3>,
     reloads: Labelled<Counter, 2>,
     bearer_tokens: Labelled<Counter, 4>,
     pub opened: OpenedCount,
@@ -346,6 +358,12 @@ impl Metrics {
         );
         let refreshes = Labelled::new("result", ["renewed", "kept", "ended"]);
         registry.register("refreshes", "Token refreshes by result", refreshes.clone());
+        let login_hook = Labelled::new("result", ["allowed", "denied", "error"]);
+        registry.register(
+            "login_hook",
+            "Calls to the login hook ([hooks] on_login) by answer",
+            login_hook.clone(),
+        );
         let reloads = Labelled::new("result", ["applied", "refused"]);
         registry.register(
             "config_reloads",
@@ -400,6 +418,7 @@ impl Metrics {
             upstream_response,
             sign_ins,
             refreshes,
+            login_hook,
             reloads,
             bearer_tokens,
             opened,
@@ -427,6 +446,10 @@ impl Metrics {
 
     pub fn refresh(&self, result: RefreshResult) {
         self.refreshes.get(result as usize).inc();
+    }
+
+    pub fn login_hook(&self, result: HookResult) {
+        self.login_hook.get(result as usize).inc();
     }
 
     pub fn bearer_token(&self, result: BearerResult) {

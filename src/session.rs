@@ -219,6 +219,7 @@ pub(crate) mod tests {
                 preferred_username: None,
                 groups: Vec::new(),
                 extra: Default::default(),
+                added: Default::default(),
             },
             tokens: Tokens::default(),
             created_at: now,

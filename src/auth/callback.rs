@@ -1,6 +1,6 @@
 //! `GET /oauth2/callback/{provider}`: the provider sends the browser back here.
-//! Checks the flow, exchanges the code, verifies the identity, applies the policy,
-//! and only then mints a new session.
+//! Checks the flow, exchanges the code, verifies the identity, asks the login
+//! hook (when set), applies the policy, and only then mints a new session.
 
 use http::header::SET_COOKIE;
 use http::{Request, Response, StatusCode};
@@ -8,12 +8,15 @@ use http::{Request, Response, StatusCode};
 use super::query_param;
 use super::sign_in::unknown_provider;
 use crate::authn::kept_tokens;
+use crate::headers::client_ip;
 use crate::identity::Identity;
+use crate::login_hook::{HookCall, HookEvent, Judged};
 use crate::metrics::SignInResult;
 use crate::provider::ProviderError;
 use crate::provider::{Callback, FlowSecrets, clip};
 use crate::respond::with_cookies;
 use crate::respond::{self, Problem, Source};
+use crate::server::ConnInfo;
 use crate::session::store::SaveError;
 use crate::session::{Session, new_session_id};
 use crate::{App, Body, RequestContext, now_unix};
@@ -21,6 +24,7 @@ use crate::{App, Body, RequestContext, now_unix};
 pub async fn callback<'a, B>(
     app: &'a App,
     req: &Request<B>,
+    conn: &ConnInfo,
     provider_id: &str,
     ctx: &mut RequestContext<'a>,
 ) -> Response<Body> {
@@ -97,13 +101,40 @@ pub async fn callback<'a, B>(
         }
     };
     let wanted = app.routes.wanted_claims();
-    let identity = match Identity::from_claims(&signed_in.claims, wanted) {
+    let mut identity = match Identity::from_claims(&signed_in.claims, wanted) {
         Ok(i) => i,
         Err(e) => {
             ended(SignInResult::provider_error);
             return fail(Problem::from(e));
         }
     };
+    // Before the policy, so that a group the hook adds can satisfy it.
+    if let Some(hook) = &app.login_hook {
+        let call = HookCall {
+            event: HookEvent::SignIn,
+            provider: provider.id(),
+            identity: &identity,
+            claims: &signed_in.claims,
+            ip: Some(client_ip(
+                req.headers(),
+                conn.peer_ip.ip(),
+                &app.config.server.trusted_proxies,
+            )),
+            headers: req.headers(),
+        };
+        match hook.judge(&call, &app.metrics).await {
+            Judged::Admit(added) => identity = identity.with_added(added),
+            Judged::Unanswered => {}
+            Judged::Denied(problem) => {
+                ended(SignInResult::denied);
+                return fail(problem);
+            }
+            Judged::Failed(problem) => {
+                ended(SignInResult::hook_error);
+                return fail(problem);
+            }
+        }
+    }
     if let Err(denied) = app.routes.policy().admits(&identity) {
         ended(SignInResult::denied);
         tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = identity.sub.as_str(), reason = %denied, "sign-in refused by policy");

@@ -10,7 +10,9 @@
 //!   rotated out.
 //! - The provider refusing the refresh (`invalid_grant`, a user disabled
 //!   there), a refreshed identity the policy no longer admits, or an answer
-//!   that does not verify end the session.
+//!   that does not verify end the session. So does the login hook refusing
+//!   the user, when it is asked again at refresh (`hooks.on_refresh`);
+//!   otherwise what it added at sign-in is kept.
 //!   With a shared store (Redis), a refusal is first checked against the
 //!   stored session: another replica may have refreshed it meanwhile with a
 //!   refresh token the provider rotated, and its result is used instead.
@@ -25,6 +27,7 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::App;
 use crate::identity::Identity;
+use crate::login_hook::{HookCall, HookEvent, Judged};
 use crate::metrics::RefreshResult;
 use crate::provider::{Provider, RefreshError};
 use crate::session::store::SaveError;
@@ -178,6 +181,32 @@ impl Refresher {
                 Ok(identity) => identity.filled_from(&session.identity),
                 Err(_) => return Refreshed::Ended("the refreshed identity is unusable"),
             };
+            let added = match app.login_hook.as_ref().filter(|hook| hook.on_refresh()) {
+                Some(hook) => {
+                    let call = HookCall {
+                        event: HookEvent::Refresh,
+                        provider: provider.id(),
+                        identity: &identity,
+                        claims: &signed_in.claims,
+                        ip: None,
+                        headers,
+                    };
+                    match hook.judge(&call, &app.metrics).await {
+                        Judged::Admit(added) => added,
+                        Judged::Unanswered => session.identity.added.clone(),
+                        Judged::Denied(_) => {
+                            return Refreshed::Ended("the login hook refused the user");
+                        }
+                        Judged::Failed(_) => {
+                            return Refreshed::Ended(
+                                "the login hook failed (hooks.on_error = \"deny\")",
+                            );
+                        }
+                    }
+                }
+                None => session.identity.added.clone(),
+            };
+            let identity = identity.with_added(added);
             if let Err(denied) = app.routes.policy().admits(&identity) {
                 tracing::info!(target: crate::log::AUDIT, provider = provider.id(), sub = identity.sub.as_str(), reason = %denied, "refreshed identity no longer admitted; the session ends");
                 return Refreshed::Ended("the policy no longer admits the user");

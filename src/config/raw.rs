@@ -42,6 +42,8 @@ pub(super) struct RawConfig {
     headers: Option<BTreeMap<String, String>>,
     #[serde(default)]
     providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    hooks: RawHooks,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -212,6 +214,17 @@ struct RawSignIn {
     template: Option<PathBuf>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    on_login: Option<String>,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    timeout: Option<String>,
+    on_error: Option<String>,
+    on_refresh: Option<bool>,
+}
+
 /// The default `[headers]` map (DESIGN §2).
 pub const DEFAULT_HEADERS: [(&str, &str); 6] = [
     ("X-Forwarded-User", "sub"),
@@ -346,6 +359,7 @@ impl RawConfig {
         let sign_in = self.sign_in.validate(&mut p);
         let log = self.log.validate(&mut p);
         let providers = validate_providers(self.providers, &mut p);
+        let login_hook = self.hooks.validate(&mut p);
         if !p.0.is_empty() {
             return Err(ConfigError { problems: p.0 });
         }
@@ -361,6 +375,70 @@ impl RawConfig {
             rules: self.rules,
             headers,
             providers,
+            login_hook,
+        })
+    }
+}
+
+impl RawHooks {
+    fn validate(self, p: &mut Problems) -> Option<LoginHookConfig> {
+        let h = self;
+        let Some(on_login) = h.on_login else {
+            if h.secret.is_some()
+                || h.secret_file.is_some()
+                || h.timeout.is_some()
+                || h.on_error.is_some()
+                || h.on_refresh.is_some()
+            {
+                p.add(
+                    "hooks",
+                    "has settings but no on_login; set hooks.on_login to the hook's URL, or remove [hooks]",
+                );
+            }
+            return None;
+        };
+        let on_login = match on_login.strip_prefix("unix:") {
+            Some(path) if path.starts_with('/') => HookTarget::Unix(PathBuf::from(path)),
+            Some(_) => {
+                p.add(
+                    "hooks.on_login",
+                    format_args!("{on_login:?} must name an absolute socket path, e.g. \"unix:/run/app/hook.sock\""),
+                );
+                return None;
+            }
+            None => HookTarget::Http(p.url("hooks.on_login", Some(&on_login), "http://127.0.0.1/")),
+        };
+        let has_secret_file = h.secret_file.is_some();
+        let secret = match p.secret("hooks.secret", h.secret, h.secret_file.as_deref()) {
+            Some(s) if s.0.len() >= MIN_SECRET_LEN => s,
+            Some(_) => {
+                p.add("hooks.secret", format_args!("too short; use at least {MIN_SECRET_LEN} random bytes (`portcullis secret` prints one)"));
+                Secret(String::new())
+            }
+            // An unreadable secret_file is already reported.
+            None if has_secret_file => Secret(String::new()),
+            None => {
+                p.add("hooks.secret", "missing; hooks.on_login needs it (or hooks.secret_file) to sign its calls: set it to the output of `portcullis secret`, and give the app the same");
+                Secret(String::new())
+            }
+        };
+        let on_error = match h.on_error.as_deref() {
+            None | Some("deny") => OnHookError::Deny,
+            Some("allow") => OnHookError::Allow,
+            Some(other) => {
+                p.add(
+                    "hooks.on_error",
+                    format_args!("{other:?} is not a choice; write \"deny\" (the default: a failed hook refuses the sign-in) or \"allow\""),
+                );
+                OnHookError::Deny
+            }
+        };
+        Some(LoginHookConfig {
+            on_login,
+            secret,
+            timeout: p.duration("hooks.timeout", h.timeout.as_deref(), "5s"),
+            on_error,
+            on_refresh: h.on_refresh.unwrap_or(false),
         })
     }
 }

@@ -1619,3 +1619,98 @@ fn microsoft_graph_base_url_defaults_and_must_be_https() {
     );
     assert!(provider("kind = \"google\"\ngraph_base_url = \"https://g\"").is_err());
 }
+
+const HOOK_SECRET: &str = "hook-secret-0123456789abcdef-0123456789";
+
+#[test]
+fn login_hook_defaults_and_targets() {
+    let c = parse(&format!(
+        "{MINIMAL}\n[hooks]\non_login = \"http://127.0.0.1:8080/portcullis/login\"\nsecret = \"{HOOK_SECRET}\"\n"
+    ))
+    .unwrap();
+    let hook = c.login_hook.expect("a login hook");
+    assert_eq!(
+        hook.on_login,
+        HookTarget::Http(Url::parse("http://127.0.0.1:8080/portcullis/login").unwrap())
+    );
+    assert_eq!(hook.timeout, Duration::from_secs(5));
+    assert_eq!(hook.on_error, OnHookError::Deny);
+    assert!(!hook.on_refresh);
+    assert!(parse(MINIMAL).unwrap().login_hook.is_none());
+
+    let dir = std::env::temp_dir().join(format!("portcullis-hook-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret_file = dir.join("hook-secret");
+    std::fs::write(&secret_file, format!("{HOOK_SECRET}\n")).unwrap();
+    let c = parse(&format!(
+        "{MINIMAL}\n[hooks]\non_login = \"unix:/run/app/hook.sock\"\nsecret_file = {:?}\ntimeout = \"300ms\"\non_error = \"allow\"\non_refresh = true\n",
+        secret_file.display().to_string()
+    ))
+    .unwrap();
+    let hook = c.login_hook.unwrap();
+    assert_eq!(hook.on_login, HookTarget::Unix("/run/app/hook.sock".into()));
+    assert_eq!(hook.secret.expose(), HOOK_SECRET);
+    assert_eq!(hook.timeout, Duration::from_millis(300));
+    assert_eq!(hook.on_error, OnHookError::Allow);
+    assert!(hook.on_refresh);
+}
+
+#[test]
+fn login_hook_mistakes_are_refused_with_their_key() {
+    let refused = |hooks: &str, key: &str, says: &str| {
+        let got = problems(&format!("{MINIMAL}\n[hooks]\n{hooks}\n")).join("\n");
+        assert!(
+            got.contains(&format!("{key}:")) && got.contains(says),
+            "{hooks}: {got}"
+        );
+    };
+    let url = "on_login = \"http://127.0.0.1:8080/hook\"";
+    let secret = format!("secret = \"{HOOK_SECRET}\"");
+    refused(url, "hooks.secret", "missing");
+    refused(
+        &format!("{url}\nsecret = \"short\""),
+        "hooks.secret",
+        "too short",
+    );
+    refused(
+        &format!("on_login = \"ftp://127.0.0.1/hook\"\n{secret}"),
+        "hooks.on_login",
+        "http:// or https://",
+    );
+    refused(
+        &format!("on_login = \"unix:relative.sock\"\n{secret}"),
+        "hooks.on_login",
+        "absolute socket path",
+    );
+    refused(
+        &format!("{url}\n{secret}\ntimeout = \"0s\""),
+        "hooks.timeout",
+        "longer than zero",
+    );
+    refused(
+        &format!("{url}\n{secret}\non_error = \"ignore\""),
+        "hooks.on_error",
+        "\"deny\"",
+    );
+    refused(&secret, "hooks", "no on_login");
+}
+
+#[test]
+fn the_login_hook_example_config_is_valid() {
+    let example = include_str!("../../examples/login-hook/portcullis.toml");
+    let example: String = example
+        .lines()
+        .map(|l| match l.starts_with("secret_file = ") {
+            true => format!("secret = \"{HOOK_SECRET}\""),
+            false => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let c = parse(&format!("{MINIMAL}\n{example}")).unwrap();
+    assert!(c.login_hook.is_some());
+    assert!(
+        c.headers
+            .iter()
+            .any(|(name, claim)| name == "x-forwarded-user-id" && claim == "user_id")
+    );
+}

@@ -300,3 +300,36 @@ fn no_trusted_proxies_means_nobody_is_believed() {
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
     assert!(!headers.contains_key("x-forwarded-host"));
 }
+
+#[test]
+fn the_client_ip_is_the_nearest_untrusted_hop() {
+    let trusted = nets(&["10.0.0.0/8"]);
+    let xff = |chain: &str| map(&[("x-forwarded-for", chain)]);
+    // Through trusted proxies: the last address they did not write.
+    assert_eq!(
+        client_ip(
+            &xff("1.1.1.1, 203.0.113.7, 10.0.0.2"),
+            ip("10.0.0.1"),
+            &trusted
+        ),
+        ip("203.0.113.7")
+    );
+    // From anyone else, the chain proves nothing.
+    assert_eq!(
+        client_ip(&xff("203.0.113.7"), ip("198.51.100.1"), &trusted),
+        ip("198.51.100.1")
+    );
+    assert_eq!(
+        client_ip(&xff("203.0.113.7"), ip("10.0.0.1"), &[]),
+        ip("10.0.0.1")
+    );
+    // An unreadable hop stops the walk at the last trusted address.
+    assert_eq!(
+        client_ip(&xff("203.0.113.7, garbage"), ip("10.0.0.1"), &trusted),
+        ip("10.0.0.1")
+    );
+    assert_eq!(
+        client_ip(&HeaderMap::new(), ip("10.0.0.1"), &trusted),
+        ip("10.0.0.1")
+    );
+}

@@ -192,6 +192,7 @@ fn identity_headers_decode_to_claims(
         preferred_username: None,
         groups: groups.clone(),
         extra: BTreeMap::from([("department".to_owned(), Value::String(extra.clone()))]),
+        added: Default::default(),
     };
     for (claim, expected) in [
         ("sub", Some(sub)),

@@ -41,6 +41,7 @@ fn user(email: Option<&str>, verified: Option<bool>, groups: &[&str]) -> Identit
         preferred_username: None,
         groups: groups.iter().map(|g| g.to_string()).collect(),
         extra: Default::default(),
+        added: Default::default(),
     }
 }
 

@@ -54,10 +54,10 @@ pub enum HttpFailure {
     ConnectionRefused,
     #[error("could not connect: {0}")]
     Connect(String),
-    #[error("timed out after {}s", TIMEOUT.as_secs())]
-    TimedOut,
-    #[error("response larger than 1 MiB")]
-    TooLarge,
+    #[error("timed out after {}", humantime::format_duration(*.0))]
+    TimedOut(Duration),
+    #[error("response larger than {} KiB", .0 / 1024)]
+    TooLarge(usize),
     #[error("request failed: {0}")]
     Request(String),
     #[error("answered {0}")]
@@ -90,6 +90,17 @@ impl ProviderHttp {
 
     /// Sends `request` and reads the whole response, within [`TIMEOUT`] and [`MAX_BODY`].
     pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        self.send_within(request, TIMEOUT, MAX_BODY).await
+    }
+
+    /// Sends `request` and reads the whole response, within `timeout` and
+    /// `max_body` bytes.
+    pub async fn send_within(
+        &self,
+        request: HttpRequest,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<HttpResponse, HttpError> {
         let url = redacted_url(&request.uri().to_string());
         let fail = |reason| HttpError {
             url: url.clone(),
@@ -108,19 +119,11 @@ impl ProviderHttp {
                 .request(request)
                 .await
                 .map_err(|e| describe_client_error(&e))?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_BODY).collect().await.map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    HttpFailure::TooLarge
-                } else {
-                    HttpFailure::Request(e.to_string())
-                }
-            })?;
-            Ok(http::Response::from_parts(parts, body.to_bytes().to_vec()))
+            read_limited(response, max_body).await
         };
-        match tokio::time::timeout(TIMEOUT, call).await {
+        match tokio::time::timeout(timeout, call).await {
             Ok(result) => result.map_err(fail),
-            Err(_) => Err(fail(HttpFailure::TimedOut)),
+            Err(_) => Err(fail(HttpFailure::TimedOut(timeout))),
         }
     }
 
@@ -252,6 +255,26 @@ impl<'c> AsyncHttpClient<'c> for ProviderHttp {
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(self.send(request))
     }
+}
+
+/// `response` with its whole body, refused past `max_body` bytes.
+pub(crate) async fn read_limited<B>(
+    response: http::Response<B>,
+    max_body: usize,
+) -> Result<HttpResponse, HttpFailure>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = response.into_parts();
+    let body = Limited::new(body, max_body).collect().await.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            HttpFailure::TooLarge(max_body)
+        } else {
+            HttpFailure::Request(e.to_string())
+        }
+    })?;
+    Ok(http::Response::from_parts(parts, body.to_bytes().to_vec()))
 }
 
 fn redacted_url(url: &str) -> String {

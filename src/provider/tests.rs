@@ -435,7 +435,7 @@ async fn http_client_refuses_responses_over_one_mebibyte() {
         .get_json(&url, None)
         .await
         .unwrap_err();
-    assert!(matches!(err.reason, HttpFailure::TooLarge), "{err}");
+    assert!(matches!(err.reason, HttpFailure::TooLarge(_)), "{err}");
 }
 
 #[tokio::test]

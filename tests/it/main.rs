@@ -11,6 +11,7 @@ mod front_proxies;
 mod grpc;
 mod id_token;
 mod login_flow;
+mod login_hook;
 mod logs;
 mod metrics;
 mod open_redirects;

@@ -44,6 +44,7 @@ fn session() -> impl Strategy<Value = Session> {
                 preferred_username: None,
                 groups,
                 extra: BTreeMap::new(),
+                added: Default::default(),
             },
             tokens: Tokens {
                 access_token: Some("t".repeat(padding)),
@@ -214,6 +215,7 @@ static FOREIGN: std::sync::LazyLock<Vec<(String, String)>> = std::sync::LazyLock
             preferred_username: None,
             groups: Vec::new(),
             extra: BTreeMap::new(),
+            added: Default::default(),
         },
         tokens: Tokens::default(),
         created_at: NOW - 10,

@@ -34,6 +34,7 @@ fn session(padding: usize) -> Session {
             preferred_username: None,
             groups: vec!["admins".into()],
             extra: BTreeMap::new(),
+            added: Default::default(),
         },
         tokens: Tokens {
             access_token: Some("a".repeat(padding)),

@@ -87,6 +87,7 @@ fn session(sub: &str, sid: Option<&str>, lifetime: u64) -> Session {
             preferred_username: None,
             groups: vec!["admins".into()],
             extra: BTreeMap::new(),
+            added: Default::default(),
         },
         tokens: Tokens {
             access_token: Some("access-token-value-1234".into()),
