@@ -298,15 +298,57 @@ async fn a_key_file_alone_is_published_and_a_reload_reads_it_again() {
     assert_eq!(verify(&resigned, &after)["sub"], "grace");
 }
 
-/// The README's Node snippet (examples/verify-assertion.mjs), run against a
-/// live assertion and JWKS. Needs node and `npm ci --prefix e2e` (jose);
-/// `.ci/run` sets REQUIRE_BROWSER_TEST=1, so that there a missing piece fails.
+/// Runs `program` on `script` from `dir` with `PORTCULLIS_URL`,
+/// `APP_AUDIENCE` and `ASSERTION` set (the examples' inputs): did it succeed,
+/// and what it printed. tokio's Command: the script fetches the JWKS from
+/// this runtime.
+async fn run_example(
+    dir: &Path,
+    program: &[&str],
+    script: &str,
+    h: &Harness,
+    audience: &str,
+    assertion: &str,
+) -> (bool, String) {
+    let out = tokio::process::Command::new(program[0])
+        .current_dir(dir)
+        .args(&program[1..])
+        .arg(script)
+        .env("PORTCULLIS_URL", &h.base)
+        .env("APP_AUDIENCE", audience)
+        .env("ASSERTION", assertion)
+        .output()
+        .await
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success(), stdout + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// Checks an example verifier: it accepts a live assertion for its audience
+/// and prints its claims, and refuses it for another audience.
+async fn check_example(dir: &Path, program: &[&str], script: &str) {
+    let app = upstream().await;
+    let h = harness(app, "").await;
+    let mut b = h.signed_in("grace").await;
+    let assertion = assertion_of(&get(&h, &mut b, "/", &[]).await);
+    let audience = format!("http://{app}");
+    let (ok, printed) = run_example(dir, program, script, &h, &audience, &assertion).await;
+    assert!(ok, "{printed}");
+    let claims: Value = serde_json::from_str(printed.trim()).unwrap();
+    assert_eq!(claims["sub"], "grace");
+    let (ok, printed) =
+        run_example(dir, program, script, &h, "https://another.app", &assertion).await;
+    assert!(!ok, "another audience is refused: {printed}");
+}
+
+/// The README's Node snippet (examples/verify-assertion.mjs). Needs node and
+/// `npm ci --prefix e2e` (jose); `.ci/run` sets REQUIRE_BROWSER_TEST=1, so
+/// that there a missing piece fails.
 #[tokio::test]
 async fn the_readme_node_snippet_verifies_an_assertion() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let node = Command::new("node").arg("--version").output().is_ok();
-    let jose = root.join("e2e/node_modules/jose").exists();
-    if !(node && jose) {
+    if !(node && root.join("e2e/node_modules/jose").exists()) {
         assert!(
             std::env::var_os("REQUIRE_BROWSER_TEST").is_none(),
             "node and e2e/node_modules/jose are required (npm ci --prefix e2e)"
@@ -314,30 +356,25 @@ async fn the_readme_node_snippet_verifies_an_assertion() {
         eprintln!("skipped the Node assertion check: needs node and npm ci --prefix e2e");
         return;
     }
-    let app = upstream().await;
-    let h = harness(app, "").await;
-    let mut b = h.signed_in("grace").await;
-    let assertion = assertion_of(&get(&h, &mut b, "/", &[]).await);
     let script = std::fs::read_to_string(root.join("examples/verify-assertion.mjs")).unwrap();
-    // Evaluated from e2e/, so that `import "jose"` finds e2e/node_modules;
-    // tokio's Command, as node fetches the JWKS from this runtime.
-    let run = async |audience: &str| {
-        let out = tokio::process::Command::new("node")
-            .current_dir(root.join("e2e"))
-            .args(["--input-type=module", "--eval", &script])
-            .env("PORTCULLIS_URL", &h.base)
-            .env("APP_AUDIENCE", audience)
-            .env("ASSERTION", &assertion)
-            .output()
-            .await
-            .expect("run node");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        (out.status.success(), stdout + &String::from_utf8_lossy(&out.stderr))
-    };
-    let verified = run(&format!("http://{app}")).await;
-    let printed = run("https://another.app").await;
-    assert!(verified.0, "{}", verified.1);
-    let claims: Value = serde_json::from_str(verified.1.trim()).unwrap();
-    assert_eq!(claims["sub"], "grace");
-    assert!(!printed.0, "another audience is refused: {}", printed.1);
+    // Evaluated from e2e/, so that `import "jose"` finds e2e/node_modules.
+    let node = ["node", "--input-type=module", "--eval"];
+    check_example(&root.join("e2e"), &node, &script).await;
+}
+
+/// The README's Python snippet (examples/verify-assertion.py), when PyJWT is
+/// installed; never required.
+#[tokio::test]
+async fn the_readme_python_snippet_verifies_an_assertion() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pyjwt = Command::new("python3")
+        .args(["-c", "import jwt"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !pyjwt {
+        eprintln!("skipped the Python assertion check: needs python3 with PyJWT");
+        return;
+    }
+    let script = root.join("examples/verify-assertion.py");
+    check_example(root, &["python3"], &script.display().to_string()).await;
 }
