@@ -87,9 +87,7 @@ impl SigningKey {
     }
 
     fn new(key: &p256::SecretKey) -> Self {
-        let der = key
-            .to_pkcs8_der()
-            .expect("a P-256 key encodes as PKCS#8");
+        let der = key.to_pkcs8_der().expect("a P-256 key encodes as PKCS#8");
         let point = key.public_key().to_sec1_point(false);
         let coordinate = |c: Option<&_>| {
             let c: &[u8] = c.expect("an uncompressed point has both coordinates");
@@ -271,9 +269,7 @@ impl<'c> Keys<'c> {
             Some(file) => file.key.clone(),
             None => self
                 .derived
-                .get_or_insert_with(|| {
-                    Arc::new(SigningKey::derived(self.session.secret.expose()))
-                })
+                .get_or_insert_with(|| Arc::new(SigningKey::derived(self.session.secret.expose())))
                 .clone(),
         };
         if !self.used.iter().any(|k| k.kid == key.kid) {

@@ -40,7 +40,8 @@ fn public_url() -> url::Url {
 /// with an independent implementation).
 fn parts(jwt: &HeaderValue) -> (serde_json::Value, serde_json::Value) {
     let mut parts = jwt.to_str().unwrap().split('.');
-    let mut json = || serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap()).unwrap();
+    let mut json =
+        || serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap()).unwrap();
     (json(), json())
 }
 
@@ -50,7 +51,11 @@ fn sec1_and_pkcs8_pem_give_the_same_key_and_its_public_point() {
     let pkcs8 = SigningKey::from_pem(P256_PKCS8).unwrap();
     assert_eq!(sec1.kid, pkcs8.kid);
     assert_eq!(sec1.jwk, pkcs8.jwk);
-    let coordinate = |name: &str| hex(&URL_SAFE_NO_PAD.decode(sec1.jwk[name].as_str().unwrap()).unwrap());
+    let coordinate = |name: &str| {
+        hex(&URL_SAFE_NO_PAD
+            .decode(sec1.jwk[name].as_str().unwrap())
+            .unwrap())
+    };
     assert_eq!(coordinate("x"), P256_X);
     assert_eq!(coordinate("y"), P256_Y);
     assert_eq!(sec1.jwk["kty"], "EC");
@@ -68,7 +73,10 @@ fn the_kid_is_the_rfc_7638_thumbprint() {
         "crv": "P-256", "kty": "EC", "x": key.jwk["x"], "y": key.jwk["y"],
     }))
     .unwrap();
-    assert!(canonical.starts_with(r#"{"crv":"P-256","kty":"EC","x":""#), "{canonical}");
+    assert!(
+        canonical.starts_with(r#"{"crv":"P-256","kty":"EC","x":""#),
+        "{canonical}"
+    );
     assert_eq!(key.kid, URL_SAFE_NO_PAD.encode(Sha256::digest(canonical)));
 }
 
@@ -94,7 +102,11 @@ fn the_derived_key_is_the_same_for_a_secret_and_differs_between_secrets() {
     // And it signs: a key ring can never hold an unusable key.
     let config = session_config(SECRET, &[]);
     let mut keys = Keys::new(&config, &public_url());
-    assert!(keys.signer(&settings(None)).sign(&a_session(1), 1).is_some());
+    assert!(
+        keys.signer(&settings(None))
+            .sign(&a_session(1), 1)
+            .is_some()
+    );
 }
 
 #[test]
@@ -119,11 +131,16 @@ fn an_assertion_carries_the_documented_header_and_claims() {
     assert_eq!(claims["iat"], 1000);
     assert_eq!(claims["exp"], 1300);
     assert_eq!(stamped.expires_at, 1300);
-    let jti = URL_SAFE_NO_PAD.decode(claims["jti"].as_str().unwrap()).unwrap();
+    let jti = URL_SAFE_NO_PAD
+        .decode(claims["jti"].as_str().unwrap())
+        .unwrap();
     assert_eq!(jti.len(), 16);
     // Absent rather than empty.
     let (_, bare) = parts(&signer.sign(&a_session(1000), 1000).unwrap().value);
-    assert!(bare.get("email").is_none() && bare.get("groups").is_none(), "{bare}");
+    assert!(
+        bare.get("email").is_none() && bare.get("groups").is_none(),
+        "{bare}"
+    );
 }
 
 #[test]
@@ -136,7 +153,11 @@ fn a_cached_assertion_is_reused_until_a_third_of_its_lifetime_remains() {
     let first = cached.current(&signer, &session, 1000).unwrap();
     // 300 s lifetime: reused while at least 100 s remain (until 1200).
     for now in [1000, 1100, 1200] {
-        assert_eq!(cached.current(&signer, &session, now).unwrap(), first, "at {now}");
+        assert_eq!(
+            cached.current(&signer, &session, now).unwrap(),
+            first,
+            "at {now}"
+        );
     }
     let renewed = cached.current(&signer, &session, 1201).unwrap();
     assert_ne!(renewed, first);
@@ -170,13 +191,16 @@ fn the_jwks_publishes_the_keys_in_use_and_those_of_previous_secrets() {
     let mut keys = Keys::new(&config, &public_url());
     keys.signer(&settings(None));
     keys.signer(&settings(None));
-    assert_eq!(kids(keys.jwks().unwrap()), [derived.clone(), previous.clone()]);
+    assert_eq!(
+        kids(keys.jwks().unwrap()),
+        [derived.clone(), previous.clone()]
+    );
 
     // A key file alone: its key alone.
     let mut keys = Keys::new(&config, &public_url());
     keys.signer(&settings(Some(P256_SEC1)));
     keys.signer(&settings(Some(P256_PKCS8)));
-    assert_eq!(kids(keys.jwks().unwrap()), [from_file.clone()]);
+    assert_eq!(kids(keys.jwks().unwrap()), [from_file.as_str()]);
 
     // One route on a file, another on the derived key: both, and the previous.
     let mut keys = Keys::new(&config, &public_url());

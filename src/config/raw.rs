@@ -617,7 +617,9 @@ fn validate_assertion(u: &RawUpstream, p: &mut Problems, at: &str) -> Option<Ass
         for (key, _) in set.iter().filter(|(_, set)| *set) {
             p.add(
                 &format!("{at}.{key}"),
-                format_args!("has no effect without {at}.assertion = true; set that, or remove {key}"),
+                format_args!(
+                    "has no effect without {at}.assertion = true; set that, or remove {key}"
+                ),
             );
         }
         return None;

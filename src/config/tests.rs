@@ -1656,15 +1656,17 @@ fn assertion_defaults_to_the_route_url_as_written_and_five_minutes() {
     assert_eq!(wiki.lifetime, Duration::from_secs(3600));
     // Without a url, the default one.
     let c = parse(&format!("[upstream]\nassertion = true\n{MINIMAL}")).unwrap();
-    assert_eq!(c.upstream.assertion.unwrap().audience, "http://127.0.0.1:8080");
+    assert_eq!(
+        c.upstream.assertion.unwrap().audience,
+        "http://127.0.0.1:8080"
+    );
 }
 
 #[test]
 fn assertion_lifetime_and_audience_are_checked() {
     for (lifetime, accepted) in [("29s", false), ("30s", true), ("1h", true), ("61m", false)] {
-        let toml = format!(
-            "[upstream]\nassertion = true\nassertion_lifetime = \"{lifetime}\"\n{MINIMAL}"
-        );
+        let toml =
+            format!("[upstream]\nassertion = true\nassertion_lifetime = \"{lifetime}\"\n{MINIMAL}");
         match parse(&toml) {
             Ok(_) => assert!(accepted, "{lifetime} accepted"),
             Err(e) => {
@@ -1681,7 +1683,10 @@ fn assertion_lifetime_and_audience_are_checked() {
         "[upstream]\nassertion = true\nassertion_audience = \" \"\n{MINIMAL}"
     ))
     .join("\n");
-    assert!(got.contains("upstream.assertion_audience: must not be empty"), "{got}");
+    assert!(
+        got.contains("upstream.assertion_audience: must not be empty"),
+        "{got}"
+    );
 }
 
 #[test]
@@ -1693,9 +1698,18 @@ fn assertion_key_file_is_read_and_must_hold_a_p256_key() {
         std::fs::write(&path, pem).unwrap();
         path.display().to_string()
     };
-    let sec1 = write("sec1.pem", include_str!("../assertion/testdata/p256-sec1.pem"));
-    let pkcs8 = write("pkcs8.pem", include_str!("../assertion/testdata/p256-pkcs8.pem"));
-    let rsa = write("rsa.pem", include_str!("../assertion/testdata/rsa-pkcs8.pem"));
+    let sec1 = write(
+        "sec1.pem",
+        include_str!("../assertion/testdata/p256-sec1.pem"),
+    );
+    let pkcs8 = write(
+        "pkcs8.pem",
+        include_str!("../assertion/testdata/p256-pkcs8.pem"),
+    );
+    let rsa = write(
+        "rsa.pem",
+        include_str!("../assertion/testdata/rsa-pkcs8.pem"),
+    );
     let key_file = |path: &str| {
         parse(&format!(
             "[upstream]\nassertion = true\nassertion_key_file = {path:?}\n{MINIMAL}"
@@ -1709,12 +1723,24 @@ fn assertion_key_file_is_read_and_must_hold_a_p256_key() {
 
     let got = key_file(&rsa).unwrap_err().problems.join("\n");
     assert!(got.starts_with("upstream.assertion_key_file: "), "{got}");
-    assert!(got.contains("is not a P-256 (prime256v1) private key"), "{got}");
-    assert!(got.contains("openssl ecparam -genkey -name prime256v1 -noout"), "{got}");
-    assert!(!got.contains("BEGIN"), "no key material in the message: {got}");
+    assert!(
+        got.contains("is not a P-256 (prime256v1) private key"),
+        "{got}"
+    );
+    assert!(
+        got.contains("openssl ecparam -genkey -name prime256v1 -noout"),
+        "{got}"
+    );
+    assert!(
+        !got.contains("BEGIN"),
+        "no key material in the message: {got}"
+    );
 
     let missing = dir.join("missing.pem").display().to_string();
     let got = key_file(&missing).unwrap_err().problems.join("\n");
-    assert!(got.contains("upstream.assertion_key_file: cannot read"), "{got}");
+    assert!(
+        got.contains("upstream.assertion_key_file: cannot read"),
+        "{got}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -78,8 +78,14 @@ fn verify(jwt: &str, jwks: &Value) -> Value {
         .iter()
         .find(|k| k["kid"] == header["kid"])
         .unwrap_or_else(|| panic!("kid {} not in the JWKS {jwks}", header["kid"]));
-    assert_eq!((key["kty"].as_str(), key["crv"].as_str()), (Some("EC"), Some("P-256")));
-    assert_eq!((key["alg"].as_str(), key["use"].as_str()), (Some("ES256"), Some("sig")));
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str()),
+        (Some("EC"), Some("P-256"))
+    );
+    assert_eq!(
+        (key["alg"].as_str(), key["use"].as_str()),
+        (Some("ES256"), Some("sig"))
+    );
     let mut point = vec![0x04];
     point.extend(decode(key["x"].as_str().unwrap()));
     point.extend(decode(key["y"].as_str().unwrap()));
@@ -105,13 +111,27 @@ async fn the_upstream_gets_an_assertion_that_verifies_against_the_served_jwks() 
     let mut b = h.signed_in("ada").await;
     let first = assertion_of(&get(&h, &mut b, "/", &[]).await);
     let claims = verify(&first, &jwks(&h).await);
-    assert_eq!(claims["iss"], h.base.as_str(), "public_url, no trailing slash");
-    assert_eq!(claims["aud"], format!("http://{app}"), "the upstream url as written");
+    assert_eq!(
+        claims["iss"],
+        h.base.as_str(),
+        "public_url, no trailing slash"
+    );
+    assert_eq!(
+        claims["aud"],
+        format!("http://{app}"),
+        "the upstream url as written"
+    );
     assert_eq!(claims["sub"], "ada");
     assert_eq!(claims["email"], "ada@example.com");
-    assert_eq!(claims["groups"], serde_json::json!(["admins", "engineering"]));
+    assert_eq!(
+        claims["groups"],
+        serde_json::json!(["admins", "engineering"])
+    );
     assert_eq!(claims["provider"], "demo");
-    let (iat, exp) = (claims["iat"].as_u64().unwrap(), claims["exp"].as_u64().unwrap());
+    let (iat, exp) = (
+        claims["iat"].as_u64().unwrap(),
+        claims["exp"].as_u64().unwrap(),
+    );
     assert_eq!(exp - iat, 300, "the default lifetime");
     assert!(iat.abs_diff(portcullis::now_unix()) <= 5);
     assert_eq!(decode(claims["jti"].as_str().unwrap()).len(), 16);
@@ -135,7 +155,11 @@ async fn a_client_never_gets_its_own_assertion_to_the_upstream() {
     let public = "[[rules]]\npath = \"/public/\"\npublic = true\n";
     for on in [true, false] {
         let h = Harness::with(Setup {
-            upstream_toml: if on { "assertion = true".into() } else { String::new() },
+            upstream_toml: if on {
+                "assertion = true".into()
+            } else {
+                String::new()
+            },
             extra_toml: public.into(),
             ..Setup::default()
         })
@@ -171,7 +195,11 @@ async fn each_route_signs_for_its_own_audience() {
     })
     .await;
     let keys = jwks(&h).await;
-    assert_eq!(kids(&keys).len(), 1, "one derived key for every route: {keys}");
+    assert_eq!(
+        kids(&keys).len(),
+        1,
+        "one derived key for every route: {keys}"
+    );
     let mut b = h.signed_in("grace").await;
     for (path, aud, lifetime) in [
         ("/x", format!("http://{main}"), 300),
@@ -184,7 +212,12 @@ async fn each_route_signs_for_its_own_audience() {
         assert_eq!(lived, lifetime, "{path}");
     }
     // A route without `assertion` gets none.
-    assert!(get(&h, &mut b, "/d/x", &[]).await.upstream_header(HEADER).is_none());
+    assert!(
+        get(&h, &mut b, "/d/x", &[])
+            .await
+            .upstream_header(HEADER)
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -210,20 +243,33 @@ async fn a_bearer_token_request_gets_an_assertion_too() {
 #[tokio::test]
 async fn jwks_is_404_without_assertions_and_takes_only_get_and_head() {
     let h = Harness::start().await;
-    let resp = Browser::new()
-        .get_json(&h.url("/oauth2/jwks.json"))
-        .await;
+    let resp = Browser::new().get_json(&h.url("/oauth2/jwks.json")).await;
     assert_eq!(resp.status, StatusCode::NOT_FOUND);
-    assert!(resp.text().contains("No route sends a signed identity assertion"), "{}", resp.text());
+    assert!(
+        resp.text()
+            .contains("No route sends a signed identity assertion"),
+        "{}",
+        resp.text()
+    );
 
     let h = harness(upstream().await, "").await;
     let head = Browser::new()
-        .request(Method::HEAD, &h.url("/oauth2/jwks.json"), &[], Default::default())
+        .request(
+            Method::HEAD,
+            &h.url("/oauth2/jwks.json"),
+            &[],
+            Default::default(),
+        )
         .await;
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(head.header("content-type"), Some("application/json"));
     let post = Browser::new()
-        .request(Method::POST, &h.url("/oauth2/jwks.json"), &[], Default::default())
+        .request(
+            Method::POST,
+            &h.url("/oauth2/jwks.json"),
+            &[],
+            Default::default(),
+        )
         .await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
@@ -239,7 +285,11 @@ async fn replicas_with_one_secret_share_the_key_and_previous_secrets_keys_are_pu
     })
     .await;
     let keys = jwks(&h).await;
-    assert_eq!(kids(&keys).len(), 2, "the secret's key and the previous one's: {keys}");
+    assert_eq!(
+        kids(&keys).len(),
+        2,
+        "the secret's key and the previous one's: {keys}"
+    );
     let replica = h.replica().await;
     let mut b = h.signed_in("grace").await;
     let resp = b
@@ -265,7 +315,10 @@ async fn replicas_with_one_secret_share_the_key_and_previous_secrets_keys_are_pu
     })
     .await;
     let after = jwks(&rotated).await;
-    assert!(kids(&after).contains(&kids(&keys)[0]), "{after} has {keys}'s first key");
+    assert!(
+        kids(&after).contains(&kids(&keys)[0]),
+        "{after} has {keys}'s first key"
+    );
 }
 
 /// A fresh P-256 key as PEM (PKCS#8), written to a file of its own.
@@ -281,7 +334,11 @@ fn key_file(name: &str) -> String {
 #[tokio::test]
 async fn a_key_file_alone_is_published_and_a_reload_reads_it_again() {
     let (first, second) = (key_file("first.pem"), key_file("second.pem"));
-    let h = harness(upstream().await, &format!("assertion_key_file = {first:?}\n")).await;
+    let h = harness(
+        upstream().await,
+        &format!("assertion_key_file = {first:?}\n"),
+    )
+    .await;
     let before = jwks(&h).await;
     assert_eq!(kids(&before).len(), 1, "only the file's key: {before}");
     let mut b = h.signed_in("grace").await;
@@ -321,7 +378,10 @@ async fn run_example(
         .await
         .expect("run the example");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    (out.status.success(), stdout + &String::from_utf8_lossy(&out.stderr))
+    (
+        out.status.success(),
+        stdout + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 /// Checks an example verifier: it accepts a live assertion for its audience
