@@ -89,14 +89,10 @@ impl SigningKey {
     fn new(key: &p256::SecretKey) -> Self {
         let der = key.to_pkcs8_der().expect("a P-256 key encodes as PKCS#8");
         let point = key.public_key().to_sec1_point(false);
-        let coordinate = |c: Option<&_>| {
-            let c: &[u8] = c.expect("an uncompressed point has both coordinates");
-            URL_SAFE_NO_PAD.encode(c)
+        let coordinate = |c: Option<&p256::FieldBytes>| {
+            URL_SAFE_NO_PAD.encode(c.expect("an uncompressed point has both coordinates"))
         };
-        let (x, y) = (
-            coordinate(point.x().map(|x| x.as_slice())),
-            coordinate(point.y().map(|y| y.as_slice())),
-        );
+        let (x, y) = (coordinate(point.x()), coordinate(point.y()));
         // RFC 7638 §3.2: the required members in lexicographic order, no spaces.
         let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
         let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical));

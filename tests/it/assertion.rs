@@ -241,6 +241,23 @@ async fn a_bearer_token_request_gets_an_assertion_too() {
 }
 
 #[tokio::test]
+async fn forward_auth_answers_with_the_assertion() {
+    let h = harness(upstream().await, "").await;
+    let mut b = h.signed_in("grace").await;
+    let resp = b
+        .request(
+            Method::GET,
+            &h.url("/oauth2/auth"),
+            &[("accept", "application/json")],
+            Default::default(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED, "{}", resp.text());
+    let claims = verify(resp.header(HEADER).expect("an assertion"), &jwks(&h).await);
+    assert_eq!(claims["sub"], "grace");
+}
+
+#[tokio::test]
 async fn jwks_is_404_without_assertions_and_takes_only_get_and_head() {
     let h = Harness::start().await;
     let resp = Browser::new().get_json(&h.url("/oauth2/jwks.json")).await;
