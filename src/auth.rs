@@ -25,6 +25,7 @@ enum Endpoint<'a> {
     SignedOut,
     Userinfo,
     ForwardAuth,
+    Jwks,
     Start(&'a str),
     Callback(&'a str),
     BackchannelLogout(&'a str),
@@ -40,6 +41,7 @@ impl<'a> Endpoint<'a> {
             "/signed_out" => Self::SignedOut,
             "/userinfo" => Self::Userinfo,
             "/auth" => Self::ForwardAuth,
+            "/jwks.json" => Self::Jwks,
             p => {
                 if let Some(id) = p.strip_prefix("/start/") {
                     Self::Start(id)
@@ -107,6 +109,7 @@ pub async fn handle<'a>(
         Endpoint::SignedOut => sign_out::signed_out(app, &req),
         Endpoint::Userinfo => forward_auth::userinfo(app, &req).await,
         Endpoint::ForwardAuth => forward_auth::check(app, &req, &conn, ctx).await,
+        Endpoint::Jwks => jwks(app, html),
         Endpoint::Start(id) => sign_in::start(app, &req, id),
         // Boxed: the callback's future (code exchange, id_token check) is
         // large, and every request's future would otherwise be as large
@@ -117,6 +120,36 @@ pub async fn handle<'a>(
             Box::pin(backchannel::backchannel_logout(app, req, &id)).await
         }
     }
+}
+
+/// `GET /oauth2/jwks.json`: the keys that verify `X-Portcullis-Assertion`,
+/// cacheable for a few minutes. 404 when no route sends one: an app told to
+/// expect assertions learns at once that none will come.
+fn jwks(app: &App, html: bool) -> Response<Body> {
+    let Some(jwks) = app.routes.jwks() else {
+        return respond::problem(
+            Problem {
+                detail: "No route sends a signed identity assertion (assertion = true in [upstream] or [[upstreams]]), so there are no keys to publish.".into(),
+                ..Problem::not_found()
+            },
+            html,
+        );
+    };
+    let mut resp = Response::new(crate::full(jwks.clone()));
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    headers.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
 }
 
 fn method_not_allowed() -> Problem {

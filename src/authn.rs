@@ -11,12 +11,13 @@ pub mod bearer;
 pub mod refresh;
 
 use crate::App;
+use crate::assertion::ASSERTION_HEADER;
 use crate::identity::encode_header_value;
 use crate::now_unix;
 use crate::policy::{Denied, Policy, Requirement};
 use crate::provider::Provider;
 use crate::routes::{HeaderSet, Route};
-use crate::session::{Opened, Session, Tokens, Unavailable};
+use crate::session::{Opened, Session, Tokens, Unavailable, UpstreamHeaders};
 use refresh::Refreshed;
 
 pub const ACCESS_TOKEN_HEADER: &str = "x-forwarded-access-token";
@@ -147,21 +148,27 @@ pub fn admit<'s>(
 }
 
 /// Identity headers from the route's header map (`[headers]` unless it has
-/// its own), plus the tokens when configured. Made once per opened session
-/// and header map (see [`Opened`]); each request clones them, a reference
-/// count per value.
+/// its own), plus the tokens and the signed assertion when configured. Made
+/// once per opened session and header map (see [`Opened`]); each request
+/// clones them, a reference count per value (the assertion is signed again
+/// when it nears expiry).
 pub fn set_identity_headers(app: &App, route: &Route, headers: &mut HeaderMap, opened: &Opened) {
     let sets = app.routes.header_sets().len();
     let set = app.routes.header_set(route);
     let made = opened.upstream_headers(route.header_set_index(), sets, |session| {
         identity_headers(set, session)
     });
-    for (name, value) in made {
+    for (name, value) in &made.fixed {
         headers.insert(name.clone(), value.clone());
+    }
+    if let (Some(cached), Some(signer)) = (&made.assertion, &set.assertion)
+        && let Some(value) = cached.current(signer, &opened.session, now_unix())
+    {
+        headers.insert(HeaderName::from_static(ASSERTION_HEADER), value);
     }
 }
 
-fn identity_headers(set: &HeaderSet, session: &Session) -> Box<[(HeaderName, HeaderValue)]> {
+fn identity_headers(set: &HeaderSet, session: &Session) -> UpstreamHeaders {
     let mut made = Vec::with_capacity(set.map.len() + 2);
     for (name, claim) in &set.map {
         // "provider" names the provider that signed the user in (the session's).
@@ -190,7 +197,10 @@ fn identity_headers(set: &HeaderSet, session: &Session) -> Box<[(HeaderName, Hea
     {
         made.push((AUTHORIZATION, v));
     }
-    made.into_boxed_slice()
+    UpstreamHeaders {
+        fixed: made.into_boxed_slice(),
+        assertion: set.assertion.as_ref().map(|_| Default::default()),
+    }
 }
 
 /// Of a provider's tokens, only those something reads: the session travels in

@@ -110,6 +110,41 @@ pub struct UpstreamConfig {
     /// `client_cert_file` + `client_key_file`: mutual TLS to the upstream.
     pub client_cert: Option<ClientIdentity>,
     pub protocol: UpstreamProtocol,
+    /// `assertion = true`: the signed identity assertion and its settings.
+    pub assertion: Option<AssertionConfig>,
+}
+
+/// A route's `assertion_*` keys (`crate::assertion`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AssertionConfig {
+    /// `aud`: `assertion_audience`, or the route's `url` as written.
+    pub audience: String,
+    /// `exp - iat`, within [`crate::assertion::LIFETIMES`].
+    #[serde(serialize_with = "ser_duration")]
+    pub lifetime: Duration,
+    /// `assertion_key_file`, read; `None`: the key derived from `session.secret`.
+    pub key_file: Option<AssertionKeyFile>,
+}
+
+/// `assertion_key_file` and the P-256 key read from it.
+#[derive(Debug, Clone)]
+pub struct AssertionKeyFile {
+    pub path: PathBuf,
+    pub key: std::sync::Arc<crate::assertion::SigningKey>,
+}
+
+/// The same file holding the same key.
+impl PartialEq for AssertionKeyFile {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path && self.key.kid() == other.key.kid()
+    }
+}
+
+// `portcullis check` shows the file, never the key.
+impl Serialize for AssertionKeyFile {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.path.serialize(s)
+    }
 }
 
 /// One `[[upstreams]]` entry: which requests it takes, the app they go to,

@@ -6,6 +6,7 @@
 //! else and `upstream` streams to the app. `respond` is the one place where an
 //! error becomes a status and a page.
 
+pub mod assertion;
 pub mod auth;
 pub mod authn;
 pub mod config;
@@ -198,7 +199,8 @@ impl App {
             None => Arc::new(Metrics::new(routes.tunnels())),
         };
         let sessions = match previous {
-            // Cached sessions carry the headers made under the old maps.
+            // Cached sessions carry the headers (and assertions) made under
+            // the old maps (and keys).
             Some(p)
                 if p.config.session == config.session
                     && p.routes.header_sets() == routes.header_sets() =>

@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderName, Request};
 use serde::{Serialize, Serializer};
 use tokio_util::task::TaskTracker;
 
+use crate::assertion::{ASSERTION_HEADER, Keys, Signer};
 use crate::authn::ACCESS_TOKEN_HEADER;
 use crate::config::{Config, UpstreamConfig};
 use crate::policy::{PathOptions, PathRefused, Policy, readings_of};
@@ -41,6 +42,9 @@ pub struct Routes {
     /// `[access] allowed_redirect_domains`: other hosts `rd` may lead to.
     allowed_redirect_domains: Box<[AllowedHost]>,
     public_url: url::Url,
+    /// `GET /oauth2/jwks.json`, serialised once; `None` when no route sends
+    /// a signed assertion.
+    jwks: Option<bytes::Bytes>,
 }
 
 /// One app: which requests it takes, where they go, and how they are judged.
@@ -57,13 +61,16 @@ pub struct Route {
     header_set: usize,
 }
 
-/// The identity headers a route sends: its header map and token options.
+/// The identity headers a route sends: its header map, token options and
+/// signed assertion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderSet {
     /// Upstream header name → claim name.
     pub map: Vec<(HeaderName, String)>,
     pub pass_access_token: bool,
     pub pass_id_token: bool,
+    /// `assertion = true`: how its `X-Portcullis-Assertion` is signed.
+    pub assertion: Option<Signer>,
 }
 
 impl Routes {
@@ -102,6 +109,7 @@ impl Routes {
                 header_sets.len() - 1
             }
         };
+        let mut keys = Keys::new(&config.session, &config.server.public_url);
         let mut routes = Vec::with_capacity(config.upstreams.len() + 1);
         for r in &config.upstreams {
             routes.push(Route {
@@ -114,6 +122,7 @@ impl Routes {
                     map: r.headers.clone().unwrap_or_else(|| config.headers.clone()),
                     pass_access_token: r.upstream.pass_access_token,
                     pass_id_token: r.upstream.pass_id_token,
+                    assertion: r.upstream.assertion.as_ref().map(|a| keys.signer(a)),
                 }),
             });
         }
@@ -129,6 +138,7 @@ impl Routes {
                     map: config.headers.clone(),
                     pass_access_token: u.pass_access_token,
                     pass_id_token: u.pass_id_token,
+                    assertion: u.assertion.as_ref().map(|a| keys.signer(a)),
                 }),
             });
         }
@@ -165,6 +175,7 @@ impl Routes {
             signed_in_hosts: signed_in_hosts.into_boxed_slice(),
             allowed_redirect_domains: config.access.allowed_redirect_domains.clone().into(),
             public_url: config.server.public_url.clone(),
+            jwks: keys.jwks(),
         })
     }
 
@@ -195,8 +206,8 @@ impl Routes {
 
     /// Every header name some route sets: what the spoof guard strips from
     /// every request, so that no route's identity header can be forged on
-    /// another. `X-Forwarded-Access-Token` always; `Authorization` when some
-    /// route passes the id_token in it.
+    /// another. `X-Forwarded-Access-Token` and `X-Portcullis-Assertion`
+    /// always; `Authorization` when some route passes the id_token in it.
     pub fn protected_headers(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self
             .header_sets
@@ -204,6 +215,7 @@ impl Routes {
             .flat_map(|set| set.map.iter().map(|(name, _)| name.as_str()))
             .collect();
         names.push(ACCESS_TOKEN_HEADER);
+        names.push(ASSERTION_HEADER);
         if self.header_sets.iter().any(|set| set.pass_id_token) {
             names.push("authorization");
         }
@@ -226,6 +238,12 @@ impl Routes {
     /// takes a client's header for portcullis'.
     pub fn strips_client_authorization(&self, route: &Route) -> bool {
         !route.settings.pass_authorization || self.header_set(route).pass_id_token
+    }
+
+    /// The public keys of the signed assertions (a JWKS), when some route
+    /// sends one.
+    pub fn jwks(&self) -> Option<&bytes::Bytes> {
+        self.jwks.as_ref()
     }
 
     pub fn passes_access_token(&self) -> bool {

@@ -68,7 +68,13 @@ impl Session {
 }
 
 /// Identity headers made for one header map.
-type UpstreamHeaders = Box<[(HeaderName, HeaderValue)]>;
+pub struct UpstreamHeaders {
+    /// Made once: from the identity and tokens, which an `Opened` never changes.
+    pub fixed: Box<[(HeaderName, HeaderValue)]>,
+    /// When the map's routes send a signed assertion: the latest one, which
+    /// is signed again as it nears expiry.
+    pub assertion: Option<crate::assertion::Cached>,
+}
 
 /// A session as requests use it: the stored [`Session`], and the identity
 /// headers made from it on its first proxied request, cached together. An
@@ -118,7 +124,7 @@ impl Opened {
         set: usize,
         sets: usize,
         make: impl FnOnce(&Session) -> UpstreamHeaders,
-    ) -> &[(HeaderName, HeaderValue)] {
+    ) -> &UpstreamHeaders {
         let cell = match set.checked_sub(1) {
             None => &self.upstream_headers,
             Some(other) => &self
@@ -242,13 +248,16 @@ pub(crate) mod tests {
                     HeaderName::from_static("x-set"),
                     HeaderValue::from_static(value),
                 );
-                vec![header].into_boxed_slice()
+                UpstreamHeaders {
+                    fixed: vec![header].into_boxed_slice(),
+                    assertion: None,
+                }
             }
         };
         for _ in 0..2 {
             for (set, value) in [(0, "zero"), (1, "one"), (2, "two")] {
                 let headers = opened.upstream_headers(set, 3, make(value));
-                assert_eq!(headers[0].1, value, "header map {set}");
+                assert_eq!(headers.fixed[0].1, value, "header map {set}");
             }
         }
         assert_eq!(made.get(), 3, "each map's headers made once");

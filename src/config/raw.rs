@@ -129,6 +129,11 @@ struct RawUpstream {
     client_key_file: Option<PathBuf>,
     #[serde(default)]
     protocol: UpstreamProtocol,
+    #[serde(default)]
+    assertion: bool,
+    assertion_audience: Option<String>,
+    assertion_key_file: Option<PathBuf>,
+    assertion_lifetime: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -606,7 +611,7 @@ impl RawUpstream {
                 );
                 Url::parse("http://127.0.0.1:8080").expect("default URL parses")
             }
-            url => p.url(&format!("{at}.url"), url, "http://127.0.0.1:8080"),
+            url => p.url(&format!("{at}.url"), url, DEFAULT_UPSTREAM_URL),
         };
         let tls_only = [
             ("ca_file", u.ca_file.is_some()),
@@ -662,6 +667,7 @@ impl RawUpstream {
                 None
             }
         };
+        let assertion = validate_assertion(&u, p, at);
         UpstreamConfig {
             url,
             timeout: p.duration(&format!("{at}.timeout"), u.timeout.as_deref(), "60s"),
@@ -673,9 +679,71 @@ impl RawUpstream {
             insecure_skip_verify: u.insecure_skip_verify,
             client_cert,
             protocol: u.protocol,
+            assertion,
         }
     }
 }
+
+/// A route's `assertion_*` keys, which mean something only with `assertion = true`.
+fn validate_assertion(u: &RawUpstream, p: &mut Problems, at: &str) -> Option<AssertionConfig> {
+    if !u.assertion {
+        let set = [
+            ("assertion_audience", u.assertion_audience.is_some()),
+            ("assertion_key_file", u.assertion_key_file.is_some()),
+            ("assertion_lifetime", u.assertion_lifetime.is_some()),
+        ];
+        for (key, _) in set.iter().filter(|(_, set)| *set) {
+            p.add(
+                &format!("{at}.{key}"),
+                format_args!(
+                    "has no effect without {at}.assertion = true; set that, or remove {key}"
+                ),
+            );
+        }
+        return None;
+    }
+    // As written: what the app compares `aud` with.
+    let audience = match (&u.assertion_audience, &u.url) {
+        (Some(audience), _) => audience.clone(),
+        (None, Some(url)) => url.clone(),
+        (None, None) => DEFAULT_UPSTREAM_URL.to_owned(),
+    };
+    if audience.trim().is_empty() {
+        p.add(
+            &format!("{at}.assertion_audience"),
+            "must not be empty; leave it out for the route's url, or name the app, e.g. \"https://wiki.example.com\"",
+        );
+    }
+    let key = format!("{at}.assertion_lifetime");
+    let lifetime = p.duration(&key, u.assertion_lifetime.as_deref(), "5m");
+    if !crate::assertion::LIFETIMES.contains(&lifetime) {
+        p.add(
+            &key,
+            "must be between 30s and 1h: long enough to reach the app, short enough that a copied assertion soon stops working; e.g. \"5m\"",
+        );
+    }
+    let key_file = u.assertion_key_file.as_deref().and_then(|path| {
+        let key = format!("{at}.assertion_key_file");
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| p.add(&key, format_args!("cannot read {}: {e}", path.display())))
+            .ok()?;
+        let signing = crate::assertion::SigningKey::from_pem(&pem)
+            .map_err(|e| p.add(&key, format_args!("{} {e}", path.display())))
+            .ok()?;
+        Some(AssertionKeyFile {
+            path: path.to_owned(),
+            key: std::sync::Arc::new(signing),
+        })
+    });
+    Some(AssertionConfig {
+        audience,
+        lifetime,
+        key_file,
+    })
+}
+
+/// `upstream.url` unless set.
+const DEFAULT_UPSTREAM_URL: &str = "http://127.0.0.1:8080";
 
 impl RawSession {
     /// `public_url` decides `secure = "auto"`.

@@ -1714,3 +1714,128 @@ fn the_login_hook_example_config_is_valid() {
             .any(|(name, claim)| name == "x-forwarded-user-id" && claim == "user_id")
     );
 }
+
+#[test]
+fn assertion_is_off_by_default_and_its_keys_need_it() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.upstream.assertion, None);
+    let got = problems(&format!(
+        "[upstream]\nassertion_audience = \"x\"\nassertion_lifetime = \"1m\"\nassertion_key_file = \"k.pem\"\n\
+         [[upstreams]]\nurl = \"http://127.0.0.1:9000\"\npath_prefix = \"/w\"\nassertion_lifetime = \"1m\"\n{MINIMAL}"
+    ))
+    .join("\n");
+    for key in [
+        "upstream.assertion_audience: has no effect without upstream.assertion = true",
+        "upstream.assertion_lifetime: has no effect",
+        "upstream.assertion_key_file: has no effect",
+        "upstreams[0].assertion_lifetime: has no effect without upstreams[0].assertion = true",
+    ] {
+        assert!(got.contains(key), "{key} in\n{got}");
+    }
+}
+
+#[test]
+fn assertion_defaults_to_the_route_url_as_written_and_five_minutes() {
+    let c = parse(&format!(
+        "[upstream]\nurl = \"http://app.internal:9000\"\nassertion = true\n\
+         [[upstreams]]\nurl = \"http://wiki.internal/\"\npath_prefix = \"/wiki\"\nassertion = true\n\
+         assertion_audience = \"https://wiki.example.com\"\nassertion_lifetime = \"1h\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    let main = c.upstream.assertion.as_ref().unwrap();
+    assert_eq!(main.audience, "http://app.internal:9000");
+    assert_eq!(main.lifetime, Duration::from_secs(300));
+    assert!(main.key_file.is_none());
+    let wiki = c.upstreams[0].upstream.assertion.as_ref().unwrap();
+    assert_eq!(wiki.audience, "https://wiki.example.com");
+    assert_eq!(wiki.lifetime, Duration::from_secs(3600));
+    // Without a url, the default one.
+    let c = parse(&format!("[upstream]\nassertion = true\n{MINIMAL}")).unwrap();
+    assert_eq!(
+        c.upstream.assertion.unwrap().audience,
+        "http://127.0.0.1:8080"
+    );
+}
+
+#[test]
+fn assertion_lifetime_and_audience_are_checked() {
+    for (lifetime, accepted) in [("29s", false), ("30s", true), ("1h", true), ("61m", false)] {
+        let toml =
+            format!("[upstream]\nassertion = true\nassertion_lifetime = \"{lifetime}\"\n{MINIMAL}");
+        match parse(&toml) {
+            Ok(_) => assert!(accepted, "{lifetime} accepted"),
+            Err(e) => {
+                assert!(!accepted, "{lifetime} refused: {e}");
+                let got = e.problems.join("\n");
+                assert!(
+                    got.contains("upstream.assertion_lifetime: must be between 30s and 1h"),
+                    "{got}"
+                );
+            }
+        }
+    }
+    let got = problems(&format!(
+        "[upstream]\nassertion = true\nassertion_audience = \" \"\n{MINIMAL}"
+    ))
+    .join("\n");
+    assert!(
+        got.contains("upstream.assertion_audience: must not be empty"),
+        "{got}"
+    );
+}
+
+#[test]
+fn assertion_key_file_is_read_and_must_hold_a_p256_key() {
+    let dir = std::env::temp_dir().join(format!("portcullis-assertion-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, pem: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    };
+    let sec1 = write(
+        "sec1.pem",
+        include_str!("../assertion/testdata/p256-sec1.pem"),
+    );
+    let pkcs8 = write(
+        "pkcs8.pem",
+        include_str!("../assertion/testdata/p256-pkcs8.pem"),
+    );
+    let rsa = write(
+        "rsa.pem",
+        include_str!("../assertion/testdata/rsa-pkcs8.pem"),
+    );
+    let key_file = |path: &str| {
+        parse(&format!(
+            "[upstream]\nassertion = true\nassertion_key_file = {path:?}\n{MINIMAL}"
+        ))
+    };
+    let a = key_file(&sec1).unwrap().upstream.assertion.unwrap();
+    let b = key_file(&pkcs8).unwrap().upstream.assertion.unwrap();
+    let (a, b) = (a.key_file.unwrap(), b.key_file.unwrap());
+    assert_eq!(a.key.kid(), b.key.kid(), "the same key in two encodings");
+    assert_eq!(a.path.display().to_string(), sec1);
+
+    let got = key_file(&rsa).unwrap_err().problems.join("\n");
+    assert!(got.starts_with("upstream.assertion_key_file: "), "{got}");
+    assert!(
+        got.contains("is not a P-256 (prime256v1) private key"),
+        "{got}"
+    );
+    assert!(
+        got.contains("openssl ecparam -genkey -name prime256v1 -noout"),
+        "{got}"
+    );
+    assert!(
+        !got.contains("BEGIN"),
+        "no key material in the message: {got}"
+    );
+
+    let missing = dir.join("missing.pem").display().to_string();
+    let got = key_file(&missing).unwrap_err().problems.join("\n");
+    assert!(
+        got.contains("upstream.assertion_key_file: cannot read"),
+        "{got}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -306,6 +306,7 @@ pass_id_token = true
             "x-b-dept",
             "x-b-email",
             "x-forwarded-access-token",
+            "x-portcullis-assertion",
             "x-user"
         ]
     );

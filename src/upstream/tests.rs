@@ -217,6 +217,7 @@ fn config(url: &str, timeout: Duration) -> UpstreamConfig {
         insecure_skip_verify: false,
         client_cert: None,
         protocol: crate::config::UpstreamProtocol::Http1,
+        assertion: None,
     }
 }
 

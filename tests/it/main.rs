@@ -1,5 +1,6 @@
 //! Integration tests over real sockets; one binary so the suite links once.
 
+mod assertion;
 mod bearer;
 mod browser;
 mod cli;
