@@ -65,8 +65,8 @@ struct Entry {
 
 struct Lifetime;
 
-impl moka::Expiry<Box<str>, Entry> for Lifetime {
-    fn expire_after_create(&self, _: &Box<str>, entry: &Entry, _: Instant) -> Option<Duration> {
+impl moka::Expiry<Arc<str>, Entry> for Lifetime {
+    fn expire_after_create(&self, _: &Arc<str>, entry: &Entry, _: Instant) -> Option<Duration> {
         Some(entry.lives)
     }
 }
@@ -77,21 +77,24 @@ impl moka::Expiry<Box<str>, Entry> for Lifetime {
 /// cryptographic digest would cost a repeated token more than everything
 /// else it goes through.
 pub struct BearerCache {
-    entries: moka::future::Cache<Box<str>, Entry, foldhash::fast::RandomState>,
+    entries: moka::future::Cache<Arc<str>, Entry, foldhash::fast::RandomState>,
 }
 
 impl Default for BearerCache {
     fn default() -> Self {
         Self {
             entries: moka::future::Cache::builder()
-                .weigher(|token: &Box<str>, _| {
-                    u32::try_from(token.len() + ENTRY_WEIGHT).unwrap_or(u32::MAX)
-                })
+                .weigher(weight)
                 .max_capacity(CAPACITY_BYTES)
                 .expire_after(Lifetime)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
         }
     }
+}
+
+/// A cached verdict's weight: its token, and the principal made of it.
+fn weight(token: &Arc<str>, _: &Entry) -> u32 {
+    u32::try_from(token.len() + ENTRY_WEIGHT).unwrap_or(u32::MAX)
 }
 
 /// The request's principal from its bearer token: a session made from the
@@ -103,7 +106,7 @@ pub(super) async fn authenticate(app: &App, token: &str) -> Result<Authenticated
             Some(seen) => seen.verdict,
             // Concurrent requests with one new token wait for one check.
             None => entries
-                .get_with(Box::from(token), async {
+                .get_with(Arc::from(token), async {
                     let (verdict, lives) = judge(app, token, crate::now_unix()).await;
                     if let Verdict::Refused(reason) = &verdict {
                         tracing::info!(target: crate::log::AUDIT, reason, "bearer token refused");
