@@ -100,22 +100,12 @@ fn weight(token: &Arc<str>, _: &Entry) -> u32 {
 /// The request's principal from its bearer token: a session made from the
 /// token, or no session and why the token was refused.
 pub(super) async fn authenticate(app: &App, token: &str) -> Result<Authenticated, AuthnError> {
-    let entries = &app.bearer.entries;
-    let verdict =
-        match entries.get(token).await {
-            Some(seen) => seen.verdict,
-            // Concurrent requests with one new token wait for one check.
-            None => entries
-                .get_with(Arc::from(token), async {
-                    let (verdict, lives) = judge(app, token, crate::now_unix()).await;
-                    if let Verdict::Refused(reason) = &verdict {
-                        tracing::info!(target: crate::log::AUDIT, reason, "bearer token refused");
-                    }
-                    Entry { verdict, lives }
-                })
-                .await
-                .verdict,
-        };
+    // A token seen before costs this look-up alone; checking a new one is
+    // boxed, so its (large) future is not carried by every bearer request.
+    let verdict = match app.bearer.entries.get(token).await {
+        Some(seen) => seen.verdict,
+        None => Box::pin(check_once(app, token)).await,
+    };
     let answer = |session, refused_token| Authenticated {
         session,
         set_cookies: Vec::new(),
@@ -131,6 +121,22 @@ pub(super) async fn authenticate(app: &App, token: &str) -> Result<Authenticated
     };
     app.metrics.bearer_token(result);
     outcome
+}
+
+/// The verdict on a token not in the cache, which it enters; concurrent
+/// requests with one new token wait for one check.
+async fn check_once(app: &App, token: &str) -> Verdict {
+    app.bearer
+        .entries
+        .get_with(Arc::from(token), async {
+            let (verdict, lives) = judge(app, token, crate::now_unix()).await;
+            if let Verdict::Refused(reason) = &verdict {
+                tracing::info!(target: crate::log::AUDIT, reason, "bearer token refused");
+            }
+            Entry { verdict, lives }
+        })
+        .await
+        .verdict
 }
 
 /// Verifies `token` (no cache) and says how long the verdict holds.
