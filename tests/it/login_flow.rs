@@ -428,7 +428,9 @@ async fn non_ascii_and_control_characters_in_claims_reach_the_upstream_encoded()
         email: "zoe@example.com".into(),
         email_verified: true,
         name: "Zoë Ångström\r\nX-Forwarded-User: admin".into(),
-        preferred_username: "zoe".into(),
+        // Plain ASCII shaped as an encoded word (of "admin"): sent encoded too,
+        // so that an app's RFC 2047 decoder reads back exactly this text.
+        preferred_username: "=?UTF-8?B?YWRtaW4=?=".into(),
         groups: vec!["développeurs".into(), "ops".into()],
     };
     let h = Harness::with(Setup {
@@ -466,6 +468,10 @@ async fn non_ascii_and_control_characters_in_claims_reach_the_upstream_encoded()
     assert_eq!(
         decode(resp.upstream_header("x-forwarded-groups").unwrap()),
         "développeurs,ops"
+    );
+    assert_eq!(
+        decode(resp.upstream_header("x-forwarded-preferred-username").unwrap()),
+        "=?UTF-8?B?YWRtaW4=?="
     );
     assert_eq!(
         resp.upstream_header("x-forwarded-email").as_deref(),
