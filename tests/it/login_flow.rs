@@ -470,7 +470,10 @@ async fn non_ascii_and_control_characters_in_claims_reach_the_upstream_encoded()
         "développeurs,ops"
     );
     assert_eq!(
-        decode(resp.upstream_header("x-forwarded-preferred-username").unwrap()),
+        decode(
+            resp.upstream_header("x-forwarded-preferred-username")
+                .unwrap()
+        ),
         "=?UTF-8?B?YWRtaW4=?="
     );
     assert_eq!(
