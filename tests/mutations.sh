@@ -111,7 +111,7 @@ mutation own-cookies src/session/cookies.rs \
 
 mutation forward-auth-trust src/auth/forward_auth.rs \
   's/let trusted = is_trusted(conn.peer_ip.ip(), &app.config.server.trusted_proxies);/let trusted = true;/' \
-  "" \
+  "auth::tests::forward_auth_believes_the_original_request_only_from_a_trusted_proxy" \
   "forward_auth::untrusted_original_uri_and_method_are_ignored spoofing::forward_auth_ignores_x_forwarded_uri_from_untrusted_peers forward_auth::untrusted_forwarded_headers_never_make_a_redirect_nor_its_rd"
 
 mutation rd-still-encoded src/redirect.rs \
@@ -166,7 +166,7 @@ mutation flow-replay src/session/flow.rs \
 
 mutation flow-provider src/auth/callback.rs \
   's/^    if flow.provider != provider.id() {$/    if false {/' \
-  "" \
+  "auth::tests::a_flow_started_for_one_provider_never_completes_on_anothers_path" \
   "providers::several::a_callback_on_another_providers_path_never_completes_the_flow sessions::a_flow_started_for_one_provider_is_refused_on_another_providers_path"
 
 mutation rfc9207-iss src/provider/oidc.rs \
