@@ -177,3 +177,6 @@ fn query_param<B>(req: &Request<B>, name: &str) -> Option<String> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
+
+#[cfg(test)]
+mod tests;

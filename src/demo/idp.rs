@@ -251,6 +251,9 @@ pub enum Misbehaviour {
     WrongIssuer,
     WrongAudience,
     ExtraAudienceWithoutAzp,
+    /// `aud` holds our client id and another client's, and `azp` names the other:
+    /// a token issued to another client of the same provider.
+    ExtraAudienceForAnotherAzp,
     Expired,
     IssuedInFuture,
     AlgNone,

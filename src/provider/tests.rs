@@ -179,6 +179,10 @@ async fn every_bad_id_token_is_refused_for_its_own_reason() {
         (Misbehaviour::WrongIssuer, "issuer"),
         (Misbehaviour::WrongAudience, "audiences"),
         (Misbehaviour::ExtraAudienceWithoutAzp, "no azp"),
+        (
+            Misbehaviour::ExtraAudienceForAnotherAzp,
+            "azp is not our client_id",
+        ),
         (Misbehaviour::Expired, "expired"),
         (Misbehaviour::IssuedInFuture, "issued in the future"),
         (Misbehaviour::AlgNone, "signature"),

@@ -87,6 +87,15 @@ fn decoding_is_checked_for_three_rounds() {
     assert!(is_safe_rd("/%252520three-rounds"));
 }
 
+/// Browsers read `\` as `/`, the URL parser too (so these stay on the site by
+/// its reading), but not every upstream or intermediary: refused anywhere.
+#[test]
+fn a_backslash_anywhere_is_refused() {
+    for form in ["/a\\b", "/a/b\\", "/a%5Cb", "/a%255Cb"] {
+        assert!(!is_safe_rd(form), "{form:?}");
+    }
+}
+
 /// The operator's app hosts: `wiki.example.com` on https's default port.
 fn own(url: &Url) -> bool {
     url.scheme() == "https"

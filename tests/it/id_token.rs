@@ -48,6 +48,11 @@ async fn several_audiences_without_azp_are_refused() {
 }
 
 #[tokio::test]
+async fn a_token_for_another_client_naming_us_as_an_extra_audience_is_refused() {
+    sign_in_is_refused(Misbehaviour::ExtraAudienceForAnotherAzp).await;
+}
+
+#[tokio::test]
 async fn expired_token_is_refused() {
     sign_in_is_refused(Misbehaviour::Expired).await;
 }

@@ -225,6 +225,31 @@ async fn code_from_another_flow_fails_the_pkce_check() {
     );
 }
 
+/// RFC 9207: an authorization response whose `iss` names another issuer is
+/// a mix-up; its code is never exchanged.
+#[tokio::test]
+async fn callback_naming_another_issuer_is_refused_before_the_code_is_exchanged() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    let authorize = b.start(&h, "/").await;
+    let callback = b.authorize(&authorize, "ada").await;
+    let (path, query) = callback.split_once('?').unwrap();
+    let mut forged = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let value = if name == "iss" {
+            assert_eq!(value, h.idp.issuer().as_str().trim_end_matches('/'));
+            "https://other-issuer.example".into()
+        } else {
+            value
+        };
+        forged.append_pair(&name, &value);
+    }
+    let resp = b.get(&format!("{path}?{}", forged.finish())).await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{}", resp.text());
+    assert!(b.session_cookies().is_empty());
+    assert!(h.idp.token_requests().is_empty(), "no code was exchanged");
+}
+
 #[tokio::test]
 async fn two_tabs_sign_in_without_colliding() {
     let h = Harness::start().await;
@@ -403,7 +428,9 @@ async fn non_ascii_and_control_characters_in_claims_reach_the_upstream_encoded()
         email: "zoe@example.com".into(),
         email_verified: true,
         name: "Zoë Ångström\r\nX-Forwarded-User: admin".into(),
-        preferred_username: "zoe".into(),
+        // Plain ASCII shaped as an encoded word (of "admin"): sent encoded too,
+        // so that an app's RFC 2047 decoder reads back exactly this text.
+        preferred_username: "=?UTF-8?B?YWRtaW4=?=".into(),
         groups: vec!["développeurs".into(), "ops".into()],
     };
     let h = Harness::with(Setup {
@@ -441,6 +468,13 @@ async fn non_ascii_and_control_characters_in_claims_reach_the_upstream_encoded()
     assert_eq!(
         decode(resp.upstream_header("x-forwarded-groups").unwrap()),
         "développeurs,ops"
+    );
+    assert_eq!(
+        decode(
+            resp.upstream_header("x-forwarded-preferred-username")
+                .unwrap()
+        ),
+        "=?UTF-8?B?YWRtaW4=?="
     );
     assert_eq!(
         resp.upstream_header("x-forwarded-email").as_deref(),

@@ -75,6 +75,24 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
 }
 
 #[tokio::test]
+async fn the_upstream_gets_the_apps_cookies_and_none_of_portcullis() {
+    let h = Harness::start().await;
+    let mut b = h.signed_in("ada").await;
+    // A sign-in started and left unfinished: a flow cookie beside the session.
+    b.start(&h, "/elsewhere").await;
+    assert!(b.cookies.keys().any(|k| k.contains("_flow_")));
+    b.cookies.insert("app_session".into(), "xyz".into());
+    b.cookies.insert("theme".into(), "dark".into());
+    let echo = b.get_json(&h.url("/echo")).await;
+    assert_eq!(echo.status, StatusCode::OK, "{}", echo.text());
+    assert_eq!(
+        echo.upstream_values("cookie"),
+        ["app_session=xyz; theme=dark"],
+        "portcullis' cookies never reach the upstream, the app's all do"
+    );
+}
+
+#[tokio::test]
 async fn upstream_down_is_502_and_slow_upstream_is_504() {
     let closed = closed_addr();
     let h = Harness::with(Setup {

@@ -223,6 +223,37 @@ public = true
     }
 }
 
+#[tokio::test]
+async fn a_prefix_rule_covers_its_directory_and_bare_name_and_no_longer_name() {
+    let h = harness(
+        vec![],
+        "",
+        r#"
+[[rules]]
+path = "/public/"
+public = true
+"#,
+    )
+    .await;
+    let mut b = h.browser();
+    for (path, public) in [
+        ("/public/", true),
+        ("/public/x", true),
+        ("/public", true),
+        ("/publicity", false),
+        ("/public-data/x", false),
+        ("/publi", false),
+    ] {
+        let resp = b.get_json(&h.url(path)).await;
+        let want = if public {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(resp.status, want, "{path}: {}", resp.text());
+    }
+}
+
 const PREFLIGHT: [(&str, &str); 2] = [
     ("origin", "https://app.example"),
     ("access-control-request-method", "POST"),

@@ -1,8 +1,12 @@
 //! Broken cookies and broken callbacks mean "signed out", never a 500.
 
-use http::StatusCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::support::{Harness, Resp, SECRET, Setup, param};
+use http::StatusCode;
+use portcullis::now_unix;
+use portcullis::session::SessionKeys;
+
+use crate::support::{Browser, Harness, Resp, SECRET, Setup, param};
 
 /// Sends `cookie_value` as the session cookie and expects "no session": a redirect
 /// to sign in and the cookie cleared.
@@ -167,13 +171,18 @@ async fn replayed_callback_is_refused_even_with_the_flow_cookie() {
         .collect();
     let callback = b.authorize(&authorize, "ada").await;
     assert_eq!(b.get(&callback).await.status, StatusCode::FOUND);
+    let token_requests = h.idp.token_requests().len();
 
     // An attacker who captured the callback URL and the flow cookie replays both.
     let mut attacker = h.browser();
     attacker.cookies.extend(flow_cookies);
     let resp = attacker.get(&callback).await;
     assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{}", resp.text());
+    assert!(resp.text().contains("already used"), "{}", resp.text());
     assert!(attacker.session_cookies().is_empty());
+    // Refused by the flow's own record, before the code reaches the provider
+    // (whose refusal of a used code would hide a missing check).
+    assert_eq!(h.idp.token_requests().len(), token_requests);
 }
 
 #[tokio::test]
@@ -186,6 +195,35 @@ async fn callback_on_another_providers_path_is_refused() {
     let resp = b.get(&other).await;
     assert_eq!(resp.status, StatusCode::NOT_FOUND);
     assert!(b.session_cookies().is_empty());
+}
+
+#[tokio::test]
+async fn a_flow_started_for_one_provider_is_refused_on_another_providers_path() {
+    // Two providers on the same identity provider: the code would be good for both.
+    let provider = |id: &str| {
+        format!(
+            "[providers.{id}]\nissuer = \"{{demo_idp}}\"\nclient_id = \"portcullis-demo\"\nclient_secret = \"demo-secret\"\n"
+        )
+    };
+    let h = Harness::with(Setup {
+        providers_toml: Some(provider("demo") + &provider("twin")),
+        ..Setup::default()
+    })
+    .await;
+    let mut b = h.browser();
+    let authorize = b.start(&h, "/").await;
+    let callback = b.authorize(&authorize, "ada").await;
+    let other = callback.replace("/oauth2/callback/demo?", "/oauth2/callback/twin?");
+    assert_ne!(other, callback);
+    let resp = b.get(&other).await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{}", resp.text());
+    assert!(
+        resp.text().contains("different provider"),
+        "{}",
+        resp.text()
+    );
+    assert!(b.session_cookies().is_empty());
+    assert!(h.idp.token_requests().is_empty(), "no code was exchanged");
 }
 
 #[tokio::test]
@@ -385,4 +423,132 @@ async fn a_head_over_the_limit_for_other_reasons_deletes_nothing() {
     )
     .await;
     assert!(out.starts_with("HTTP/1.1 431"), "{out:?}");
+}
+
+/// The session `b` holds as the server wrote it, opened with the server's own
+/// keys, to be changed and sealed again with [`seal`]: a session portcullis
+/// could have written itself.
+fn opened_session(h: &Harness, b: &Browser) -> (SessionKeys, serde_json::Value) {
+    assert!(
+        !b.cookies.contains_key("_portcullis_1"),
+        "one cookie, no chunks"
+    );
+    let keys = SessionKeys::new(&h.app().config.session);
+    let json = keys
+        .open("_portcullis", &b.cookies["_portcullis"])
+        .expect("the session cookie opens");
+    let session = serde_json::from_slice(&json).expect("a session");
+    (keys, session)
+}
+
+fn seal(keys: &SessionKeys, session: &serde_json::Value) -> String {
+    keys.seal("_portcullis", session.to_string().as_bytes())
+}
+
+/// The status of a request to the app carrying only the session cookie `sealed`.
+async fn status_with_session(h: &Harness, sealed: &str) -> StatusCode {
+    status_with_cookie(h, &format!("_portcullis={sealed}")).await
+}
+
+/// The status of a request to the app carrying only the `Cookie` header `cookie`.
+async fn status_with_cookie(h: &Harness, cookie: &str) -> StatusCode {
+    h.browser()
+        .request(
+            http::Method::GET,
+            &h.url("/x"),
+            &[("accept", "application/json"), ("cookie", cookie)],
+            Default::default(),
+        )
+        .await
+        .status
+}
+
+/// In the first half of a second of the system clock (the one sessions are
+/// judged by), so that the next few requests see the same `now_unix()`.
+async fn early_in_a_second() {
+    let into = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_millis();
+    if into > 500 {
+        tokio::time::sleep(Duration::from_millis(u64::from(1010 - into))).await;
+    }
+}
+
+#[tokio::test]
+async fn a_session_is_refused_from_the_second_it_expires() {
+    let h = Harness::start().await;
+    let b = h.signed_in("ada").await;
+    let (keys, mut session) = opened_session(&h, &b);
+    early_in_a_second().await;
+    let now = now_unix();
+    session["expires_at"] = (now + 60).into();
+    assert_eq!(
+        status_with_session(&h, &seal(&keys, &session)).await,
+        StatusCode::OK
+    );
+    session["expires_at"] = now.into();
+    assert_eq!(
+        status_with_session(&h, &seal(&keys, &session)).await,
+        StatusCode::UNAUTHORIZED,
+        "expires_at is now"
+    );
+}
+
+#[tokio::test]
+async fn a_session_served_from_the_opened_session_cache_still_expires() {
+    let h = Harness::start().await;
+    let b = h.signed_in("ada").await;
+    let (keys, mut session) = opened_session(&h, &b);
+    early_in_a_second().await;
+    let expires_at = now_unix() + 1;
+    session["expires_at"] = expires_at.into();
+    let sealed = seal(&keys, &session);
+    // Opened, found usable and remembered...
+    assert_eq!(status_with_session(&h, &sealed).await, StatusCode::OK);
+    while now_unix() < expires_at {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ... and the same value, now answered from the cache, is past its expiry.
+    assert_eq!(
+        status_with_session(&h, &sealed).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_session_idle_for_longer_than_the_idle_timeout_is_refused() {
+    let h = Harness::with(Setup {
+        session_toml: "idle_timeout = \"10m\"".into(),
+        ..Setup::default()
+    })
+    .await;
+    let b = h.signed_in("ada").await;
+    let (keys, mut session) = opened_session(&h, &b);
+    for (idle, status) in [(590, StatusCode::OK), (601, StatusCode::UNAUTHORIZED)] {
+        session["last_seen_at"] = (now_unix() - idle).into();
+        let got = status_with_session(&h, &seal(&keys, &session)).await;
+        assert_eq!(got, status, "idle for {idle} s");
+    }
+}
+
+#[tokio::test]
+async fn a_session_sealed_for_another_cookie_name_does_not_open_under_this_one() {
+    // Two deployments sharing a secret: each value opens only under the name it
+    // was sealed for (the name is the seal's associated data).
+    let sealed = Harness::start().await.signed_in("ada").await.cookies["_portcullis"].clone();
+    let other = Harness::with(Setup {
+        session_toml: "cookie_name = \"_other\"".into(),
+        ..Setup::default()
+    })
+    .await;
+    let keys = SessionKeys::new(&other.app().config.session);
+    let session = keys.open("_portcullis", &sealed).expect("the same secret");
+    for (value, status) in [
+        (keys.seal("_other", &session), StatusCode::OK),
+        (sealed, StatusCode::UNAUTHORIZED),
+    ] {
+        let got = status_with_cookie(&other, &format!("_other={value}")).await;
+        assert_eq!(got, status);
+    }
 }

@@ -68,6 +68,10 @@ pub(super) async fn sign_id_token(
             claims["aud"] = json!([client_id, "someone-else"]);
             claims.as_object_mut().map(|c| c.remove("azp"));
         }
+        M::ExtraAudienceForAnotherAzp => {
+            claims["aud"] = json!([client_id, "someone-else"]);
+            claims["azp"] = json!("someone-else");
+        }
         _ => {}
     }
     match (misbehaviour, nonce) {
