@@ -55,7 +55,13 @@ async fn a_flow_started_for_one_provider_never_completes_on_anothers_path() {
         .header(COOKIE, pair)
         .body(())
         .unwrap();
-    let resp = callback(&app, &req, "other", &mut RequestContext::default()).await;
+    let peer: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    let conn = ConnInfo {
+        peer,
+        peer_ip: PeerIp::new(peer.ip()),
+        tls: false,
+    };
+    let resp = callback(&app, &req, &conn, "other", &mut RequestContext::default()).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
 
