@@ -5,15 +5,15 @@
 //! introspection endpoint. Each refusal has one reason, fit for the audit log
 //! and the `401` body: never the token or its contents.
 
+use jsonwebtoken::Validation;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{DecodingKey, Validation};
-use openidconnect::core::{CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
+use openidconnect::core::CoreJwsSigningAlgorithm;
 use serde_json::{Map, Value};
 use url::Url;
 
 use super::http::ProviderHttp;
-use super::keys::{Keys, KeysError};
-use super::logout_token::{allowed, decoding_keys};
+use super::keys::{KeySet, Keys, KeysError};
+use super::logout_token::allowed;
 use super::microsoft;
 use super::token::client_auth;
 use crate::config::ProviderConfig;
@@ -79,7 +79,7 @@ pub(super) async fn verify(
     let kid = header.kid.as_deref();
     let claims = keys
         .verify(
-            |jwks| decode(token, kid, jwks, &validation),
+            |keys| decode(token, kid, keys, &validation),
             |e| *e == UNKNOWN_KEY,
         )
         .await
@@ -109,15 +109,15 @@ const UNKNOWN_KEY: BearerError =
 fn decode(
     token: &str,
     kid: Option<&str>,
-    jwks: &CoreJsonWebKeySet,
+    keys: &KeySet,
     validation: &Validation,
 ) -> Result<Map<String, Value>, BearerError> {
-    let candidates: Vec<DecodingKey> = decoding_keys(jwks, kid);
-    if candidates.is_empty() {
+    let mut candidates = keys.decoding_keys(kid).peekable();
+    if candidates.peek().is_none() {
         return Err(UNKNOWN_KEY);
     }
     let mut refusal = BearerError::Invalid("the token's signature does not verify");
-    for key in &candidates {
+    for key in candidates {
         match jsonwebtoken::decode::<Map<String, Value>>(token, key, validation) {
             Ok(data) => return Ok(data.claims),
             Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {}

@@ -14,8 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::Jwk;
 use openidconnect::core::CoreJsonWebKeySet;
 use openidconnect::{DiscoveryError, JsonWebKeySet, JsonWebKeySetUrl};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use super::http::{HttpError, ProviderHttp};
@@ -35,13 +38,53 @@ pub(super) enum KeysError<E> {
     Check(E),
 }
 
+/// One JWKS as fetched (openidconnect checks id_tokens with it), and its
+/// signing keys made ready for `jsonwebtoken` (access and logout tokens) once
+/// per fetch instead of at every token.
+pub(super) struct KeySet {
+    pub jwks: CoreJsonWebKeySet,
+    /// Each signing key (`use` not `enc`) with its `kid`.
+    signing: Vec<(Option<String>, DecodingKey)>,
+}
+
+impl KeySet {
+    pub(super) fn new(jwks: CoreJsonWebKeySet) -> Self {
+        let keys = serde_json::to_value(&jwks).ok();
+        let signing = keys
+            .as_ref()
+            .and_then(|set| set.get("keys"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|key| key.get("use").and_then(Value::as_str) != Some("enc"))
+            .filter_map(|key| {
+                let kid = key.get("kid").and_then(Value::as_str).map(str::to_owned);
+                let jwk = serde_json::from_value::<Jwk>(key.clone()).ok()?;
+                Some((kid, DecodingKey::from_jwk(&jwk).ok()?))
+            })
+            .collect();
+        Self { jwks, signing }
+    }
+
+    /// The signing keys named by `kid` (without one: every signing key).
+    pub(super) fn decoding_keys<'k>(
+        &'k self,
+        kid: Option<&'k str>,
+    ) -> impl Iterator<Item = &'k DecodingKey> {
+        self.signing
+            .iter()
+            .filter(move |(id, _)| kid.is_none() || id.as_deref() == kid)
+            .map(|(_, key)| key)
+    }
+}
+
 pub(super) struct Keys {
     /// The provider id, for logs.
     provider: String,
     http: ProviderHttp,
     metrics: ProviderMetrics,
     jwks_uri: ArcSwapOption<JsonWebKeySetUrl>,
-    jwks: ArcSwapOption<CoreJsonWebKeySet>,
+    jwks: ArcSwapOption<KeySet>,
     /// When the last JWKS fetch began (successful or not). Held across a re-fetch,
     /// so that concurrent unknown `kid`s queue for it and try its keys.
     fetched_at: tokio::sync::Mutex<Option<Instant>>,
@@ -86,7 +129,7 @@ impl Keys {
     /// Makes `jwks`, fetched from `url`, the keys every check uses; re-fetches go to `url`.
     pub(super) fn install(&self, url: JsonWebKeySetUrl, jwks: CoreJsonWebKeySet) {
         self.jwks_uri.store(Some(Arc::new(url)));
-        self.jwks.store(Some(Arc::new(jwks)));
+        self.jwks.store(Some(Arc::new(KeySet::new(jwks))));
     }
 
     /// Runs `check` with the current keys. When it fails because the token's key
@@ -95,7 +138,7 @@ impl Keys {
     /// first failure does not have the key either.
     pub(super) async fn verify<T, E>(
         &self,
-        mut check: impl FnMut(&CoreJsonWebKeySet) -> Result<T, E>,
+        mut check: impl FnMut(&KeySet) -> Result<T, E>,
         unknown_key: impl Fn(&E) -> bool,
     ) -> Result<T, KeysError<E>> {
         let mut jwks = self.jwks.load_full().ok_or(KeysError::NotLoaded)?;
@@ -120,11 +163,7 @@ impl Keys {
     /// fetch), else those of a new fetch, begun no sooner than
     /// [`JWKS_REFETCH_INTERVAL`] after the last; `None` once `tried` came from a
     /// fetch begun after `since` (or that fetch failed): nothing newer to learn.
-    async fn refetch(
-        &self,
-        tried: &Arc<CoreJsonWebKeySet>,
-        since: Instant,
-    ) -> Option<Arc<CoreJsonWebKeySet>> {
+    async fn refetch(&self, tried: &Arc<KeySet>, since: Instant) -> Option<Arc<KeySet>> {
         let mut fetched_at = self.fetched_at.lock().await;
         let current = self.jwks.load_full()?;
         if !Arc::ptr_eq(&current, tried) {
@@ -141,7 +180,7 @@ impl Keys {
         let fetch = JsonWebKeySet::fetch_async(&url, &self.http);
         match self.metrics.time(ProviderCall::Jwks, fetch).await {
             Ok(jwks) => {
-                let jwks = Arc::new(jwks);
+                let jwks = Arc::new(KeySet::new(jwks));
                 self.jwks.store(Some(jwks.clone()));
                 Some(jwks)
             }

@@ -7,12 +7,11 @@
 use std::str::FromStr;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use openidconnect::core::{CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
+use jsonwebtoken::{Algorithm, Validation};
+use openidconnect::core::CoreJwsSigningAlgorithm;
 use serde_json::{Map, Value};
 
-use super::keys::{Keys, KeysError};
+use super::keys::{KeySet, Keys, KeysError};
 use super::microsoft;
 
 /// Longer tokens are refused unread.
@@ -107,7 +106,7 @@ pub(super) async fn verify(
     let kid = header.kid.as_deref();
     let claims = keys
         .verify(
-            |jwks| decode(token, kid, jwks, &validation),
+            |keys| decode(token, kid, keys, &validation),
             |e| *e == LogoutTokenError::UnknownKey,
         )
         .await
@@ -129,37 +128,20 @@ pub(super) fn allowed(algs: &[CoreJwsSigningAlgorithm]) -> Vec<Algorithm> {
         .collect()
 }
 
-/// The signing keys of `jwks` named by `kid` (without one: every signing key),
-/// as `jsonwebtoken` keys.
-pub(super) fn decoding_keys(jwks: &CoreJsonWebKeySet, kid: Option<&str>) -> Vec<DecodingKey> {
-    let Ok(set) = serde_json::to_value(jwks) else {
-        return Vec::new();
-    };
-    set.get("keys")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|key| kid.is_none() || key.get("kid").and_then(Value::as_str) == kid)
-        .filter(|key| key.get("use").and_then(Value::as_str) != Some("enc"))
-        .filter_map(|key| serde_json::from_value::<Jwk>(key.clone()).ok())
-        .filter_map(|jwk| DecodingKey::from_jwk(&jwk).ok())
-        .collect()
-}
-
 /// Verifies the signature with the key named by `kid` (without one: each
 /// signing key in turn) and the standard claims `iss` and `aud`.
 fn decode(
     token: &str,
     kid: Option<&str>,
-    jwks: &CoreJsonWebKeySet,
+    keys: &KeySet,
     validation: &Validation,
 ) -> Result<Map<String, Value>, LogoutTokenError> {
-    let candidates = decoding_keys(jwks, kid);
-    if candidates.is_empty() {
+    let mut candidates = keys.decoding_keys(kid).peekable();
+    if candidates.peek().is_none() {
         return Err(LogoutTokenError::UnknownKey);
     }
     let mut refusal = LogoutTokenError::Signature;
-    for key in &candidates {
+    for key in candidates {
         match jsonwebtoken::decode::<Map<String, Value>>(token, key, validation) {
             Ok(data) => return Ok(data.claims),
             // Another key's family or a wrong key: try the next one.

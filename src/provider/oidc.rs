@@ -360,8 +360,8 @@ impl OidcProvider {
         let checked = self
             .keys
             .verify(
-                |jwks| {
-                    let verifier = self.verifier(discovered, jwks);
+                |keys| {
+                    let verifier = self.verifier(discovered, &keys.jwks);
                     // Core §12.2: a refreshed id_token need not carry the nonce,
                     // and one it carries is not compared.
                     let claims = match nonce {
