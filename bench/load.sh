@@ -124,7 +124,9 @@ build() {
   # Two builds: examples may use dev-dependencies, whose features (tokio's
   # test-util: a mutex in every clock read) would otherwise reach the binary.
   (cd "$ROOT" && cargo build --release --quiet --bin portcullis)
-  (cd "$ROOT" && cargo build --release --quiet --example bench_idp --example hyper_floor)
+  (cd "$ROOT" && cargo build --release --quiet --example bench_idp)
+  # The floor is a package of its own (bench/hyper_floor), for the same reason.
+  (cd "$ROOT" && cargo build --release --quiet --manifest-path bench/hyper_floor/Cargo.toml --target-dir target)
 }
 
 # === servers ===
@@ -252,7 +254,7 @@ EOF
   PORTCULLIS_REDIS_PID=$!
   wait_for "http://127.0.0.1:$PORTCULLIS_REDIS_PORT/oauth2/readyz" 200
 
-  taskset -c "$SERVER_CPU" "$ROOT/target/release/examples/hyper_floor" \
+  taskset -c "$SERVER_CPU" "$ROOT/target/release/hyper_floor" \
     "127.0.0.1:$HYPER_FLOOR_PORT" "127.0.0.1:$UPSTREAM_PORT" 2>"$WORK/hyper_floor.err" &
   PIDS+=($!)
   HYPER_FLOOR_PID=$!
