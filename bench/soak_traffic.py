@@ -558,21 +558,27 @@ def report(records_tsv, windows_tsv, samples_tsv):
     print(f"sign-ins: {len(sign_ins)}, outside fault windows {len(calm_sign_ins)}, "
           f"of which failed {sum(1 for r in calm_sign_ins if r[4] != 'ok')}")
 
-    # RSS and fds: the second half must not grow.
+    # RSS and fds: the second half must not grow. File descriptors follow the
+    # connections open at the moment (clients, and upstream connections kept
+    # idle for up to 60 s after a burst), so for them a leak shows as a rising
+    # median and trend, not as a higher momentary peak.
     mid = samples[0][0] + (samples[-1][0] - samples[0][0]) / 2
     first = [s for s in samples if s[0] < mid]
     second = [s for s in samples if s[0] >= mid]
     half_seconds = samples[-1][0] - mid
     print()
-    print("| | first half max | second half max | second half trend (over the half) |")
+    print("| | first half median / max | second half median / max | second half trend (over the half) |")
     print("|---|---:|---:|---:|")
-    for label, i, unit, allowed in (("RSS", 1, "kB", None), ("fds", 2, "", 16)):
-        m1, m2 = max(s[i] for s in first), max(s[i] for s in second)
+    for label, i, unit, allowed, level in (("RSS", 1, " kB", None, max), ("fds", 2, "", 16, statistics.median)):
+        m1, m2 = level(s[i] for s in first), level(s[i] for s in second)
         growth = trend([(s[0], s[i]) for s in second]) * half_seconds
-        print(f"| {label} | {m1} {unit} | {m2} {unit} | {growth:+.0f} {unit} |")
+        print(f"| {label} | {statistics.median(s[i] for s in first):.0f} / {max(s[i] for s in first)}{unit} "
+              f"| {statistics.median(s[i] for s in second):.0f} / {max(s[i] for s in second)}{unit} "
+              f"| {growth:+.0f}{unit} |")
         limit = allowed if allowed is not None else max(2048, m1 * 0.05)
         if m2 > m1 + limit:
-            failures.append(f"{label} grew: second-half max {m2} over first-half max {m1} (+{limit:.0f} allowed)")
+            failures.append(f"{label} grew: second-half {level.__name__} {m2} over the first half's {m1} "
+                            f"(+{limit:.0f} allowed)")
         if growth > limit:
             failures.append(f"{label} trend over the second half {growth:+.0f} (+{limit:.0f} allowed)")
 
