@@ -200,6 +200,8 @@ class Driver:
             outcome, status = e.args[0], e.args[1] if len(e.args) > 1 else 0
         except (OSError, http.client.HTTPException) as e:
             outcome = "connection: " + type(e).__name__
+        except Exception as e:  # an answer this client cannot read fails the run, not the thread
+            outcome = "unreadable answer: " + type(e).__name__
         end = time.time()
         with self.lock:
             self.records.append((start, end, kind, session, outcome, status, end - start))
