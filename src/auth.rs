@@ -135,21 +135,7 @@ fn jwks(app: &App, html: bool) -> Response<Body> {
             html,
         );
     };
-    let mut resp = Response::new(crate::full(jwks.clone()));
-    let headers = resp.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
-    headers.insert(
-        http::header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    resp
+    respond::json_bytes(StatusCode::OK, jwks.clone(), "public, max-age=300")
 }
 
 fn method_not_allowed() -> Problem {

@@ -428,13 +428,22 @@ pub fn redirect(location: &str) -> Response<Body> {
 }
 
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(full(value.to_string()));
+    json_bytes(status, value.to_string(), "no-store")
+}
+
+/// JSON already serialised, with its `Cache-Control`.
+pub fn json_bytes(
+    status: StatusCode,
+    json: impl Into<bytes::Bytes>,
+    cache_control: &'static str,
+) -> Response<Body> {
+    let mut response = Response::new(full(json));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(
         http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
+        HeaderValue::from_static(cache_control),
     );
     headers.insert(
         http::header::X_CONTENT_TYPE_OPTIONS,
