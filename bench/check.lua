@@ -2,7 +2,8 @@
 -- one.
 -- Arguments: expected status; the exact expected body (ignored for a 3xx: a
 -- redirect to sign-in is checked by its Location instead); the Cookie header (""
--- for none).
+-- for none); optionally one more request header, "Name: value" (a bearer
+-- token's Authorization, say).
 -- The upstream's body names the X-Forwarded-User it received and whether the
 -- portcullis session cookie reached it, so comparing the whole body catches a
 -- proxy that answers fast but forwards the wrong request.
@@ -30,6 +31,9 @@ local function build()
   if #pairs_ > 0 then
     headers["Cookie"] = table.concat(pairs_, "; ")
   end
+  if extra_name then
+    headers[extra_name] = extra_value
+  end
   req = wrk.format("GET", "/", headers)
 end
 
@@ -44,6 +48,9 @@ function init(args)
       cookies[name] = value
       table.insert(cookie_names, name)
     end
+  end
+  if args[4] and args[4] ~= "" then
+    extra_name, extra_value = string.match(args[4], "^([^:]+):%s*(.*)$")
   end
   good, bad, refreshed, first_bad = 0, 0, 0, ""
   build()

@@ -26,12 +26,14 @@
 # write an access line per request to a file, nginx buffered as in a typical
 # production config (`buffer=32k flush=1s`), portcullis its default access log
 # on stderr, which is that file; 0: neither does). The upstream and the hyper
-# floor never log.
+# floor never log. SHAPES (all; none, or names from bench/shapes/*.sh such as
+# "tls h2"): the deployed shapes measured after the main runs, one wrk (or h2load)
+# run of DURATION each; SHAPES_ONLY (0; 1: only the shapes, nothing written).
 set -euo pipefail
 
 # The exact command, for the results: the overrides given, then the script.
 COMMAND="bench/load.sh"
-for var in ROUNDS DURATION CONNECTIONS MEMORY_REQUESTS SIGN_IN_SECONDS SIGN_IN_CONNS ACCESS_LOG; do
+for var in ROUNDS DURATION CONNECTIONS MEMORY_REQUESTS SIGN_IN_SECONDS SIGN_IN_CONNS ACCESS_LOG SHAPES; do
   [[ -z ${!var:-} ]] || COMMAND="$var=${!var} $COMMAND"
 done
 
@@ -46,6 +48,8 @@ WRITE_RESULTS=${WRITE_RESULTS:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
 PROFILE=${PROFILE:-0}
 ACCESS_LOG=${ACCESS_LOG:-1}
+SHAPES=${SHAPES:-all}
+SHAPES_ONLY=${SHAPES_ONLY:-0}
 ((ROUNDS >= 1)) || { echo "bench/load.sh: ROUNDS must be at least 1" >&2; exit 1; }
 
 UPSTREAM_PORT=$((BASE_PORT + 1))
@@ -72,6 +76,7 @@ SIGNED_IN_USER=ada
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
 RUNS="$WORK/runs.tsv"
+SHAPE_ROWS="$WORK/shapes.tsv"
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench/load.sh: %s\n' "$*" >&2; exit 1; }
 
@@ -429,6 +434,54 @@ sign_in_run() {
   log "$out"
 }
 
+# === deployed shapes (bench/shapes/*.sh) ===
+
+# Each file in bench/shapes defines `shape_<name>` functions, adds the names to
+# SHAPE_NAMES, and records its measurements with shape_row; report.py renders
+# one table per section, in the order the rows came.
+SHAPE_NAMES=()
+for shape_file in "$ROOT"/bench/shapes/*.sh; do
+  [[ -e $shape_file ]] || continue
+  # shellcheck source=/dev/null
+  source "$shape_file"
+done
+
+# One row of a shape's table. requests and duration_us give req/s; cpu_ticks
+# (the servers' utime + stime over the run) over requests gives CPU per request;
+# p50/p99 in µs, "-" where the tool gives none; the note is shown as is.
+shape_row() { # section label requests duration_us p50_us p99_us cpu_ticks note
+  (($# == 8)) || die "shape_row takes 8 fields, got $#: $*"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$SHAPE_ROWS"
+  log "$1 / $2: $3 requests in $4 µs, p99 $6 µs, $7 ticks; $8"
+}
+
+# wrk with check.lua against a URL for DURATION seconds, recorded as a shape
+# row with the CPU of the given server pids. check.lua's arguments follow the
+# URL: status, exact body, cookie, and an optional extra header ("Name: value").
+# SHAPE_CONNECTIONS (default CONNECTIONS) sets the connections.
+shape_wrk() { # section label "pids" note url status body cookie [header]
+  local section=$1 label=$2 pids=$3 note=$4 url=$5 before after out result
+  shift 5
+  before=$(cpu_ticks $pids)
+  out=$(timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"${SHAPE_CONNECTIONS:-$CONNECTIONS}" \
+    -d"${DURATION}s" -s "$ROOT/bench/check.lua" "$url" -- "$@") || die "wrk failed against $label"
+  after=$(cpu_ticks $pids)
+  result=$(check_result "$label" "$out")
+  shape_row "$section" "$label" "$(field requests "$result")" "$(field duration_us "$result")" \
+    "$(field p50_us "$result")" "$(field p99_us "$result")" $((after - before)) "$note"
+}
+
+run_shapes() {
+  local names=$SHAPES name
+  [[ $names == none ]] && return
+  [[ $names == all ]] && names=${SHAPE_NAMES[*]}
+  for name in $names; do
+    declare -F "shape_${name//-/_}" >/dev/null || die "unknown shape '$name' (known: ${SHAPE_NAMES[*]})"
+    log "shape $name"
+    "shape_${name//-/_}"
+  done
+}
+
 # === main ===
 
 install_tools
@@ -470,6 +523,11 @@ if [[ $PROFILE == 1 ]]; then
   profile
   exit 0
 fi
+if [[ $SHAPES_ONLY == 1 ]]; then
+  run_shapes
+  python3 "$ROOT/bench/report.py" --shapes-only --shapes "$SHAPE_ROWS" --clk-tck "$(getconf CLK_TCK)"
+  exit 0
+fi
 
 TARGETS=(direct nginx nginx-nocookie portcullis portcullis-anonymous portcullis-redis hyper-floor)
 for target in "${TARGETS[@]}"; do
@@ -483,10 +541,11 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 memory_runs
 sign_in_run
+run_shapes
 
 python3 "$ROOT/bench/report.py" \
   --runs "$RUNS" --memory "$WORK/memory.tsv" --sign-ins "$WORK/sign_ins.txt" \
-  --clk-tck "$(getconf CLK_TCK)" --command "$COMMAND" --cookie-bytes "${#SESSION_COOKIE}" \
+  --shapes "$SHAPE_ROWS" --clk-tck "$(getconf CLK_TCK)" --command "$COMMAND" --cookie-bytes "${#SESSION_COOKIE}" \
   --connections "$CONNECTIONS" --duration "$DURATION" --rounds "$ROUNDS" \
   --nginx-version "$(nginx -v 2>&1 | sed 's/^nginx version: nginx\///')" \
   --wrk-version "$(wrk -v 2>&1 | head -n1 | awk '{ print $2 }')" \

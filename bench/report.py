@@ -223,6 +223,7 @@ def render(args, s, memory, sign_ins):
     ]
     if "hyper-floor" in s:
         lines += ["", *floor_table(signed, s["hyper-floor"], nginx, at256, args.connections)]
+    lines += render_shapes(read_shapes(args.shapes), args.clk_tck)
     return "\n".join(lines)
 
 
@@ -257,6 +258,46 @@ def floor_table(signed, floor, nginx, at256, connections):
     ]
 
 
+def read_shapes(path):
+    """bench/shapes' rows, grouped by section in the order they came."""
+    sections = {}
+    if path and os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                section, label, requests, duration_us, p50, p99, ticks, note = line.rstrip("\n").split("\t")
+                sections.setdefault(section, []).append(
+                    (label, int(requests), int(duration_us), p50, p99, int(ticks), note)
+                )
+    return sections
+
+
+def render_shapes(sections, clk_tck):
+    """One table per deployed shape: each row one run of DURATION seconds."""
+    if not sections:
+        return []
+    lines = [
+        "",
+        "### Deployed shapes",
+        "",
+        "One run each, after the rounds above, on the same servers and cores (`bench/shapes/*.sh`).",
+    ]
+    for section, rows in sections.items():
+        lines += [
+            "",
+            f"**{section}**",
+            "",
+            "| what | req/s | p50 | p99 | server CPU per request | notes |",
+            "|---|---|---|---|---|---|",
+        ]
+        for label, requests, duration_us, p50, p99, ticks, note in rows:
+            rps = requests / (duration_us / 1e6) if duration_us else 0
+            cpu = f"{ticks * 1e6 / clk_tck / requests:.1f} µs" if requests and ticks >= 0 else "–"
+            p50_cell = us(int(p50)) if p50.isdigit() else "–"
+            p99_cell = us(int(p99)) if p99.isdigit() else "–"
+            lines.append(f"| {label} | {rps:,.0f} | {p50_cell} | {p99_cell} | {cpu} | {note} |")
+    return lines
+
+
 def write(path, block):
     text = open(path).read() if os.path.exists(path) else ""
     if BEGIN in text and END in text:
@@ -271,13 +312,21 @@ def write(path, block):
 
 def main():
     p = argparse.ArgumentParser()
+    # --shapes-only: print the shapes' tables alone (a partial run writes nothing).
+    p.add_argument("--shapes-only", action="store_true")
+    p.add_argument("--shapes")
+    p.add_argument("--clk-tck", type=int, required=True)
+    whole_run = "--shapes-only" not in sys.argv
     for name in ["runs", "memory", "sign-ins", "command", "nginx-version", "wrk-version"]:
-        p.add_argument(f"--{name}", required=True)
-    for name in ["clk-tck", "connections", "duration", "rounds"]:
-        p.add_argument(f"--{name}", type=int, required=True)
+        p.add_argument(f"--{name}", required=whole_run)
+    for name in ["connections", "duration", "rounds"]:
+        p.add_argument(f"--{name}", type=int, required=whole_run)
     p.add_argument("--cookie-bytes", type=int)
     p.add_argument("--write")
     args = p.parse_args()
+    if args.shapes_only:
+        print("\n".join(render_shapes(read_shapes(args.shapes), args.clk_tck)))
+        return
     summary = summarise(read_runs(args.runs), args.clk_tck)
     block = render(
         args,
