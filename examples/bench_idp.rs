@@ -7,6 +7,8 @@
 //! bench_idp serve PORT TOKENS N FILE         the same, after writing N access
 //!                                            tokens for ada (JWTs, one a line)
 //! bench_idp cookie BASE_URL                  sign in once as ada; print the Cookie header
+//! bench_idp cookies BASE_URL N CONNS         sign in N times (CONNS at a time); print
+//!                                            each session's Cookie header, one a line
 //! bench_idp sign-ins BASE_URL CONNS SECONDS  sign in repeatedly; print the rate
 //! ```
 
@@ -39,9 +41,10 @@ async fn main() -> ExitCode {
         ["serve", port] => serve(port, None).await,
         ["serve", port, "tokens", n, file] => serve(port, Some((n, file))).await,
         ["cookie", base] => cookie(base).await,
+        ["cookies", base, n, conns] => cookies(base, n, conns).await,
         ["sign-ins", base, conns, seconds] => sign_ins(base, conns, seconds).await,
         _ => Err(
-            "usage: bench_idp serve PORT [tokens N FILE] | cookie BASE_URL | sign-ins BASE_URL CONNS SECONDS"
+            "usage: bench_idp serve PORT [tokens N FILE] | cookie BASE_URL | cookies BASE_URL N CONNS | sign-ins BASE_URL CONNS SECONDS"
                 .into(),
         ),
     };
@@ -57,17 +60,33 @@ async fn main() -> ExitCode {
 async fn serve(port: &str, tokens: Option<(&str, &str)>) -> Result<(), BoxError> {
     let port: u16 = port.parse()?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let idp = DemoIdp::start_on(listener, IdpOptions::default()).await?;
+    let idp = Arc::new(DemoIdp::start_on(listener, IdpOptions::default()).await?);
     if let Some((n, file)) = tokens {
         // Each with its own `jti`: a different token, so portcullis checks
         // every one's signature instead of answering from its verdict cache.
-        let mut lines = String::new();
-        for _ in 0..n.parse::<usize>()? {
-            let claims = idp.access_token_claims(USER);
-            lines.push_str(&idp.sign_access_token(&claims, JwtSigning::Current).await);
-            lines.push('\n');
+        // RSA signing is slow (about a millisecond): one minting task per
+        // core. Written whole under another name, then renamed, so that a
+        // reader waiting for FILE never sees part of it.
+        let n: usize = n.parse()?;
+        let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut minting = tokio::task::JoinSet::new();
+        for worker in 0..workers {
+            let idp = idp.clone();
+            let count = n / workers + usize::from(worker < n % workers);
+            minting.spawn(async move {
+                let mut lines = String::new();
+                for _ in 0..count {
+                    let claims = idp.access_token_claims(USER);
+                    lines.push_str(&idp.sign_access_token(&claims, JwtSigning::Current).await);
+                    lines.push('\n');
+                }
+                lines
+            });
         }
-        std::fs::write(file, lines)?;
+        let lines = minting.join_all().await.concat();
+        let partial = format!("{file}.partial");
+        std::fs::write(&partial, lines)?;
+        std::fs::rename(&partial, file)?;
     }
     println!("{}", idp.issuer());
     tokio::signal::ctrl_c().await?;
@@ -77,6 +96,34 @@ async fn serve(port: &str, tokens: Option<(&str, &str)>) -> Result<(), BoxError>
 async fn cookie(base: &str) -> Result<(), BoxError> {
     let client = client();
     println!("{}", sign_in(&client, base).await?);
+    Ok(())
+}
+
+/// `N` sign-ins, `CONNS` at a time; each session's Cookie header on a line of
+/// its own (each a different session, as many browsers would hold).
+async fn cookies(base: &str, n: &str, conns: &str) -> Result<(), BoxError> {
+    let (n, conns): (u64, usize) = (n.parse()?, conns.parse()?);
+    let client = client();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut loops = tokio::task::JoinSet::new();
+    for _ in 0..conns {
+        let (client, base, next) = (client.clone(), base.to_owned(), next.clone());
+        loops.spawn(async move {
+            let mut got = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                got.push(sign_in(&client, &base).await?);
+            }
+            Ok::<_, BoxError>(got)
+        });
+    }
+    let mut out = String::new();
+    for got in loops.join_all().await {
+        for cookie in got? {
+            out.push_str(&cookie);
+            out.push('\n');
+        }
+    }
+    print!("{out}");
     Ok(())
 }
 
