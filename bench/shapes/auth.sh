@@ -4,8 +4,8 @@
 # auth_request (forward-auth). Every answer's exact body is checked, as in
 # load.sh: the upstream's body names the X-Forwarded-User that reached it.
 #
-# Environment: REDIS_SESSIONS (1000 × DURATION): sessions signed in at another
-# replica for the uncached Redis row; BEARER_TOKENS (1500 × DURATION): tokens
+# Environment: REDIS_SESSIONS (1500 × DURATION): sessions signed in at another
+# replica for the uncached Redis row; BEARER_TOKENS (2000 × DURATION): tokens
 # minted for the new-token-each-request row. Each is used once; a row whose
 # values run out stops early (its duration is what they lasted, in its note).
 # Ports BASE_PORT+30 .. +34.
@@ -21,15 +21,33 @@ AUTH_FA_PORTCULLIS_PORT=$((BASE_PORT + 34))
 # Runs wrk with a check script against a URL for DURATION seconds, as shape_wrk
 # does, but leaves the RESULT line in AUTH_RESULT and the servers' CPU ticks in
 # AUTH_TICKS instead of recording a row: the Redis rows' notes need what Redis
-# saw during the run.
+# saw during the run. check_tokens.lua gets one more argument, a file it
+# creates when its values run out: wrk is then ended with SIGINT (it reports at
+# once) rather than left idle for the rest of DURATION.
 auth_wrk() { # label "pids" script url script_args...
-  local label=$1 pids=$2 script=$3 url=$4 before after out
+  local label=$1 pids=$2 script=$3 url=$4 before after wrk_pid done_file="$WORK/values-done"
   shift 4
+  [[ $script == check_tokens.lua ]] && set -- "$@" "$done_file"
+  rm -f "$done_file"
   before=$(cpu_ticks $pids)
-  out=$(timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"${SHAPE_CONNECTIONS:-$CONNECTIONS}" \
-    -d"${DURATION}s" -s "$ROOT/bench/$script" "$url" -- "$@") || die "wrk failed against $label"
+  timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" wrk -t1 -c"${SHAPE_CONNECTIONS:-$CONNECTIONS}" \
+    -d"${DURATION}s" -s "$ROOT/bench/$script" "$url" -- "$@" >"$WORK/auth-wrk.out" &
+  wrk_pid=$!
+  PIDS+=("$wrk_pid") # stopped on exit should the run fail before the wait
+  while kill -0 "$wrk_pid" 2>/dev/null; do
+    # timeout passes SIGINT on to wrk.
+    [[ -e $done_file ]] && { kill -INT "$wrk_pid" 2>/dev/null || true; break; }
+    sleep 0.05
+  done
+  wait "$wrk_pid" || die "wrk failed against $label"
   after=$(cpu_ticks $pids)
-  AUTH_RESULT=$(check_result "$label" "$out")
+  # Waited for: its pid may be reused, so cleanup must not signal it.
+  local kept=() pid
+  for pid in "${PIDS[@]}"; do
+    [[ $pid == "$wrk_pid" ]] || kept+=("$pid")
+  done
+  PIDS=("${kept[@]}")
+  AUTH_RESULT=$(check_result "$label" "$(cat "$WORK/auth-wrk.out")")
   AUTH_TICKS=$((after - before))
 }
 
@@ -46,23 +64,32 @@ auth_values_note() {
   used=$(field used "$AUTH_RESULT") values=$(field values "$AUTH_RESULT")
   ((used <= values)) || die "check_tokens.lua sent $used of $values values"
   if ((used == values)); then
-    printf 'all %s used in %s s' "$values" \
+    printf 'all %s used, in %s s' "$values" \
       "$(awk -v us="$(field duration_us "$AUTH_RESULT")" 'BEGIN { printf "%.1f", us / 1e6 }')"
   else
     printf '%s of %s used' "$used" "$values"
   fi
 }
 
-# Commands Redis has executed (INFO commandstats, every command but INFO, which
-# is this function's own).
+# Commands Redis has executed (INFO commandstats): all but INFO (which is this
+# function's own), and GETs (a session read) among them.
 redis_calls() {
-  redis-cli -p "$REDIS_PORT" INFO commandstats |
-    awk -F'[:=,]' '/^cmdstat_/ && $1 != "cmdstat_info" { n += $3 } END { print n + 0 }'
+  redis-cli -p "$REDIS_PORT" INFO commandstats | awk -F'[:=,]' '
+    /^cmdstat_/ && $1 != "cmdstat_info" { n += $3 }
+    $1 == "cmdstat_get" { get += $3 }
+    END { print n + 0, get + 0 }'
 }
 
-# Redis commands per checked request over a run, from redis_calls before and after.
-per_request() { # calls_before calls_after
-  awk -v n=$(($2 - $1)) -v r="$(field requests "$AUTH_RESULT")" 'BEGIN { printf "%.3f", n / r }'
+# Redis commands per request over a run, from redis_calls before and after:
+# "all (GET: gets)". Per request sent: check_tokens.lua's count of values used
+# when it ran (the answers in flight when it stopped were served, but not
+# checked), else the answers checked.
+per_request() { # "calls_before" "calls_after"
+  local before=($1) after=($2) sent
+  sent=$(field used "$AUTH_RESULT")
+  [[ -n $sent ]] || sent=$(field requests "$AUTH_RESULT")
+  awk -v n=$((after[0] - before[0])) -v get=$((after[1] - before[1])) -v r="$sent" \
+    'BEGIN { printf "%.3f (GET: %.3f)", n / r, get / r }'
 }
 
 # Starts a portcullis with the given config; waits until it is ready.
@@ -83,7 +110,7 @@ auth_portcullis() { # name config port -> AUTH_PID
 # counts portcullis-redis and redis-server.
 shape_redis() {
   local section="Redis session store (session.store = \"redis\")" pids="$PORTCULLIS_REDIS_PID $REDIS_PID"
-  local body before after n=${REDIS_SESSIONS:-$((1000 * DURATION))}
+  local body before after n=${REDIS_SESSIONS:-$((1500 * DURATION))}
   body=$(expected_body portcullis-redis)
   before=$(redis_calls)
   auth_wrk "portcullis-redis cached" "$pids" check.lua "$(url_of portcullis-redis)" \
@@ -97,10 +124,12 @@ shape_redis() {
     "$WORK/portcullis-redis.toml" >"$WORK/portcullis-replica.toml"
   auth_portcullis portcullis-replica "$WORK/portcullis-replica.toml" "$AUTH_REPLICA_PORT"
   log "signing in $n sessions at the other replica"
+  local started=$SECONDS
   timeout $((n / 100 + 60)) taskset -c "$CLIENT_CPU" "$ROOT/target/release/examples/bench_idp" \
     cookies "http://127.0.0.1:$AUTH_REPLICA_PORT" "$n" "$SIGN_IN_CONNS" >"$WORK/redis-cookies.txt" ||
     die "signing in $n sessions at the other replica failed"
   (($(sort -u "$WORK/redis-cookies.txt" | wc -l) == n)) || die "the replica's $n session cookies are not all different"
+  log "signed in $n sessions in $((SECONDS - started)) s"
   before=$(redis_calls)
   auth_wrk "portcullis-redis uncached" "$pids" check_tokens.lua "$(url_of portcullis-redis)" \
     200 "$body" "$WORK/redis-cookies.txt" Cookie ""
@@ -117,8 +146,9 @@ shape_redis() {
 # cached, an API client's steady state. A new token each request: one RS256
 # signature check each, keys cached. nginx cannot validate a JWT: no nginx row.
 shape_bearer() {
-  local section="Bearer tokens ([access] bearer_tokens = true)" body token n=${BEARER_TOKENS:-$((1500 * DURATION))}
+  local section="Bearer tokens ([access] bearer_tokens = true)" body token n=${BEARER_TOKENS:-$((2000 * DURATION))}
   log "minting $n access tokens"
+  local started=$SECONDS
   # Not pinned: minting (RSA signing, about 1 ms a token) uses both cores before
   # anything is measured; the provider is idle afterwards (its JWKS cached).
   "$ROOT/target/release/examples/bench_idp" serve "$AUTH_IDP_PORT" tokens "$n" "$WORK/tokens.txt" \
@@ -131,6 +161,7 @@ shape_bearer() {
   done
   [[ -e $WORK/tokens.txt ]] || die "bench_idp minted no tokens"
   (($(sort -u "$WORK/tokens.txt" | wc -l) == n)) || die "the $n tokens are not all different"
+  log "minted $n tokens in $((SECONDS - started)) s"
   sed -e "s/127.0.0.1:$PORTCULLIS_PORT/127.0.0.1:$AUTH_BEARER_PORT/g" \
     -e "s/127.0.0.1:$IDP_PORT/127.0.0.1:$AUTH_IDP_PORT/g" "$WORK/portcullis.toml" >"$WORK/portcullis-bearer.toml"
   printf '[access]\nbearer_tokens = true\n' >>"$WORK/portcullis-bearer.toml"
@@ -146,7 +177,7 @@ shape_bearer() {
   auth_wrk "portcullis bearer, a new token each request" "$pid" check_tokens.lua "$url" \
     200 "$body" "$WORK/tokens.txt" Authorization "Bearer "
   auth_row "$section" "portcullis, a new token each request (RS256 check each)" \
-    "$(auth_values_note) tokens"
+    "tokens minted before the run, each sent once: $(auth_values_note)"
 }
 
 # === forward-auth ===
