@@ -135,7 +135,7 @@ shape_redis() {
     200 "$body" "$WORK/redis-cookies.txt" Cookie ""
   after=$(redis_calls)
   auth_row "$section" "portcullis-redis, session read from Redis (a new session each request)" \
-    "Redis commands per request: $(per_request "$before" "$after"); sessions signed in at another replica, each sent once: $(auth_values_note)"
+    "Redis commands per request: $(per_request "$before" "$after"); sessions signed in at another replica, each sent once ($(auth_values_note))"
 }
 
 # === bearer ===
@@ -171,13 +171,13 @@ shape_bearer() {
   body=$(upstream_body "$SIGNED_IN_USER" no)
   token=$(head -n1 "$WORK/tokens.txt")
   shape_wrk "$section" "portcullis, one token repeated (verdict cached)" "$pid" \
-    "nginx cannot validate a JWT: no nginx row" "$url" 200 "$body" "" "Authorization: Bearer $token"
+    "JWKS and verdict cached; nginx cannot validate a JWT: no nginx row" "$url" 200 "$body" "" "Authorization: Bearer $token"
   # The token above is cached now: the next run starts from the second.
   sed -i 1d "$WORK/tokens.txt"
   auth_wrk "portcullis bearer, a new token each request" "$pid" check_tokens.lua "$url" \
     200 "$body" "$WORK/tokens.txt" Authorization "Bearer "
   auth_row "$section" "portcullis, a new token each request (RS256 check each)" \
-    "tokens minted before the run, each sent once: $(auth_values_note)"
+    "tokens minted before the run, each sent once ($(auth_values_note)); nginx cannot validate a JWT"
 }
 
 # === forward-auth ===
