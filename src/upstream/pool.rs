@@ -5,8 +5,16 @@
 //! protocols and pays for it on every request: a keyed, locked pool checkout,
 //! and for HTTP/1 a spawned task per response that waits for the connection to
 //! become ready again. Here idle connections wait in a stack per worker thread
-//! (no lock, no sharing between threads), and a connection goes back the
-//! moment its response body has ended.
+//! (no lock, no atomic), and a connection goes back the moment its response
+//! body has ended.
+//!
+//! A request's task may move between workers, so a connection checked out on
+//! one is often given back on another. Alone, the stacks would drift apart:
+//! one worker dialling while idle connections pile up on the other (a soak
+//! with two workers held ~150 upstream connections for ~12 requests in
+//! flight). So a stack keeps at most [`LOCAL_IDLE`]; the rest go to a shared
+//! lock-free queue, which a worker whose stack is empty takes from before it
+//! dials.
 //!
 //! Idle connections are closed by their own task after [`IDLE_TIMEOUT`], so a
 //! quiet proxy does not hold the upstream's sockets open; the stack then only
@@ -19,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use crossbeam_queue::ArrayQueue;
 use http::header::CONNECTION;
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -36,9 +45,13 @@ use crate::{Body, BoxError};
 /// An idle connection is closed after this long: upstreams close theirs too
 /// (nginx after 75 s), and a stale one would cost a failed send.
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// At most this many idle connections per worker thread; more are closed on
-/// release. Matches the concurrency a single worker can keep busy.
-const MAX_IDLE: usize = 256;
+/// At most this many idle connections wait on a worker's own stack; more go
+/// to the shared queue. Enough for the bursts one worker serves back to back,
+/// few enough that a surplus reaches the other workers.
+const LOCAL_IDLE: usize = 8;
+/// At most this many idle connections wait in the shared queue; more are
+/// closed on release. Matches the concurrency a single worker can keep busy.
+const SHARED_IDLE: usize = 256;
 /// [`Idleness`] of a connection that is carrying a request.
 const BUSY: u64 = u64::MAX;
 
@@ -57,8 +70,10 @@ pub(super) struct Pool {
     tls: Option<(TlsConnector, ServerName<'static>)>,
     connect_timeout: Duration,
     idle_timeout: Duration,
-    /// Idle connections, most recently released last.
+    /// Idle connections on this worker, most recently released last.
     idle: ThreadLocal<RefCell<Vec<Pooled>>>,
+    /// Idle connections beyond [`LOCAL_IDLE`], for any worker.
+    shared: ArrayQueue<Pooled>,
     /// The zero of [`Idleness`] timestamps.
     epoch: Instant,
 }
@@ -89,6 +104,7 @@ impl Pool {
             connect_timeout,
             idle_timeout,
             idle: ThreadLocal::new(),
+            shared: ArrayQueue::new(SHARED_IDLE),
             epoch: Instant::now(),
         }
     }
@@ -179,9 +195,10 @@ impl Pool {
         Ok(Pooled { sender, idleness })
     }
 
-    /// The most recently released connection that is ready for a request.
-    /// Closed ones are dropped; one still finishing its previous exchange (a
-    /// request body still streaming after an early response) is left for later.
+    /// The most recently released connection on this worker that is ready for
+    /// a request, else one from the shared queue. Closed ones are dropped; one
+    /// still finishing its previous exchange (a request body still streaming
+    /// after an early response) is left for later on this worker's stack.
     fn checkout(&self) -> Option<Pooled> {
         let mut idle = self.idle.get_or_default().borrow_mut();
         while let Some(i) = idle
@@ -195,30 +212,45 @@ impl Pool {
                 return Some(pooled);
             }
         }
+        drop(idle);
+        // One not ready here is closed, or still finishing an exchange: dropped,
+        // hyper finishes the exchange and closes it.
+        while let Some(pooled) = self.shared.pop() {
+            if pooled.sender.is_ready() {
+                pooled.idleness.0.store(BUSY, Ordering::Relaxed);
+                return Some(pooled);
+            }
+        }
         None
     }
 
     fn release(&self, pooled: Pooled) {
+        if pooled.sender.is_closed() {
+            return;
+        }
+        pooled.idleness.0.store(self.millis(), Ordering::Relaxed);
         let mut idle = self.idle.get_or_default().borrow_mut();
         // The oldest handle goes when its connection has closed.
         if idle.first().is_some_and(|p| p.sender.is_closed()) {
             idle.remove(0);
         }
-        if idle.len() >= MAX_IDLE || pooled.sender.is_closed() {
-            return;
+        if idle.len() < LOCAL_IDLE {
+            idle.push(pooled);
+        } else {
+            drop(idle);
+            // A full queue drops it, which closes it.
+            let _ = self.shared.push(pooled);
         }
-        pooled.idleness.0.store(self.millis(), Ordering::Relaxed);
-        idle.push(pooled);
     }
 
     fn millis(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(BUSY - 1)
     }
 
-    /// Idle connections held by this thread's stack (tests).
+    /// Idle connections held by this thread's stack and the shared queue (tests).
     #[cfg(test)]
     pub(super) fn idle_here(&self) -> usize {
-        self.idle.get().map_or(0, |idle| idle.borrow().len())
+        self.idle.get().map_or(0, |idle| idle.borrow().len()) + self.shared.len()
     }
 }
 

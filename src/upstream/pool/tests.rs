@@ -235,3 +235,65 @@ async fn a_request_on_a_connection_closed_unnoticed_goes_out_on_a_new_one() {
         control.read_u8().await.unwrap();
     }
 }
+
+/// A connection given back on one worker serves a request on another once
+/// that worker's stack is full; only then does the other worker dial.
+#[test]
+fn a_worker_with_no_idle_connection_takes_one_given_back_on_another() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (port, mut seen) = runtime.block_on(upstream(OK, usize::MAX));
+    let pool = pool(port, IDLE_TIMEOUT);
+    // `Handle::block_on` runs each batch on a thread of its own, so its
+    // checkouts and releases use that thread's stack. The thread then waits
+    // for `done`: the stacks are per live thread, an exited one's goes to the
+    // next thread started.
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let finished = Arc::new(std::sync::Mutex::new(finished));
+    let batch = |n: usize| {
+        let (pool, handle) = (Arc::clone(&pool), runtime.handle().clone());
+        let (ran, has_run) = std::sync::mpsc::channel();
+        let finished = Arc::clone(&finished);
+        let thread = std::thread::spawn(move || {
+            handle.block_on(async {
+                let gets = (0..n).map(|_| get(&pool));
+                for (status, _) in futures_util::future::join_all(gets).await {
+                    assert_eq!(status, StatusCode::OK);
+                }
+            });
+            ran.send(()).unwrap();
+            let _ = finished.lock().unwrap().recv();
+        });
+        has_run.recv().unwrap();
+        thread
+    };
+    let connections_of = |seen: &mut mpsc::UnboundedReceiver<Seen>, n: usize| {
+        let mut conns: Vec<usize> = (0..n)
+            .map(|_| match runtime.block_on(next(seen)) {
+                Seen::Request(conn) => conn,
+                closed => panic!("{closed:?}"),
+            })
+            .collect();
+        conns.sort_unstable();
+        conns
+    };
+
+    // Ten at once on one thread: ten connections, eight kept on its stack,
+    // two in the shared queue.
+    let first = batch(LOCAL_IDLE + 2);
+    assert_eq!(
+        connections_of(&mut seen, LOCAL_IDLE + 2),
+        (0..LOCAL_IDLE + 2).collect::<Vec<_>>()
+    );
+    // Two at once on another thread: the two from the queue, no new connection.
+    batch(2);
+    let reused = connections_of(&mut seen, 2);
+    assert!(
+        reused.iter().all(|&conn| conn < LOCAL_IDLE + 2),
+        "{reused:?}"
+    );
+    assert_eq!(seen.try_recv().ok(), None);
+}
