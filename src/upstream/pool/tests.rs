@@ -289,11 +289,14 @@ fn a_worker_with_no_idle_connection_takes_one_given_back_on_another() {
         (0..LOCAL_IDLE + 2).collect::<Vec<_>>()
     );
     // Two at once on another thread: the two from the queue, no new connection.
-    batch(2);
+    let second = batch(2);
     let reused = connections_of(&mut seen, 2);
     assert!(
         reused.iter().all(|&conn| conn < LOCAL_IDLE + 2),
         "{reused:?}"
     );
     assert_eq!(seen.try_recv().ok(), None);
+    drop(done);
+    first.join().unwrap();
+    second.join().unwrap();
 }
