@@ -7,7 +7,8 @@
 #            prior knowledge), portcullis against nginx.
 #   scaling  the signed-in path with 1 and 2 threads, nothing pinned: what a
 #            second core buys (portcullis, the hyper floor, nginx).
-# Servers started here use ports BASE_PORT+20 .. BASE_PORT+29.
+# Servers started here use ports BASE_PORT+20 .. BASE_PORT+29. H2_CLIENTS (16)
+# and H2_STREAMS (10): h2load's connections and concurrent streams on each.
 SHAPE_NAMES+=(tls h2 scaling)
 
 declare -gA TLS_KEY_NAME=([ecdsa]="ECDSA P-256" [rsa]="RSA-2048")
@@ -17,20 +18,24 @@ H2C_NGINX_PORT=$((BASE_PORT + 24))
 SCALING_PORTCULLIS_PORT=([1]=$((BASE_PORT + 25)) [2]=$((BASE_PORT + 26)))
 SCALING_FLOOR_PORT=$((BASE_PORT + 27))
 SCALING_NGINX_PORT=([1]=$((BASE_PORT + 28)) [2]=$((BASE_PORT + 29)))
-# h2load's connections and concurrent streams on each.
 H2_CLIENTS=${H2_CLIENTS:-16}
 H2_STREAMS=${H2_STREAMS:-10}
-# Every core: what "not pinned" means for the scaling shape.
+# Every core: what "nothing pinned" means in the scaling shape.
 ALL_CPUS="0-$(($(nproc) - 1))"
+# The cores the pinned shapes (tls, h2) report on, as with_core_use takes them.
+PINNED_CORES="server_core=$SERVER_CPU client_core=$CLIENT_CPU"
 
-# Filled by tls_servers, once per key type.
+# Filled by tls_servers, once per key type (ecdsa, rsa); TLS_NEGOTIATED by
+# server and key type (portcullis-ecdsa, nginx-rsa, ...).
 declare -gA TLS_COOKIE=() TLS_PORTCULLIS_PID=() TLS_NEGOTIATED=()
 
-TLS_SECTION="TLS termination: HTTP/1.1 over TLS, portcullis (rustls) and nginx (OpenSSL) on the same certificate"
+TLS_SECTION="TLS termination: HTTP/1.1 over TLS, portcullis (rustls) and nginx (OpenSSL), same certificate"
 H2_SECTION="HTTP/2 from clients: h2load -c$H2_CLIENTS -m$H2_STREAMS, signed-in GETs"
-SCALING_SECTION="Scaling: 1 and 2 threads, nothing pinned (wrk -t1 -c$CONNECTIONS and the upstream share the same $(nproc) cores)"
+SCALING_SECTION="Scaling: 1 and 2 threads, nothing pinned (wrk -t1 -c$CONNECTIONS and the upstream share the $(nproc) cores)"
 
-# nginx's TLS access log, as the proxy's in load.sh: buffered, or none.
+# === helpers ===
+
+# The access log of nginx started here, as the proxy's in load.sh: buffered, or none.
 transport_access_log() { # name
   if [[ $ACCESS_LOG == 1 ]]; then
     echo "access_log $WORK/$1/access.log combined buffer=32k flush=1s;"
@@ -39,43 +44,20 @@ transport_access_log() { # name
   fi
 }
 
-# The proxy_pass of load.sh's nginx: HTTP/1.1 to the upstream with a keep-alive pool.
-transport_proxy_pass() {
-  echo "location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }"
+# The proxy of load.sh's nginx: HTTP/1.1 to the same upstream, a keep-alive pool.
+transport_proxy() { # listen_parameters
+  cat <<EOF
+  upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
+  server {
+    listen $1 backlog=4096;
+    ${2:-}
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+EOF
 }
 
-# A self-signed certificate for 127.0.0.1 and localhost, new each run; both
-# servers present it, curl and the sign-in check it, wrk and h2load do not.
-# Marked as no CA (req -x509 makes a CA by default), which rustls' client, in
-# the sign-in, refuses as a server's certificate.
-tls_certificate() { # kind
-  local kind=$1 args
-  case $kind in
-    ecdsa) args=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1) ;;
-    rsa) args=(-newkey rsa:2048) ;;
-    *) die "no key type $kind" ;;
-  esac
-  openssl req -x509 "${args[@]}" -nodes -days 2 -subj /CN=localhost \
-    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" \
-    -addext "extendedKeyUsage=serverAuth" \
-    -keyout "$WORK/tls-$kind.key" -out "$WORK/tls-$kind.crt" 2>"$WORK/tls-$kind.openssl.err" ||
-    die "openssl could not make the $kind certificate: $(cat "$WORK/tls-$kind.openssl.err")"
-}
-
-# What an OpenSSL 3 client with its defaults (wrk's, the same library) negotiates
-# with a server, from one `openssl s_client` handshake.
-tls_negotiated() { # port
-  local out
-  out=$(timeout 10 openssl s_client -connect "127.0.0.1:$1" -brief </dev/null 2>&1) ||
-    die "openssl s_client could not connect to 127.0.0.1:$1: $out"
-  printf '%s, %s, %s, %s signature' \
-    "$(sed -n 's/^Protocol version: //p' <<<"$out")" "$(sed -n 's/^Ciphersuite: //p' <<<"$out")" \
-    "$(sed -n 's/^Server Temp Key: \([^,]*\).*/\1/p' <<<"$out")" \
-    "$(sed -n 's/^\(Peer \)\{0,1\}[Ss]ignature type: //p' <<<"$out")"
-}
-
-# wait_for, failing at once with the server's errors if it exits first.
-transport_wait_for() { # pid stderr_file url expected_status [curl env, e.g. CURL_CA_BUNDLE=...]
+# wait_for, but failing at once with the server's errors if it exits first.
+transport_wait_for() { # pid stderr_file url expected_status [one VAR=value for curl]
   local pid=$1 err=$2 url=$3 want=$4 i
   for i in $(seq 1 300); do
     kill -0 "$pid" 2>/dev/null || die "the server for $url exited: $(cat "$err")"
@@ -83,6 +65,14 @@ transport_wait_for() { # pid stderr_file url expected_status [curl env, e.g. CUR
     sleep 0.1
   done
   die "$url did not answer $want within 30 s"
+}
+
+# The answer must be exactly the expected one, fetched once with curl.
+transport_check_body() { # label expected curl_arguments...
+  local label=$1 want=$2 got
+  shift 2
+  got=$(curl -s --max-time 10 "$@") || die "no answer from $label"
+  [[ $got == "$want" ]] || die "$label answered '$got', expected '$want'"
 }
 
 # "0-1" or "0,2" as "0 1" or "0 2".
@@ -95,7 +85,7 @@ cpu_list() { # cpu-list
   echo "${out[@]}"
 }
 
-# Clock ticks those cores spent busy (not idle, not waiting for I/O), and in
+# Clock ticks those cores spent busy (not idle, not waiting for I/O) and in
 # all, from /proc/stat: "busy total".
 core_ticks() { # cpu-list
   awk -v cpus=" $(cpu_list "$1") " '$1 ~ /^cpu[0-9]+$/ && index(cpus, " " substr($1, 4) " ") {
@@ -106,7 +96,7 @@ core_ticks() { # cpu-list
 # Runs a command that records one shape row (shape_wrk, tls_handshake_row,
 # h2_row) and adds to its note how busy the cores were meanwhile, whatever ran
 # on them: a load generator whose core is saturated measures itself, not the
-# server. Each name=cpu-list gives "name cpu-list: N%", _ in the name a space.
+# server. Each name=cpu-list becomes "name cpu-list: N%", a _ in the name a space.
 with_core_use() { # "name=cpu-list ..." command...
   local specs=$1 spec name rows="$WORK/row.tsv" before=() after note="" i=0
   shift
@@ -123,21 +113,43 @@ with_core_use() { # "name=cpu-list ..." command...
   done
   awk -v extra="; busy: $note" 'BEGIN { FS = OFS = "\t" } { $8 = $8 extra; print }' "$rows" >>"$SHAPE_ROWS"
 }
-# The cores of the pinned shapes.
-PINNED_CORES="server_core=$SERVER_CPU client_core=$CLIENT_CPU"
 
-# A body must be the expected one, fetched once with curl (arguments after the URL).
-transport_check_body() { # label expected curl_args...
-  local label=$1 want=$2 got
-  shift 2
-  got=$(curl -s --max-time 10 "$@") || die "no answer from $label"
-  [[ $got == "$want" ]] || die "$label answered '$got', expected '$want'"
+# === tls ===
+
+# A self-signed certificate for 127.0.0.1 and localhost, new each run; both
+# servers present it, curl and the sign-in check it, wrk and h2load do not.
+# Marked as no CA (req -x509 makes a CA certificate by default, which rustls'
+# client, in the sign-in, refuses as a server's).
+tls_certificate() { # kind
+  local kind=$1 args
+  case $kind in
+    ecdsa) args=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1) ;;
+    rsa) args=(-newkey rsa:2048) ;;
+    *) die "no key type $kind" ;;
+  esac
+  openssl req -x509 "${args[@]}" -nodes -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    -addext "basicConstraints=critical,CA:FALSE" -addext "extendedKeyUsage=serverAuth" \
+    -keyout "$WORK/tls-$kind.key" -out "$WORK/tls-$kind.crt" 2>"$WORK/tls-$kind.openssl.err" ||
+    die "openssl could not make the $kind certificate: $(cat "$WORK/tls-$kind.openssl.err")"
 }
 
-# For one key type, once: its certificate, a portcullis with it (the main one's
-# configuration, so the same upstream, provider, secret and access log, on https),
-# a real sign-in there, and an nginx proxy_pass to the same upstream with the same
-# certificate (HTTP/2 on too, for the h2 shape). Both pinned like load.sh's servers.
+# What an OpenSSL 3 client with its defaults (wrk's: the same library, nothing
+# set) negotiates with a server, from one `openssl s_client` handshake.
+tls_negotiated() { # port
+  local out
+  out=$(timeout 10 openssl s_client -connect "127.0.0.1:$1" -brief </dev/null 2>&1) ||
+    die "openssl s_client could not connect to 127.0.0.1:$1: $out"
+  printf '%s, %s, %s, %s signature' \
+    "$(sed -n 's/^Protocol version: //p' <<<"$out")" "$(sed -n 's/^Ciphersuite: //p' <<<"$out")" \
+    "$(sed -n 's/^Server Temp Key: \([^,]*\).*/\1/p' <<<"$out")" \
+    "$(sed -n 's/^\(Peer \)\{0,1\}[Ss]ignature type: //p' <<<"$out")"
+}
+
+# For one key type, once: its certificate; a portcullis with it (the main one's
+# configuration, so the same upstream, provider, secret and access log, on
+# https) and a real sign-in there; an nginx proxy to the same upstream with the
+# same certificate (HTTP/2 on too, for the h2 shape). Pinned like load.sh's.
 tls_servers() { # kind
   local kind=$1 pport=${TLS_PORTCULLIS_PORT[$1]} nport=${TLS_NGINX_PORT[$1]} crt key cookie
   [[ -n ${TLS_COOKIE[$kind]:-} ]] && return
@@ -152,32 +164,44 @@ tls_servers() { # kind
   TLS_PORTCULLIS_PID[$kind]=$!
   transport_wait_for "$!" "$WORK/portcullis-tls-$kind.err" "https://127.0.0.1:$pport/oauth2/readyz" 200 \
     "CURL_CA_BUNDLE=$crt"
-  # nginx 1.22 offers only up to TLSv1.2 unless told; rustls offers 1.2 and 1.3.
-  start_nginx "tls-$kind" "
-  upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
-  server {
-    listen 127.0.0.1:$nport ssl http2 backlog=4096;
+  # nginx 1.22 offers TLS only up to 1.2 unless told; rustls offers 1.2 and 1.3.
+  start_nginx "tls-$kind" "$(transport_proxy "127.0.0.1:$nport ssl http2" "
     ssl_certificate $crt;
     ssl_certificate_key $key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    $(transport_proxy_pass)
-  }" "$(transport_access_log "tls-$kind")"
+    ssl_protocols TLSv1.2 TLSv1.3;")" "$(transport_access_log "tls-$kind")"
   CURL_CA_BUNDLE=$crt wait_for "https://127.0.0.1:$nport/" 200
 
-  # Over https the session cookie is `__Host-_portcullis`. nginx is sent the same
-  # Cookie header; the upstream's $cookie__portcullis does not match that name,
-  # so its answer through nginx says "cookie=no" too.
   cookie=$(taskset -c "$CLIENT_CPU" "$ROOT/target/release/examples/bench_idp" cookie \
     "https://127.0.0.1:$pport" "$crt") || die "could not sign in to portcullis over TLS ($kind)"
+  # Over https the session cookie is `__Host-_portcullis` (README, Sessions).
   [[ $cookie == __Host-_portcullis=* ]] || die "unexpected session cookie over TLS: ${cookie%%=*}"
-  transport_check_body "portcullis over TLS ($kind)" "$(upstream_body "$SIGNED_IN_USER" no)" \
-    --cacert "$crt" -H "Cookie: $cookie" "https://127.0.0.1:$pport/"
-  transport_check_body "nginx over TLS ($kind)" "$(upstream_body "" no)" \
-    --cacert "$crt" -H "Cookie: $cookie" "https://127.0.0.1:$nport/"
   TLS_COOKIE[$kind]=$cookie
+  tls_target portcullis "$kind"
+  transport_check_body "portcullis over TLS ($kind)" "$TLS_BODY" --cacert "$crt" -H "Cookie: $cookie" "$TLS_URL"
+  tls_target nginx "$kind"
+  transport_check_body "nginx over TLS ($kind)" "$TLS_BODY" --cacert "$crt" -H "Cookie: $cookie" "$TLS_URL"
   TLS_NEGOTIATED[portcullis-$kind]=$(tls_negotiated "$pport")
   TLS_NEGOTIATED[nginx-$kind]=$(tls_negotiated "$nport")
-  log "TLS ($kind) negotiated by OpenSSL's defaults: portcullis ${TLS_NEGOTIATED[portcullis-$kind]}; nginx ${TLS_NEGOTIATED[nginx-$kind]}"
+  log "TLS ($kind) with OpenSSL's defaults: portcullis ${TLS_NEGOTIATED[portcullis-$kind]};" \
+    "nginx ${TLS_NEGOTIATED[nginx-$kind]}"
+}
+
+# The URL, server pids and expected body of portcullis or nginx over TLS with
+# one key type, in TLS_URL, TLS_PIDS and TLS_BODY. Both are sent the same
+# Cookie header; portcullis strips its cookie and forwards the user, nginx
+# forwards the cookie, but the upstream's $cookie__portcullis does not match
+# the name `__Host-_portcullis`, so its answer through nginx says "cookie=no".
+tls_target() { # portcullis|nginx kind
+  case $1 in
+    portcullis)
+      TLS_URL="https://127.0.0.1:${TLS_PORTCULLIS_PORT[$2]}/" TLS_PIDS=${TLS_PORTCULLIS_PID[$2]}
+      TLS_BODY=$(upstream_body "$SIGNED_IN_USER" no)
+      ;;
+    nginx)
+      TLS_URL="https://127.0.0.1:${TLS_NGINX_PORT[$2]}/" TLS_PIDS=$(nginx_pids "tls-$2")
+      TLS_BODY=$(upstream_body "" no)
+      ;;
+  esac
 }
 
 # bench/shapes/full_handshake.c, built once: see there why wrk needs it.
@@ -193,11 +217,11 @@ full_handshake_shim() {
 # and full_handshake.so stops wrk's OpenSSL from offering the previous session.
 # Fails unless every answer is right, every answered request had a full
 # handshake of its own, and none resumed. p50/p99 are "-": wrk starts a
-# request's clock after the handshake.
+# request's clock after its handshake.
 tls_handshake_row() { # label pids note url body cookie
-  local label=$1 pids=$2 note=$3 url=$4 body=$5 cookie=$6 report before after out result full resumed requests
+  local label=$1 pids=$2 note=$3 url=$4 body=$5 cookie=$6 report="$WORK/handshakes.txt"
+  local before after out result full resumed requests
   full_handshake_shim
-  report="$WORK/handshakes.txt"
   rm -f "$report"
   before=$(cpu_ticks $pids)
   out=$(timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" \
@@ -216,37 +240,36 @@ tls_handshake_row() { # label pids note url body cookie
 }
 
 shape_tls() {
-  local kind name pport nport cookie pbody nbody
-  pbody=$(upstream_body "$SIGNED_IN_USER" no) nbody=$(upstream_body "" no)
+  local kind server
   tls_servers ecdsa
   tls_servers rsa
-  # Keep-alive: the key signs only in the handshake, so one key type is enough.
-  kind=ecdsa pport=${TLS_PORTCULLIS_PORT[ecdsa]} nport=${TLS_NGINX_PORT[ecdsa]} cookie=${TLS_COOKIE[ecdsa]}
-  with_core_use "$PINNED_CORES" shape_wrk "$TLS_SECTION" "portcullis, keep-alive (${TLS_KEY_NAME[$kind]})" "${TLS_PORTCULLIS_PID[$kind]}" \
-    "${TLS_NEGOTIATED[portcullis-$kind]}" \
-    "https://127.0.0.1:$pport/" 200 "$pbody" "$cookie"
-  with_core_use "$PINNED_CORES" shape_wrk "$TLS_SECTION" "nginx, keep-alive (${TLS_KEY_NAME[$kind]})" "$(nginx_pids "tls-$kind")" \
-    "${TLS_NEGOTIATED[nginx-$kind]}" \
-    "https://127.0.0.1:$nport/" 200 "$nbody" "$cookie"
+  # Keep-alive with one key type: the key signs in the handshake only.
+  for server in portcullis nginx; do
+    tls_target "$server" ecdsa
+    with_core_use "$PINNED_CORES" shape_wrk "$TLS_SECTION" "$server, keep-alive (${TLS_KEY_NAME[ecdsa]})" \
+      "$TLS_PIDS" "${TLS_NEGOTIATED[$server-ecdsa]}" "$TLS_URL" 200 "$TLS_BODY" "${TLS_COOKIE[ecdsa]}"
+  done
   for kind in ecdsa rsa; do
-    name=${TLS_KEY_NAME[$kind]} pport=${TLS_PORTCULLIS_PORT[$kind]} nport=${TLS_NGINX_PORT[$kind]}
-    cookie=${TLS_COOKIE[$kind]}
-    with_core_use "$PINNED_CORES" tls_handshake_row "portcullis, full handshake per request ($name)" "${TLS_PORTCULLIS_PID[$kind]}" \
-      "${TLS_NEGOTIATED[portcullis-$kind]}" "https://127.0.0.1:$pport/" "$pbody" "$cookie"
-    with_core_use "$PINNED_CORES" tls_handshake_row "nginx, full handshake per request ($name)" "$(nginx_pids "tls-$kind")" \
-      "${TLS_NEGOTIATED[nginx-$kind]}" "https://127.0.0.1:$nport/" "$nbody" "$cookie"
+    for server in portcullis nginx; do
+      tls_target "$server" "$kind"
+      with_core_use "$PINNED_CORES" tls_handshake_row \
+        "$server, full handshake per request (${TLS_KEY_NAME[$kind]})" "$TLS_PIDS" \
+        "${TLS_NEGOTIATED[$server-$kind]}" "$TLS_URL" "$TLS_BODY" "${TLS_COOKIE[$kind]}"
+    done
   done
 }
 
+# === h2 ===
+
 # One h2load run of DURATION s: H2_CLIENTS connections, H2_STREAMS concurrent
-# streams on each, every request logged (--log-file: status, µs until the
-# response ended). h2load does not read bodies (transport_check_body did, once):
-# fails unless it negotiated the protocol expected, counts no failure, error or
-# timeout, every response it counts is 2xx, and every logged one a 200. p50/p99
-# come from that log.
+# streams on each, every request logged (--log-file: start, status, µs until
+# the response ended). h2load reads no bodies (h2_check_bodies did, once):
+# fails unless it spoke the protocol expected, counted no failure, error or
+# timeout and only 2xx, and every logged response is a 200. p50/p99 come from
+# that log; requests and duration from h2load's "done" and "finished in".
 h2_row() { # label pids protocol url cookie
-  local label=$1 pids=$2 protocol=$3 url=$4 cookie=$5 log="$WORK/h2load.log" out before after
-  local finished requests done succeeded twoxx bad latencies tls
+  local label=$1 pids=$2 protocol=$3 url=$4 cookie=$5 log="$WORK/h2load.log"
+  local out before after finished requests answered succeeded ok_2xx bad latencies tls
   rm -f "$log"
   before=$(cpu_ticks $pids)
   out=$(timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" h2load -t1 -c"$H2_CLIENTS" -m"$H2_STREAMS" \
@@ -255,21 +278,22 @@ h2_row() { # label pids protocol url cookie
   grep -qx "Application protocol: $protocol" <<<"$out" || die "h2load did not speak $protocol to $label: $out"
   finished=$(sed -n 's/^finished in \([0-9.]*\)s,.*/\1/p' <<<"$out")
   requests=$(grep '^requests: ' <<<"$out") || die "h2load printed no request counts for $label: $out"
-  done=$(sed -n 's/.* \([0-9]*\) done,.*/\1/p' <<<"$requests")
+  answered=$(sed -n 's/.* \([0-9]*\) done,.*/\1/p' <<<"$requests")
   succeeded=$(sed -n 's/.* \([0-9]*\) succeeded,.*/\1/p' <<<"$requests")
-  twoxx=$(sed -n 's/^status codes: \([0-9]*\) 2xx, 0 3xx, 0 4xx, 0 5xx$/\1/p' <<<"$out")
+  ok_2xx=$(sed -n 's/^status codes: \([0-9]*\) 2xx, 0 3xx, 0 4xx, 0 5xx$/\1/p' <<<"$out")
   # (The 2xx count may include a response that ended after the duration.)
-  [[ -n $finished && -n $done && -n $twoxx && $done -gt 0 && $succeeded == "$done" && $twoxx -ge $done ]] &&
-    grep -q ' 0 failed, 0 errored, 0 timeout$' <<<"$requests" ||
+  [[ -n $finished && -n $answered && -n $ok_2xx && $answered -gt 0 && $succeeded == "$answered" &&
+    $ok_2xx -ge $answered ]] && grep -q ' 0 failed, 0 errored, 0 timeout$' <<<"$requests" ||
     die "wrong answers or errors from $label: $(grep -E '^(requests|status codes):' <<<"$out")"
-  # Every logged request: tab-separated start, status, µs until the response ended.
   bad=$(awk -F'\t' '$2 != 200' "$log" | wc -l)
-  ((bad == 0)) || die "$label: $bad requests in h2load's log were not 200, e.g. $(awk -F'\t' '$2 != 200' "$log" | head -n1)"
+  ((bad == 0)) ||
+    die "$label: $bad requests in h2load's log were not 200, e.g. $(awk -F'\t' '$2 != 200' "$log" | head -n1)"
   latencies=$(cut -f3 "$log" | sort -n | awk '{ v[NR] = $1 } END {
-    if (NR == 0) exit 1; p50 = int((NR - 1) * 0.50) + 1; p99 = int((NR - 1) * 0.99) + 1; print v[p50], v[p99] }') ||
+    if (NR == 0) exit 1; print v[int((NR - 1) * 0.50) + 1], v[int((NR - 1) * 0.99) + 1] }') ||
     die "h2load logged no requests for $label"
-  tls=$(sed -n 's/^TLS Protocol: //p; s/^Cipher: //p; s/^Server Temp Key: \([^ ]*\).*/\1/p' <<<"$out" | paste -sd, | sed 's/,/, /g')
-  shape_row "$H2_SECTION" "$label" "$done" "$(awk -v s="$finished" 'BEGIN { printf "%d", s * 1e6 }')" \
+  tls=$(sed -n 's/^TLS Protocol: //p; s/^Cipher: //p; s/^Server Temp Key: \([^ ]*\).*/\1/p' <<<"$out" |
+    paste -sd, | sed 's/,/, /g')
+  shape_row "$H2_SECTION" "$label" "$answered" "$(awk -v s="$finished" 'BEGIN { printf "%d", s * 1e6 }')" \
     ${latencies% *} ${latencies#* } $((after - before)) \
     "$protocol${tls:+ ($tls)}; $(wc -l <"$log") requests logged, all 200"
 }
@@ -284,40 +308,41 @@ h2c_wait_for() { # url
   die "$1 did not answer 200 over h2c within 30 s"
 }
 
-shape_h2() {
-  local crt=$WORK/tls-ecdsa.crt pport=${TLS_PORTCULLIS_PORT[ecdsa]} nport=${TLS_NGINX_PORT[ecdsa]} cookie
-  tls_servers ecdsa
-  cookie=${TLS_COOKIE[ecdsa]}
-  # nginx with cleartext HTTP/2 (prior knowledge: nginx offers no h2c upgrade).
-  # portcullis needs no other listener: hyper-util's auto connection serves
-  # HTTP/1.1 and HTTP/2 on the same plain port, by the client's preface.
-  if [[ ! -e $WORK/nginx-h2c.conf ]]; then
-    start_nginx h2c "
-  upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
-  server {
-    listen 127.0.0.1:$H2C_NGINX_PORT http2 backlog=4096;
-    $(transport_proxy_pass)
-  }" "$(transport_access_log h2c)"
-    h2c_wait_for "http://127.0.0.1:$H2C_NGINX_PORT/"
-  fi
-  # One body each, and that curl got HTTP/2.
-  transport_check_body "portcullis, h2 over TLS" "$(upstream_body "$SIGNED_IN_USER" no)
-2" --http2 --cacert "$crt" -w '\n%{http_version}' -H "Cookie: $cookie" "https://127.0.0.1:$pport/"
-  transport_check_body "nginx, h2 over TLS" "$(upstream_body "" no)
-2" --http2 --cacert "$crt" -w '\n%{http_version}' -H "Cookie: $cookie" "https://127.0.0.1:$nport/"
-  transport_check_body "portcullis, h2c" "$(expected_body portcullis)
-2" --http2-prior-knowledge -w '\n%{http_version}' -H "Cookie: $SESSION_COOKIE" "$(url_of portcullis)"
-  transport_check_body "nginx, h2c" "$(expected_body nginx)
-2" --http2-prior-knowledge -w '\n%{http_version}' -H "Cookie: $SESSION_COOKIE" "http://127.0.0.1:$H2C_NGINX_PORT/"
-
-  with_core_use "$PINNED_CORES" h2_row "portcullis, TLS + ALPN h2 (${TLS_KEY_NAME[ecdsa]})" "${TLS_PORTCULLIS_PID[ecdsa]}" h2 \
-    "https://127.0.0.1:$pport/" "$cookie"
-  with_core_use "$PINNED_CORES" h2_row "nginx, TLS + ALPN h2 (${TLS_KEY_NAME[ecdsa]})" "$(nginx_pids tls-ecdsa)" h2 \
-    "https://127.0.0.1:$nport/" "$cookie"
-  with_core_use "$PINNED_CORES" h2_row "portcullis, h2c (prior knowledge)" "$PORTCULLIS_PID" h2c "$(url_of portcullis)" "$SESSION_COOKIE"
-  with_core_use "$PINNED_CORES" h2_row "nginx, h2c (prior knowledge)" "$(nginx_pids h2c)" h2c "http://127.0.0.1:$H2C_NGINX_PORT/" \
-    "$SESSION_COOKIE"
+# Each target's body once with curl over HTTP/2, and that curl spoke HTTP/2.
+h2_check_bodies() {
+  local crt=$WORK/tls-ecdsa.crt server
+  for server in portcullis nginx; do
+    tls_target "$server" ecdsa
+    transport_check_body "$server, h2 over TLS" "$TLS_BODY"$'\n'2 --http2 --cacert "$crt" \
+      -w '\n%{http_version}' -H "Cookie: ${TLS_COOKIE[ecdsa]}" "$TLS_URL"
+  done
+  transport_check_body "portcullis, h2c" "$(expected_body portcullis)"$'\n'2 --http2-prior-knowledge \
+    -w '\n%{http_version}' -H "Cookie: $SESSION_COOKIE" "$(url_of portcullis)"
+  transport_check_body "nginx, h2c" "$(expected_body nginx)"$'\n'2 --http2-prior-knowledge \
+    -w '\n%{http_version}' -H "Cookie: $SESSION_COOKIE" "http://127.0.0.1:$H2C_NGINX_PORT/"
 }
+
+shape_h2() {
+  local server
+  tls_servers ecdsa
+  # nginx with cleartext HTTP/2 (prior knowledge; nginx has no h2c upgrade).
+  # portcullis needs no other listener: without TLS it serves HTTP/1.1 and
+  # prior-knowledge HTTP/2 on the same port (hyper-util's auto connection).
+  start_nginx h2c "$(transport_proxy "127.0.0.1:$H2C_NGINX_PORT http2")" "$(transport_access_log h2c)"
+  h2c_wait_for "http://127.0.0.1:$H2C_NGINX_PORT/"
+  h2_check_bodies
+  for server in portcullis nginx; do
+    tls_target "$server" ecdsa
+    with_core_use "$PINNED_CORES" h2_row "$server, TLS + ALPN h2 (${TLS_KEY_NAME[ecdsa]})" "$TLS_PIDS" h2 \
+      "$TLS_URL" "${TLS_COOKIE[ecdsa]}"
+  done
+  with_core_use "$PINNED_CORES" h2_row "portcullis, h2c (prior knowledge)" "$PORTCULLIS_PID" h2c \
+    "$(url_of portcullis)" "$SESSION_COOKIE"
+  with_core_use "$PINNED_CORES" h2_row "nginx, h2c (prior knowledge)" "$(nginx_pids h2c)" h2c \
+    "http://127.0.0.1:$H2C_NGINX_PORT/" "$SESSION_COOKIE"
+}
+
+# === scaling ===
 
 # start_nginx's configuration with WORKERS worker processes, allowed on every core.
 start_nginx_unpinned() { # name workers conf_body access_log_directive
@@ -342,24 +367,27 @@ EOF
   taskset -c "$ALL_CPUS" nginx -p "$WORK" -c "$conf"
 }
 
-# A process's threads by name ("2 tokio-rt-worker, 1 portcullis, ..."), and the
-# cores each may run on.
+# A process's threads by name: "1 access-log, 1 portcullis, 2 tokio-rt-worker".
 thread_names() { # pid
   cat /proc/"$1"/task/*/comm | sort | uniq -c | awk '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2 }'
 }
+
+# Whether every thread of a process may run on every core.
 all_threads_unpinned() { # pid
   ! grep -h '^Cpus_allowed_list:' /proc/"$1"/task/*/status | grep -qv ":[[:space:]]*$ALL_CPUS\$"
 }
 
-# A portcullis like the main one (same configuration, so the same session
-# cookie opens it) on THREADS threads. main.rs sizes the runtime by
-# std::thread::available_parallelism (one core: a current-thread runtime; more:
-# one worker per core), and sets the worker count itself, so tokio's
-# TOKIO_WORKER_THREADS is not read. The one-thread instance is started on one
-# core, which makes available_parallelism 1, then allowed on every core.
+# A portcullis like the main one (its configuration, so the same session cookie
+# opens it) with THREADS threads serving connections, in SCALING_PID and
+# SCALING_THREADS (its threads by name). main.rs sizes the runtime by
+# std::thread::available_parallelism, which follows the CPU affinity: one
+# core, a current-thread runtime; more, one worker per core. It sets the count
+# itself, so tokio's TOKIO_WORKER_THREADS is never read. So the one-thread
+# instance starts on one core, then all its threads are allowed on every core.
 scaling_portcullis() { # threads port
   local threads=$1 port=$2 pid names
-  sed -e "s/127.0.0.1:$PORTCULLIS_PORT/127.0.0.1:$port/g" "$WORK/portcullis.toml" >"$WORK/portcullis-$threads-threads.toml"
+  sed -e "s/127.0.0.1:$PORTCULLIS_PORT/127.0.0.1:$port/g" "$WORK/portcullis.toml" \
+    >"$WORK/portcullis-$threads-threads.toml"
   taskset -c "$([[ $threads == 1 ]] && echo "$SERVER_CPU" || echo "$ALL_CPUS")" \
     "$ROOT/target/release/portcullis" run --config "$WORK/portcullis-$threads-threads.toml" \
     2>"$WORK/portcullis-$threads-threads.err" &
@@ -367,22 +395,29 @@ scaling_portcullis() { # threads port
   PIDS+=("$pid")
   transport_wait_for "$pid" "$WORK/portcullis-$threads-threads.err" "http://127.0.0.1:$port/oauth2/readyz" 200
   taskset -a -p -c "$ALL_CPUS" "$pid" >/dev/null
-  all_threads_unpinned "$pid" || die "portcullis ($threads threads) is still pinned: $(grep -h Cpus_allowed_list /proc/$pid/task/*/status)"
+  all_threads_unpinned "$pid" ||
+    die "portcullis ($threads threads) is still pinned: $(grep -h Cpus_allowed_list /proc/"$pid"/task/*/status)"
+  # Runtime workers are named tokio-rt-worker; a current-thread runtime has none
+  # (the main thread runs it, as it runs the accept loop in both). Blocking-pool
+  # threads would share the name; none has been needed by now.
   names=$(thread_names "$pid")
-  # Runtime workers are named tokio-rt-worker; the current-thread runtime has none
-  # (the main thread runs it). Blocking-pool threads share the name, and none
-  # has been needed by now.
   case $threads in
     1) grep -q 'tokio-rt-worker' <<<"$names" && die "portcullis on one core has runtime workers: $names" ;;
-    *) grep -q "\b$threads tokio-rt-worker\b" <<<"$names" || die "portcullis on $threads cores: threads $names" ;;
+    *) grep -q "\b$threads tokio-rt-worker\b" <<<"$names" || die "portcullis on $threads cores has threads $names" ;;
   esac
-  log "portcullis for $threads thread(s): pid $pid, threads: $names"
+  log "portcullis with $threads thread(s): pid $pid, threads $names"
   SCALING_PID=$pid SCALING_THREADS=$names
 }
 
+# One scaling row: wrk on every core too, and how busy the cores were.
+scaling_wrk() { # label pids note url target
+  CLIENT_CPU=$ALL_CPUS with_core_use "cores=$ALL_CPUS" shape_wrk "$SCALING_SECTION" "$1" "$2" "$3" "$4" 200 \
+    "$(expected_body "$5")" "$SESSION_COOKIE"
+}
+
 shape_scaling() {
-  local body upstream_pids pid threads port
-  # The shared upstream too, for the length of this shape.
+  local upstream_pids pid threads port
+  # The shared upstream may use every core too, for the length of this shape.
   upstream_pids=$(nginx_pids upstream)
   for pid in $upstream_pids; do taskset -a -p -c "$ALL_CPUS" "$pid" >/dev/null; done
   for threads in 1 2; do
@@ -390,10 +425,9 @@ shape_scaling() {
     scaling_portcullis "$threads" "$port"
     transport_check_body "portcullis, $threads threads" "$(expected_body portcullis)" \
       -H "Cookie: $SESSION_COOKIE" "http://127.0.0.1:$port/"
-    CLIENT_CPU=$ALL_CPUS with_core_use "cores=$ALL_CPUS" shape_wrk "$SCALING_SECTION" \
-      "portcullis, $threads thread$([[ $threads == 1 ]] && echo ", current-thread runtime" || echo "s, multi-thread runtime")" \
-      "$SCALING_PID" "threads: $SCALING_THREADS" "http://127.0.0.1:$port/" 200 "$(expected_body portcullis)" "$SESSION_COOKIE"
     if [[ $threads == 1 ]]; then
+      scaling_wrk "portcullis, 1 thread (current-thread runtime)" "$SCALING_PID" "threads: $SCALING_THREADS" \
+        "http://127.0.0.1:$port/" portcullis
       # The floor's runtime is current-thread only (examples/hyper_floor.rs): no 2-thread row.
       taskset -c "$ALL_CPUS" "$ROOT/target/release/hyper_floor" \
         "127.0.0.1:$SCALING_FLOOR_PORT" "127.0.0.1:$UPSTREAM_PORT" 2>"$WORK/hyper_floor-unpinned.err" &
@@ -402,25 +436,22 @@ shape_scaling() {
       transport_wait_for "$pid" "$WORK/hyper_floor-unpinned.err" "http://127.0.0.1:$SCALING_FLOOR_PORT/" 200
       transport_check_body "hyper floor, unpinned" "$(expected_body hyper-floor)" \
         -H "Cookie: $SESSION_COOKIE" "http://127.0.0.1:$SCALING_FLOOR_PORT/"
-      CLIENT_CPU=$ALL_CPUS with_core_use "cores=$ALL_CPUS" shape_wrk "$SCALING_SECTION" "hyper floor, 1 thread, current-thread runtime" "$pid" \
-        "threads: $(thread_names "$pid")" "http://127.0.0.1:$SCALING_FLOOR_PORT/" 200 \
-        "$(expected_body hyper-floor)" "$SESSION_COOKIE"
+      scaling_wrk "hyper floor, 1 thread (current-thread runtime)" "$pid" "threads: $(thread_names "$pid")" \
+        "http://127.0.0.1:$SCALING_FLOOR_PORT/" hyper-floor
+    else
+      scaling_wrk "portcullis, $threads threads (multi-thread runtime)" "$SCALING_PID" \
+        "threads: $SCALING_THREADS" "http://127.0.0.1:$port/" portcullis
     fi
     port=${SCALING_NGINX_PORT[$threads]}
-    start_nginx_unpinned "scaling-$threads" "$threads" "
-  upstream app { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
-  server {
-    listen 127.0.0.1:$port backlog=4096;
-    $(transport_proxy_pass)
-  }" "$(transport_access_log "scaling-$threads")"
+    start_nginx_unpinned "scaling-$threads" "$threads" "$(transport_proxy "127.0.0.1:$port")" \
+      "$(transport_access_log "scaling-$threads")"
     wait_for "http://127.0.0.1:$port/" 200
     transport_check_body "nginx, $threads workers" "$(expected_body nginx)" \
       -H "Cookie: $SESSION_COOKIE" "http://127.0.0.1:$port/"
     pid=$(cat "$WORK/nginx-scaling-$threads.pid")
     (($(pgrep -c -P "$pid") == threads)) || die "nginx scaling-$threads has $(pgrep -c -P "$pid") workers"
-    CLIENT_CPU=$ALL_CPUS with_core_use "cores=$ALL_CPUS" shape_wrk "$SCALING_SECTION" "nginx, worker_processes $threads" \
-      "$(nginx_pids "scaling-$threads")" "master and $threads worker(s)" "http://127.0.0.1:$port/" 200 \
-      "$(expected_body nginx)" "$SESSION_COOKIE"
+    scaling_wrk "nginx, worker_processes $threads" "$(nginx_pids "scaling-$threads")" \
+      "master and $threads worker$([[ $threads == 1 ]] || echo s)" "http://127.0.0.1:$port/" nginx
   done
   for pid in $upstream_pids; do taskset -a -p -c "$SERVER_CPU" "$pid" >/dev/null; done
 }
