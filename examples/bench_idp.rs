@@ -21,8 +21,8 @@ use bytes::Bytes;
 use http::header::{COOKIE, LOCATION, SET_COOKIE};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use portcullis::demo::idp::{DemoIdp, IdpOptions, JwtSigning};
@@ -163,7 +163,8 @@ async fn sign_in(client: &HttpClient, base: &str) -> Result<String, BoxError> {
         .into_iter()
         // Over https the session cookie is `__Host-_portcullis` (README, Sessions).
         .filter(|pair| {
-            pair.trim_start_matches("__Host-").starts_with(SESSION_COOKIE)
+            pair.trim_start_matches("__Host-")
+                .starts_with(SESSION_COOKIE)
                 && !pair.contains("_flow_")
         })
         .collect();

@@ -29,9 +29,11 @@ PINNED_CORES="server_core=$SERVER_CPU client_core=$CLIENT_CPU"
 # server and key type (portcullis-ecdsa, nginx-rsa, ...).
 declare -gA TLS_COOKIE=() TLS_PORTCULLIS_PID=() TLS_NEGOTIATED=()
 
-TLS_SECTION="TLS termination: HTTP/1.1 over TLS, portcullis (rustls) and nginx (OpenSSL), same certificate"
+TLS_SECTION="TLS termination: HTTP/1.1 over TLS (wrk -t1 -c${SHAPE_CONNECTIONS:-$CONNECTIONS}),\
+ portcullis (rustls) and nginx (OpenSSL), same certificate"
 H2_SECTION="HTTP/2 from clients: h2load -c$H2_CLIENTS -m$H2_STREAMS, signed-in GETs"
-SCALING_SECTION="Scaling: 1 and 2 threads, nothing pinned (wrk -t1 -c$CONNECTIONS and the upstream share the $(nproc) cores)"
+SCALING_SECTION="Scaling: 1 and 2 threads, nothing pinned\
+ (wrk -t1 -c${SHAPE_CONNECTIONS:-$CONNECTIONS} and the upstream share the $(nproc) cores)"
 
 # === helpers ===
 
