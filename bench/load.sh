@@ -113,6 +113,7 @@ install_tools() {
   command -v curl >/dev/null || missing+=(curl)
   command -v ss >/dev/null || missing+=(iproute2)
   command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v h2load >/dev/null || missing+=(nghttp2-client); command -v openssl >/dev/null || missing+=(openssl)
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     apt-get update -qq

@@ -6,7 +6,9 @@
 //! bench_idp serve PORT                       run the provider until killed
 //! bench_idp serve PORT TOKENS N FILE         the same, after writing N access
 //!                                            tokens for ada (JWTs, one a line)
-//! bench_idp cookie BASE_URL                  sign in once as ada; print the Cookie header
+//! bench_idp cookie BASE_URL [CA_PEM]         sign in once as ada; print the Cookie header
+//!                                            (an https BASE_URL's certificate is checked
+//!                                            against CA_PEM, a self-signed one say)
 //! bench_idp cookies BASE_URL N CONNS         sign in N times (CONNS at a time); print
 //!                                            each session's Cookie header, one a line
 //! bench_idp sign-ins BASE_URL CONNS SECONDS  sign in repeatedly; print the rate
@@ -21,6 +23,7 @@ use bytes::Bytes;
 use http::header::{COOKIE, LOCATION, SET_COOKIE};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -31,7 +34,7 @@ const PROVIDER: &str = "demo";
 const USER: &str = "ada";
 const SESSION_COOKIE: &str = "_portcullis";
 
-type HttpClient = Client<HttpConnector, Body>;
+type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -40,18 +43,26 @@ async fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["serve", port] => serve(port, None).await,
         ["serve", port, "tokens", n, file] => serve(port, Some((n, file))).await,
-        ["cookie", base] => cookie(base).await,
+        ["cookie", base] => cookie(base, None).await,
+        ["cookie", base, ca] => cookie(base, Some(ca)).await,
         ["cookies", base, n, conns] => cookies(base, n, conns).await,
         ["sign-ins", base, conns, seconds] => sign_ins(base, conns, seconds).await,
         _ => Err(
-            "usage: bench_idp serve PORT [tokens N FILE] | cookie BASE_URL | cookies BASE_URL N CONNS | sign-ins BASE_URL CONNS SECONDS"
+            "usage: bench_idp serve PORT [tokens N FILE] | cookie BASE_URL [CA_PEM] | cookies BASE_URL N CONNS | sign-ins BASE_URL CONNS SECONDS"
                 .into(),
         ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bench_idp: {e}");
+            // With its causes: "client error (Connect)" alone says little.
+            let mut message = e.to_string();
+            let mut source = e.source();
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("bench_idp: {message}");
             ExitCode::FAILURE
         }
     }
@@ -93,8 +104,8 @@ async fn serve(port: &str, tokens: Option<(&str, &str)>) -> Result<(), BoxError>
     Ok(())
 }
 
-async fn cookie(base: &str) -> Result<(), BoxError> {
-    let client = client();
+async fn cookie(base: &str, ca: Option<&str>) -> Result<(), BoxError> {
+    let client = client(ca)?;
     println!("{}", sign_in(&client, base).await?);
     Ok(())
 }
@@ -103,7 +114,7 @@ async fn cookie(base: &str) -> Result<(), BoxError> {
 /// its own (each a different session, as many browsers would hold).
 async fn cookies(base: &str, n: &str, conns: &str) -> Result<(), BoxError> {
     let (n, conns): (u64, usize) = (n.parse()?, conns.parse()?);
-    let client = client();
+    let client = client(None)?;
     let next = Arc::new(AtomicU64::new(0));
     let mut loops = tokio::task::JoinSet::new();
     for _ in 0..conns {
@@ -131,7 +142,7 @@ async fn cookies(base: &str, n: &str, conns: &str) -> Result<(), BoxError> {
 async fn sign_ins(base: &str, conns: &str, seconds: &str) -> Result<(), BoxError> {
     let conns: usize = conns.parse()?;
     let run_for = Duration::from_secs_f64(seconds.parse()?);
-    let client = client();
+    let client = client(None)?;
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -164,8 +175,28 @@ async fn sign_ins(base: &str, conns: &str, seconds: &str) -> Result<(), BoxError
     Ok(())
 }
 
-fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+/// Plain HTTP, and HTTPS trusting only the certificates in `ca` (none without
+/// it): the bench's servers have self-signed ones.
+fn client(ca: Option<&str>) -> Result<HttpClient, BoxError> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = ca {
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        for cert in CertificateDer::pem_file_iter(ca)? {
+            roots.add(cert?)?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
 /// One sign-in as `USER`; the `Cookie` header value that carries the session.
@@ -177,7 +208,12 @@ async fn sign_in(client: &HttpClient, base: &str) -> Result<String, BoxError> {
     let callback = get(client, location(&approved)?, &flow_cookie).await?;
     let session: Vec<String> = cookie_pairs(&callback)
         .into_iter()
-        .filter(|pair| pair.starts_with(SESSION_COOKIE) && !pair.contains("_flow_"))
+        // Over https the session cookie is `__Host-_portcullis` (README, Sessions).
+        .filter(|pair| {
+            pair.trim_start_matches("__Host-")
+                .starts_with(SESSION_COOKIE)
+                && !pair.contains("_flow_")
+        })
         .collect();
     if session.is_empty() {
         return Err("the callback set no session cookie".into());
