@@ -192,6 +192,12 @@ const HOST_BYTES: [bool; 256] = {
 pub struct SpoofGuard {
     /// Lower-case, `_` already turned into `-`.
     protected: Vec<Box<[u8]>>,
+    /// The protected names' lengths (bit `len`, 63 for 63 and longer) and
+    /// normalised first bytes: most request headers fail one of the two, so
+    /// they are never compared with every name (it was 2k instructions a
+    /// request).
+    lengths: u64,
+    first_bytes: [u64; 4],
 }
 
 impl SpoofGuard {
@@ -202,7 +208,18 @@ impl SpoofGuard {
             .collect();
         protected.sort();
         protected.dedup();
-        Self { protected }
+        let (mut lengths, mut first_bytes) = (0, [0; 4]);
+        for name in &protected {
+            lengths |= length_bit(name);
+            if let Some(&first) = name.first() {
+                first_bytes[usize::from(first / 64)] |= 1 << (first % 64);
+            }
+        }
+        Self {
+            protected,
+            lengths,
+            first_bytes,
+        }
     }
 
     /// Allocates only when a spoofed header is found.
@@ -218,8 +235,19 @@ impl SpoofGuard {
     }
 
     pub fn protects(&self, name: &str) -> bool {
-        self.protected.iter().any(|p| same_name(p, name.as_bytes()))
+        let name = name.as_bytes();
+        let Some(&first) = name.first() else {
+            return false;
+        };
+        let first = normalise_byte(first);
+        self.lengths & length_bit(name) != 0
+            && self.first_bytes[usize::from(first / 64)] & (1 << (first % 64)) != 0
+            && self.protected.iter().any(|p| same_name(p, name))
     }
+}
+
+fn length_bit(name: &[u8]) -> u64 {
+    1 << name.len().min(63)
 }
 
 fn normalise(name: &[u8]) -> Vec<u8> {

@@ -221,6 +221,15 @@ fn spoof_guard_protects_by_normalised_name() {
     assert!(guard.protects("X-AUTH-REQUEST-EMAIL"));
     assert!(!guard.protects("x-auth-request-emails"));
     assert!(!SpoofGuard::default().protects("x-forwarded-user"));
+    assert!(!guard.protects(""));
+    // Names of 63 bytes and more share a length bit, and a leading `_` reads as `-`.
+    let long = format!("x-{}", "a".repeat(70));
+    let guard = SpoofGuard::new([long.as_str(), "-odd"]);
+    assert!(guard.protects(&long.to_uppercase()));
+    assert!(!guard.protects(&format!("x-{}", "a".repeat(69))));
+    assert!(!guard.protects(&format!("x-{}b", "a".repeat(69))));
+    assert!(guard.protects("_odd"));
+    assert!(!guard.protects("_ods"));
 }
 
 #[test]
