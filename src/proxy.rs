@@ -20,12 +20,13 @@ pub async fn handle(
     conn: ConnInfo,
     ctx: &mut RequestContext<'_>,
 ) -> Response<Body> {
-    let html = respond::wants_html(req.method(), req.headers());
+    // Whether a refusal gets an HTML page: read only when one is made.
+    let html = |req: &Request<Incoming>| respond::wants_html(req.method(), req.headers());
     let route = match app.routes.route_request(&req) {
         Ok(Some(route)) => route,
         // Only `[[upstreams]]`, and none takes this host and path.
-        Ok(None) => return respond::problem(Problem::not_found(), html),
-        Err(refused) => return respond::problem(Problem::from(refused), html),
+        Ok(None) => return respond::problem(Problem::not_found(), html(&req)),
+        Err(refused) => return respond::problem(Problem::from(refused), html(&req)),
     };
     let host = route
         .policy
@@ -39,19 +40,19 @@ pub async fn handle(
             .judge_request(req.method(), req.uri().path(), host, preflight)
         {
             Ok(requirement) => requirement,
-            Err(refused) => return respond::problem(Problem::from(refused), html),
+            Err(refused) => return respond::problem(Problem::from(refused), html(&req)),
         };
     // The upstream gets the path as the rules judged it: `//public/x` could
     // be read as host `public`, path `/x`.
     if let Some(collapsed) = collapse_slashes(req.uri().path()) {
         match with_path(req.uri(), &collapsed) {
             Some(uri) => *req.uri_mut() = uri,
-            None => return respond::problem(Problem::from(PathRefused::NotAbsolute), html),
+            None => return respond::problem(Problem::from(PathRefused::NotAbsolute), html(&req)),
         }
     }
     let mut authenticated = match authenticate(app, req.headers()).await {
         Ok(authenticated) => authenticated,
-        Err(unavailable) => return respond::problem(Problem::from(unavailable), html),
+        Err(unavailable) => return respond::problem(Problem::from(unavailable), html(&req)),
     };
     let set_cookies = std::mem::take(&mut authenticated.set_cookies);
     let session = &authenticated.session;
@@ -71,19 +72,19 @@ pub async fn handle(
             let resp = match &session {
                 Some(opened) => {
                     let rd = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                    respond::denied(denied, &opened.session.identity, rd, html)
+                    respond::denied(denied, &opened.session.identity, rd, html(&req))
                 }
-                None => respond::problem(Problem::from(denied), html),
+                None => respond::problem(Problem::from(denied), html(&req)),
             };
             return respond::with_cookies(resp, set_cookies);
         }
-        Admission::InvalidToken(reason) => return respond::invalid_token(reason, html),
+        Admission::InvalidToken(reason) => return respond::invalid_token(reason, html(&req)),
         Admission::SignInFirst { api } => {
-            if html && !api {
+            let browser = !api && html(&req);
+            if browser {
                 ctx.outcome = Some(Outcome::SignIn);
             }
-            let resp =
-                respond::unauthenticated(html && !api, &app.routes.sign_in_location(route, &req));
+            let resp = respond::unauthenticated(browser, &app.routes.sign_in_location(route, &req));
             return respond::with_cookies(resp, set_cookies);
         }
     };
@@ -108,6 +109,10 @@ pub async fn handle(
         proto,
     );
 
+    // For the error page, should the upstream fail (the request is gone by
+    // then): the method and the first `Accept` value.
+    let accept = req.headers().get(http::header::ACCEPT).cloned();
+    let method = req.method().clone();
     let sent = std::time::Instant::now();
     let resp = match route.upstream.forward(req).await {
         Ok(resp) => {
@@ -124,6 +129,7 @@ pub async fn handle(
                 // The client's doing (its body, its target): by the status.
                 UpstreamError::ClientBody(_) | UpstreamError::InvalidTarget(_) => None,
             };
+            let html = respond::accepts_html(&method, accept.iter());
             respond::problem(Problem::from(e), html)
         }
     };

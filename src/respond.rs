@@ -289,17 +289,20 @@ impl From<IdentityError> for Problem {
 /// DESIGN §1: a browser navigation is a GET or HEAD whose `Accept` lists
 /// `text/html` (with a non-zero quality). Everything else is an API client.
 pub fn wants_html(method: &Method, headers: &HeaderMap) -> bool {
+    accepts_html(method, headers.get_all(http::header::ACCEPT).iter())
+}
+
+/// [`wants_html`] from the method and the `Accept` values.
+pub fn accepts_html<'a>(method: &Method, accept: impl Iterator<Item = &'a HeaderValue>) -> bool {
     (method == Method::GET || method == Method::HEAD)
-        && headers
-            .get_all(http::header::ACCEPT)
-            .iter()
+        && accept
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .any(accepts_html)
+            .any(accepts_media_range_html)
 }
 
 /// One `Accept` member: `text/html` or `text/html;q=0.8` yes, `text/html;q=0` no.
-fn accepts_html(member: &str) -> bool {
+fn accepts_media_range_html(member: &str) -> bool {
     let mut parts = member.split(';').map(str::trim);
     let is_html = parts
         .next()

@@ -37,6 +37,7 @@ use rustls_pki_types::ServerName;
 use thread_local::ThreadLocal;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio_rustls::TlsConnector;
 
 use crate::headers::lists_token;
@@ -180,16 +181,30 @@ impl Pool {
         let idleness = Arc::new(Idleness(AtomicU64::new(BUSY)));
         let watched = Arc::clone(&idleness);
         let (epoch, idle_timeout) = (self.epoch, self.idle_timeout);
+        // The idle timer runs in a task of its own and says so over a
+        // oneshot: the connection's task is woken several times a request,
+        // and polling a oneshot costs far less than polling a timer.
+        let (mut close, closing) = oneshot::channel();
+        tokio::spawn(async move {
+            let expired = tokio::select! {
+                () = watched.expired(epoch, idle_timeout) => true,
+                // The connection ended by itself.
+                () = close.closed() => false,
+            };
+            if expired {
+                tracing::trace!("closing an idle upstream connection");
+                let _ = close.send(());
+            }
+        });
         // `with_upgrades` hands the socket to `hyper::upgrade::on` after a 101
         // instead of closing it.
         tokio::spawn(async move {
             tokio::select! {
+                biased;
                 result = connection.with_upgrades() => if let Err(error) = result {
                     tracing::debug!(%error, "upstream connection ended with an error");
                 },
-                () = watched.expired(epoch, idle_timeout) => {
-                    tracing::trace!("closing an idle upstream connection");
-                }
+                _ = closing => {}
             }
         });
         Ok(Pooled { sender, idleness })
