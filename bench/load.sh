@@ -113,7 +113,9 @@ install_tools() {
   command -v curl >/dev/null || missing+=(curl)
   command -v ss >/dev/null || missing+=(iproute2)
   command -v redis-server >/dev/null || missing+=(redis-server)
-  command -v h2load >/dev/null || missing+=(nghttp2-client); command -v openssl >/dev/null || missing+=(openssl)
+  command -v h2load >/dev/null || missing+=(nghttp2-client)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v cc >/dev/null || missing+=(gcc) # bench/shapes/full_handshake.c
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     apt-get update -qq
