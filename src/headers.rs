@@ -240,9 +240,19 @@ impl SpoofGuard {
             return false;
         };
         let first = normalise_byte(first);
-        self.lengths & length_bit(name) != 0
-            && self.first_bytes[usize::from(first / 64)] & (1 << (first % 64)) != 0
-            && self.protected.iter().any(|p| same_name(p, name))
+        if self.lengths & length_bit(name) == 0
+            || self.first_bytes[usize::from(first / 64)] & (1 << (first % 64)) == 0
+        {
+            return false;
+        }
+        // A `HeaderName` is lower-case: unless it has a `_`, plain equality
+        // decides (portcullis' own `X-Forwarded-User` against `X-Forwarded-For`
+        // and the like, once per request).
+        if name.iter().any(|&b| b == b'_' || b.is_ascii_uppercase()) {
+            self.protected.iter().any(|p| same_name(p, name))
+        } else {
+            self.protected.iter().any(|p| **p == *name)
+        }
     }
 }
 

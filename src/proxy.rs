@@ -97,10 +97,8 @@ pub async fn handle(
     if app.routes.strips_client_authorization(route) {
         headers.remove(http::header::AUTHORIZATION);
     }
-    if let Some(session) = admitted {
-        set_identity_headers(app, route, headers, session);
-    }
-    app.sessions.cookies.strip_own_cookies(headers);
+    // Before the identity headers: its strip of forwarding claims then has
+    // fewer names to look at.
     let proto = if conn.tls { "https" } else { "http" };
     crate::headers::set_forwarded(
         headers,
@@ -108,6 +106,10 @@ pub async fn handle(
         &app.config.server.trusted_proxies,
         proto,
     );
+    if let Some(session) = admitted {
+        set_identity_headers(app, route, headers, session);
+    }
+    app.sessions.cookies.strip_own_cookies(headers);
 
     // For the error page, should the upstream fail (the request is gone by
     // then): the method and the first `Accept` value.

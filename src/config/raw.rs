@@ -1261,6 +1261,27 @@ fn validate_rules(rules: &[RuleConfig], at: &str, p: &mut Problems) {
     }
 }
 
+/// Names an identity-header map may not use: the forwarding headers
+/// portcullis sets or strips, and those that frame the request.
+const RESERVED_HEADERS: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-real-ip",
+    "forwarded",
+    "host",
+    "cookie",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+];
+
 /// The configured `[headers]` map, or the default one; `at` is its key
 /// (`headers`, `upstreams[1].headers`).
 fn validate_headers(
@@ -1283,6 +1304,11 @@ fn validate_headers(
             Ok(h) if headers.iter().any(|(seen, _)| *seen == h) => p.add(
                 &format!("{at}.{name}"),
                 "names the same header as another entry (names ignore case); keep one",
+            ),
+            // portcullis writes these itself, or they frame the request.
+            Ok(h) if RESERVED_HEADERS.contains(&h.as_str()) => p.add(
+                &format!("{at}.{name}"),
+                "is a header portcullis sets or removes itself; choose another name",
             ),
             Ok(h) => headers.push((h, claim)),
             Err(_) => p.add(&format!("{at}.{name}"), "is not a valid header name"),

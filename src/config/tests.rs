@@ -695,6 +695,24 @@ fn two_header_entries_naming_one_header_are_refused() {
 }
 
 #[test]
+fn an_identity_header_named_like_a_forwarding_or_framing_header_is_refused() {
+    for name in ["X-Forwarded-For", "x-real-ip", "Host", "Content-Length"] {
+        let got = problems(&format!("{MINIMAL}\n[headers]\n\"{name}\" = \"email\"\n"));
+        assert!(
+            got.iter()
+                .any(|p| p.contains("portcullis sets or removes itself")),
+            "{name}: {got:?}"
+        );
+    }
+    assert!(
+        parse(&format!(
+            "{MINIMAL}\n[headers]\n\"X-Forwarded-Name\" = \"name\"\n"
+        ))
+        .is_ok()
+    );
+}
+
+#[test]
 fn a_url_with_credentials_is_refused_without_echoing_them() {
     let got = problems(&format!(
         "{MINIMAL}\n[upstream]\nurl = \"http://app:hunter2@127.0.0.1:8080\"\n"
