@@ -255,6 +255,17 @@ def floor_table(signed, floor, nginx, at256, connections):
         f"| {ratio(floor['p99'], nginx['p99'])} |",
         f"| RSS with 256 keep-alive connections | {signed_rss_text} | {floor_rss_text} "
         f"| {nginx_rss_text} | {ratio(signed_rss, floor_rss)} | {ratio(floor_rss, nginx_rss)} |",
+        "",
+        "| target (issue #14, against the floor, this run) | measured | verdict |",
+        "|---|---|---|",
+        f"| signed-in throughput ≥ 0.97× the floor's | {ratio(signed['rps'], floor['rps'])} "
+        f"| {verdict(signed['rps'] >= 0.97 * floor['rps'])} |",
+        f"| server CPU per request ≤ 1.08× the floor's | {ratio(signed['cpu_us'], floor['cpu_us'])} "
+        f"| {verdict(signed['cpu_us'] <= 1.08 * floor['cpu_us'])} |",
+        f"| p99 ≤ 1.05× the floor's | {ratio(signed['p99'], floor['p99'])} "
+        f"| {verdict(signed['p99'] <= 1.05 * floor['p99'])} |",
+        f"| RSS with 256 keep-alive connections ≤ 20 MB | {signed_rss_text} "
+        f"| {'**not measured**' if signed_rss is None else verdict(signed_rss <= RSS_LIMIT_KB)} |",
     ]
 
 

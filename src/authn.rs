@@ -158,9 +158,6 @@ pub fn set_identity_headers(app: &App, route: &Route, headers: &mut HeaderMap, o
     let made = opened.upstream_headers(route.header_set_index(), sets, |session| {
         identity_headers(set, session)
     });
-    // One growth of the map for these, the assertion and `X-Forwarded-*`,
-    // rather than one at each power of two passed.
-    headers.reserve(made.fixed.len() + 4);
     for (name, value) in &made.fixed {
         headers.insert(name.clone(), value.clone());
     }
