@@ -288,19 +288,20 @@ const X_FORWARDED_HOST: &str = "x-forwarded-host";
 /// Claims about the client or the original request that only a trusted proxy
 /// may make (DESIGN §8 item 4). From anyone else they are dropped, in any
 /// spelling, so the upstream cannot be misled either.
-static FORWARDING_CLAIMS: LazyLock<SpoofGuard> = LazyLock::new(|| {
-    SpoofGuard::new([
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-forwarded-port",
-        "x-forwarded-prefix",
-        "x-forwarded-uri",
-        "x-forwarded-method",
-        "x-real-ip",
-        "forwarded",
-    ])
-});
+pub const FORWARDING_HEADERS: [&str; 9] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-real-ip",
+    "forwarded",
+];
+
+static FORWARDING_CLAIMS: LazyLock<SpoofGuard> =
+    LazyLock::new(|| SpoofGuard::new(FORWARDING_HEADERS));
 
 /// A connection's peer address, with the `X-Forwarded-For` entry it becomes,
 /// formatted once per connection rather than on every request.

@@ -1261,18 +1261,9 @@ fn validate_rules(rules: &[RuleConfig], at: &str, p: &mut Problems) {
     }
 }
 
-/// Names an identity-header map may not use: the forwarding headers
-/// portcullis sets or strips, and those that frame the request.
-const RESERVED_HEADERS: &[&str] = &[
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-uri",
-    "x-forwarded-method",
-    "x-real-ip",
-    "forwarded",
+/// Besides [`crate::headers::FORWARDING_HEADERS`], names an identity-header
+/// map may not use: those that frame the request.
+const FRAMING_HEADERS: &[&str] = &[
     "host",
     "cookie",
     "connection",
@@ -1306,10 +1297,15 @@ fn validate_headers(
                 "names the same header as another entry (names ignore case); keep one",
             ),
             // portcullis writes these itself, or they frame the request.
-            Ok(h) if RESERVED_HEADERS.contains(&h.as_str()) => p.add(
-                &format!("{at}.{name}"),
-                "is a header portcullis sets or removes itself; choose another name",
-            ),
+            Ok(h)
+                if crate::headers::FORWARDING_HEADERS.contains(&h.as_str())
+                    || FRAMING_HEADERS.contains(&h.as_str()) =>
+            {
+                p.add(
+                    &format!("{at}.{name}"),
+                    "is a header portcullis sets or removes itself; choose another name",
+                );
+            }
             Ok(h) => headers.push((h, claim)),
             Err(_) => p.add(&format!("{at}.{name}"), "is not a valid header name"),
         }
