@@ -77,28 +77,18 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/portcullis-bench.XXXXXX)
 RUNS="$WORK/runs.tsv"
 SHAPE_ROWS="$WORK/shapes.tsv"
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'bench/load.sh: %s\n' "$*" >&2; exit 1; }
+SCRIPT=bench/load.sh
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # === processes we start, and only those, are stopped on exit ===
 
-PIDS=()
 cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_all
   for conf in "$WORK"/nginx-*.conf; do
     [[ -e $conf ]] && nginx -p "$WORK" -c "$conf" -s stop 2>/dev/null || true
   done
-  if [[ ${KEEP_WORK:-0} == 1 ]]; then
-    log "kept $WORK"
-  else
-    rm -rf "$WORK"
-  fi
+  remove_work
 }
 trap cleanup EXIT
 
@@ -139,22 +129,12 @@ build() {
 
 # === servers ===
 
-wait_for() { # url expected_status
-  local url=$1 want=$2 i
-  for i in $(seq 1 300); do
-    if [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" || true) == "$want" ]]; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  die "$url did not answer $want within 30 s"
-}
-
-start_nginx() { # name conf_body [access_log directive]
+# Workers default to 1, pinned to the server core.
+start_nginx() { # name conf_body [access_log directive] [workers] [cpus]
   local name=$1 conf="$WORK/nginx-$1.conf" access_log=${3:-"access_log off;"}
   mkdir -p "$WORK/$name"
   cat >"$conf" <<EOF
-worker_processes 1;
+worker_processes ${4:-1};
 pid $WORK/nginx-$name.pid;
 error_log $WORK/nginx-$name.error.log warn;
 events { worker_connections 4096; }
@@ -169,7 +149,7 @@ http {
 $2
 }
 EOF
-  taskset -c "$SERVER_CPU" nginx -p "$WORK" -c "$conf"
+  taskset -c "${5:-$SERVER_CPU}" nginx -p "$WORK" -c "$conf"
 }
 
 upstream_body() { # x_forwarded_user yes|no
@@ -394,12 +374,7 @@ run_256() { # target port kind
   # The server's end of each client connection; report.py gives no verdict unless 256.
   conns=$(ss -Htn state established "( sport = :$port )" | wc -l) || conns="?"
   wait "$wrk_pid" || die "wrk with 256 connections failed against $target"
-  # Waited for: its pid may be reused, so cleanup must not signal it.
-  local kept=() pid
-  for pid in "${PIDS[@]}"; do
-    [[ $pid == "$wrk_pid" ]] || kept+=("$pid")
-  done
-  PIDS=("${kept[@]}")
+  forget "$wrk_pid"
   result=$(check_result "$target (256 connections)" "$(cat "$WORK/wrk256-$target.out")")
   printf '%s\t%s\t%s\n' "$kind" "$rss" "$conns" >>"$WORK/memory.tsv"
   log "256 connections to $target ($conns open): RSS ${rss} kB; $result"

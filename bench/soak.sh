@@ -54,37 +54,18 @@ METRICS_PORT=$((BASE_PORT + 8))
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/portcullis-soak.XXXXXX)
 TRAFFIC="$ROOT/bench/soak_traffic.py"
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'bench/soak.sh: %s\n' "$*" >&2; exit 1; }
+SCRIPT=bench/soak.sh
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # === processes we start, and only those, are stopped on exit ===
 
-PIDS=()
 cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ ${KEEP_WORK:-0} == 1 ]]; then
-    log "kept $WORK"
-  else
-    rm -rf "$WORK"
-  fi
+  stop_all
+  remove_work
 }
 trap cleanup EXIT
 trap 'die "interrupted, or the deadline passed"' TERM INT
-
-# Forgets a process this script stopped and waited for: its pid may be reused.
-forget() { # pid
-  local kept=() pid
-  for pid in "${PIDS[@]}"; do
-    [[ $pid == "$1" ]] || kept+=("$pid")
-  done
-  PIDS=("${kept[@]}")
-}
 
 stop() { # pid
   kill "$1" 2>/dev/null || true
@@ -106,17 +87,6 @@ if [[ $SKIP_BUILD != 1 ]]; then
   (cd "$ROOT" && cargo build --release --quiet --bin portcullis)
   (cd "$ROOT" && cargo build --release --quiet --example bench_idp)
 fi
-
-wait_for() { # url expected_status
-  local url=$1 want=$2 i
-  for i in $(seq 1 300); do
-    if [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" || true) == "$want" ]]; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  die "$url did not answer $want within 30 s"
-}
 
 # === the servers, each restartable ===
 

@@ -41,12 +41,7 @@ auth_wrk() { # label "pids" script url script_args...
   done
   wait "$wrk_pid" || die "wrk failed against $label"
   after=$(cpu_ticks $pids)
-  # Waited for: its pid may be reused, so cleanup must not signal it.
-  local kept=() pid
-  for pid in "${PIDS[@]}"; do
-    [[ $pid == "$wrk_pid" ]] || kept+=("$pid")
-  done
-  PIDS=("${kept[@]}")
+  forget "$wrk_pid"
   AUTH_RESULT=$(check_result "$label" "$(cat "$WORK/auth-wrk.out")")
   AUTH_TICKS=$((after - before))
 }

@@ -346,29 +346,6 @@ shape_h2() {
 
 # === scaling ===
 
-# start_nginx's configuration with WORKERS worker processes, allowed on every core.
-start_nginx_unpinned() { # name workers conf_body access_log_directive
-  local name=$1 conf="$WORK/nginx-$1.conf"
-  mkdir -p "$WORK/$name"
-  cat >"$conf" <<EOF
-worker_processes $2;
-pid $WORK/nginx-$name.pid;
-error_log $WORK/nginx-$name.error.log warn;
-events { worker_connections 4096; }
-http {
-  $4
-  keepalive_requests 10000000;
-  client_body_temp_path $WORK/$name/body;
-  proxy_temp_path $WORK/$name/proxy;
-  fastcgi_temp_path $WORK/$name/fastcgi;
-  uwsgi_temp_path $WORK/$name/uwsgi;
-  scgi_temp_path $WORK/$name/scgi;
-$3
-}
-EOF
-  taskset -c "$ALL_CPUS" nginx -p "$WORK" -c "$conf"
-}
-
 # A process's threads by name: "1 access-log, 1 portcullis, 2 tokio-rt-worker".
 thread_names() { # pid
   cat /proc/"$1"/task/*/comm | sort | uniq -c | awk '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2 }'
@@ -445,8 +422,8 @@ shape_scaling() {
         "threads: $SCALING_THREADS" "http://127.0.0.1:$port/" portcullis
     fi
     port=${SCALING_NGINX_PORT[$threads]}
-    start_nginx_unpinned "scaling-$threads" "$threads" "$(transport_proxy "127.0.0.1:$port")" \
-      "$(transport_access_log "scaling-$threads")"
+    start_nginx "scaling-$threads" "$(transport_proxy "127.0.0.1:$port")" \
+      "$(transport_access_log "scaling-$threads")" "$threads" "$ALL_CPUS"
     wait_for "http://127.0.0.1:$port/" 200
     transport_check_body "nginx, $threads workers" "$(expected_body nginx)" \
       -H "Cookie: $SESSION_COOKIE" "http://127.0.0.1:$port/"
